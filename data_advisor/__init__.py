@@ -1,0 +1,47 @@
+"""Data Advisor: what your alignment data covers, what it misses, and what to generate next.
+
+Public API (imported lazily so ``import data_advisor`` stays fast and makes no network call):
+
+- :func:`audit` — prompts → :class:`CoverageReport`
+- :func:`load_prompts`, :class:`PromptSet` — validated input
+- :func:`load_taxonomy`, :class:`Taxonomy` — principle anchors
+- :class:`CoverageReport` — the numeric report every other part reads
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from data_advisor import _env  # noqa: F401  (offline-safe defaults before anything else loads)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "audit": ("data_advisor.coverage.audit", "audit"),
+    "audit_full": ("data_advisor.coverage.audit", "audit_full"),
+    "AuditSettings": ("data_advisor.coverage.audit", "AuditSettings"),
+    "CoverageReport": ("data_advisor.coverage.report", "CoverageReport"),
+    "Taxonomy": ("data_advisor.coverage.taxonomy", "Taxonomy"),
+    "load_taxonomy": ("data_advisor.coverage.taxonomy", "load_taxonomy"),
+    "load_prompts": ("data_advisor.data", "load_prompts"),
+    "PromptSet": ("data_advisor.data", "PromptSet"),
+    "DataAdvisorError": ("data_advisor.errors", "DataAdvisorError"),
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+if TYPE_CHECKING:
+    from data_advisor.coverage.audit import AuditSettings, audit, audit_full
+    from data_advisor.coverage.report import CoverageReport
+    from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
+    from data_advisor.data import PromptSet, load_prompts
+    from data_advisor.errors import DataAdvisorError
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'data_advisor' has no attribute {name!r}")

@@ -1,0 +1,193 @@
+"""The ``data-advisor`` command.
+
+Heavy libraries (torch, sentence-transformers, umap, litellm) are imported inside each command, so
+``data-advisor --help`` and ``taxonomy list`` answer instantly.  Every :class:`DataAdvisorError` becomes one
+line on stderr (``error: <problem> — fix: <fix>``) and a non-zero exit code; nothing half-written is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from data_advisor import __version__, _env  # noqa: F401
+from data_advisor.errors import DataAdvisorError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _eprint(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ audit
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-field", help="field holding the prompt (dotted paths allowed; default: auto-detect)")
+    p.add_argument("--id-field", help="field holding a unique id (default: `id` if present; `none` = row number)")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the input file (default utf-8)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="longest accepted prompt in characters")
+    p.add_argument("--truncate", action="store_true", help="cut over-long prompts instead of failing")
+    p.add_argument("--skip-invalid", action="store_true", help="drop records with no usable text instead of failing")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default",
+                   help="embedding model: `default` (bundled all-MiniLM-L6-v2, offline), a sentence-transformers "
+                        "name, or a local path")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
+
+
+def _load_input(args: argparse.Namespace, source: str):  # noqa: ANN202
+    from data_advisor.data import load_prompts
+
+    return load_prompts(source, text_field=args.text_field, id_field=args.id_field, encoding=args.encoding,
+                        max_chars=args.max_chars, truncate=args.truncate, skip_invalid=args.skip_invalid)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from data_advisor.coverage.taxonomy import load_taxonomy
+    from data_advisor.io import ensure_writable_dir
+
+    t0 = time.perf_counter()
+    taxonomy = load_taxonomy(args.taxonomy)
+    out = ensure_writable_dir(Path(args.out))
+    prompts = _load_input(args, args.input)
+    _eprint(f"loaded {len(prompts):,} prompts from {args.input}"
+            + (f" (skipped {prompts.n_skipped})" if prompts.n_skipped else "")
+            + (f" (truncated {prompts.n_truncated})" if prompts.n_truncated else ""))
+
+    from data_advisor.coverage.audit import AuditSettings, run_audit
+    from data_advisor.coverage.embed import make_embedder
+
+    embedder = make_embedder(args.model, cache=not args.no_cache, batch_size=args.batch_size)
+    settings = AuditSettings(
+        taxonomy=taxonomy.id, model=args.model, seed=args.seed, background=not args.no_background,
+        coverage_min_count=args.min_count, cluster=not args.no_cluster, min_cluster_size=args.min_cluster_size,
+        **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
+    )
+    result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet)
+    stats = getattr(embedder, "last", None)
+    if stats is not None:
+        _eprint(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
+    result.write(out, plotlyjs=args.plotlyjs, render_html=not args.no_html)
+    m = result.report.metrics
+    _eprint(
+        f"audit done in {time.perf_counter() - t0:.1f}s: {m['n_prompts']:,} prompts, "
+        f"{m['anchors_covered']}/{m['n_leaf_anchors']} anchors covered, "
+        f"entropy {m['normalized_entropy']:.3f}, unanchored {m['unanchored_share']:.1%}, "
+        f"{m['n_clusters']} clusters ({m['n_emergent_clusters']} emergent) → {out}"
+    )
+    weakest = result.report.gap_table()[:3]
+    _eprint("largest gaps: " + "; ".join(f"{a.name} ({a.count}, gap {a.gap:+.3f})" for a in weakest))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ taxonomy
+def cmd_taxonomy(args: argparse.Namespace) -> int:
+    from data_advisor.coverage.taxonomy import builtin_taxonomies, load_taxonomy
+
+    if args.action == "list":
+        for name in builtin_taxonomies():
+            t = load_taxonomy(name)
+            print(f"{name:24s} {len(t.leaves()):3d} principles  {t.name}")
+        return 0
+    if not args.name:
+        raise DataAdvisorError(f"`taxonomy {args.action}` needs a name or path", "e.g. data-advisor taxonomy show catqa-11")
+    t = load_taxonomy(args.name)
+    if args.action == "validate":
+        n_ex = sum(len(p.examples) for p in t.principles)
+        print(f"ok: {t.id} — {len(t.principles)} principles ({len(t.leaves())} leaves), {n_ex} examples")
+        return 0
+    if args.json:
+        print(json.dumps(t.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print(f"{t.name}  (id {t.id}, version {t.version})")
+    if t.source:
+        print(f"source: {t.source}")
+    shares = t.target_shares()
+    for p in t.principles:
+        depth = len(t.ancestors(p.id))
+        target = f"  target {shares[p.id]:.1%}" if p.id in shares else ""
+        print(f"{'  ' * depth}- {p.id}: {p.name}{target}  [{len(p.examples)} examples]")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="data-advisor",
+        description="What your alignment data covers, what it misses, and what to generate next.",
+    )
+    parser.add_argument("--version", action="version", version=f"data-advisor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("audit", help="coverage report of a prompts file against a taxonomy")
+    p.add_argument("input", help="prompts file (jsonl, json, csv, tsv, parquet, txt) or datasets folder")
+    p.add_argument("--taxonomy", default="catqa-11", help="built-in name (see `taxonomy list`) or YAML path")
+    p.add_argument("--out", required=True, help="output folder (coverage.json, assignments.jsonl, report.html)")
+    p.add_argument("--seed", type=int, default=0, help="seed for everything random (UMAP, sampling)")
+    p.add_argument("--min-count", type=int, default=5, help="an anchor counts as covered with at least this many")
+    p.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min cluster size (default ~√n/2)")
+    p.add_argument("--margin-threshold", type=float, default=None,
+                   help="min (harm score − benign background score) for a prompt to count as on-taxonomy")
+    p.add_argument("--no-background", action="store_true", help="do not use the benign background anchors")
+    p.add_argument("--no-cluster", action="store_true", help="skip UMAP + HDBSCAN discovery")
+    p.add_argument("--no-html", action="store_true", help="write JSON outputs only")
+    p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline",
+                   help="inline plotly.js (default, works offline) or load it from a CDN (smaller file)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_input_args(p)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("taxonomy", help="list, show or validate taxonomies")
+    p.add_argument("action", choices=["list", "show", "validate"])
+    p.add_argument("name", nargs="?", help="built-in name or path to a taxonomy YAML")
+    p.add_argument("--json", action="store_true", help="print the taxonomy as JSON (show)")
+    p.set_defaults(func=cmd_taxonomy)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+#: Other modules register their subcommands here (keeps this file a thin dispatcher).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _register_extras() -> None:
+    from data_advisor.advisor import cli as advisor_cli
+    from data_advisor.reports import cli as reports_cli
+
+    for mod in (advisor_cli, reports_cli):
+        if mod.register not in _EXTRA_COMMANDS:
+            _EXTRA_COMMANDS.append(mod.register)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        _register_extras()
+    except ImportError:  # a subpackage's CLI is optional while it is being developed
+        pass
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DataAdvisorError as exc:
+        _eprint(f"error: {exc.one_line()}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _eprint("interrupted: outputs already written are complete; re-run the same command to resume")
+        return 130
+    except BrokenPipeError:
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

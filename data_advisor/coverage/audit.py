@@ -1,0 +1,391 @@
+"""The audit orchestrator: prompts → embeddings → assignments + clusters → :class:`CoverageReport`.
+
+Thin on purpose: each stage is its own module with a typed contract and can be swapped (any
+:class:`~data_advisor.coverage.embed.Embedder`, an assigner with ``fit/assign``, a discovery object with
+``fit``).  :func:`build_report` is the pure part the advisor loop reuses after each round.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_advisor.coverage import metrics as M
+from data_advisor.coverage.assign import (
+    DEFAULT_MARGIN_THRESHOLD,
+    DEFAULT_MIN_SCORE,
+    AnchorAssigner,
+    AnchorSet,
+    Assignments,
+    build_anchors,
+)
+from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, keyword_labels
+from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder, make_embedder
+from data_advisor.coverage.report import AnchorCoverage, ClusterInfo, CoverageReport
+from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
+from data_advisor.data import PromptSet, load_prompts
+from data_advisor.errors import OutputError
+from data_advisor.io import ensure_writable_dir, save_npy_atomic, write_jsonl_atomic
+
+#: A cluster whose centroid is less similar than this to every principle is "far from every anchor".
+DEFAULT_EMERGENT_THRESHOLD = 0.45
+#: Above this many prompts, embeddings.npy is not written next to the report (the cache still has them).
+SAVE_EMBEDDINGS_MAX = 300_000
+
+
+@dataclass
+class AuditSettings:
+    """Everything that changes an audit's numbers; stored in the report so it can be reproduced."""
+
+    taxonomy: str = "catqa-11"
+    model: str = DEFAULT_MODEL
+    seed: int = 0
+    background: bool = True
+    margin_threshold: float = DEFAULT_MARGIN_THRESHOLD
+    min_score: float = DEFAULT_MIN_SCORE
+    coverage_min_count: int = 5
+    near_duplicate_threshold: float = 0.95
+    emergent_threshold: float = DEFAULT_EMERGENT_THRESHOLD
+    cluster: bool = True
+    min_cluster_size: int | None = None
+    n_neighbors: int = 15
+    max_fit: int = 50_000
+    n_examples: int = 3
+
+
+@dataclass
+class AuditResult:
+    """The report plus the per-prompt arrays behind it (kept for incremental updates and rendering)."""
+
+    report: CoverageReport
+    prompts: PromptSet
+    vectors: np.ndarray
+    assignments: Assignments
+    clusters: ClusterResult
+    taxonomy: Taxonomy
+    anchors: AnchorSet
+    settings: AuditSettings = field(default_factory=AuditSettings)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """One ``assignments.jsonl`` record per prompt, in input order."""
+        a = self.assignments
+        for i, (pid, text) in enumerate(zip(self.prompts.ids, self.prompts.texts, strict=True)):
+            yield {
+                "id": pid, "text": text, "anchor_id": a.anchor_id(i), "score": round(float(a.score[i]), 6),
+                "margin": round(float(a.margin[i]), 6), "cluster_id": int(self.clusters.labels[i]),
+                "nearest_anchor_id": a.nearest_id(i),
+                "background_score": round(float(a.background_score[i]), 6),
+                "x": round(float(self.clusters.coords[i, 0]), 5), "y": round(float(self.clusters.coords[i, 1]), 5),
+            }
+
+    def write(self, out_dir: Path, *, save_embeddings: bool = True, render_html: bool = True,
+              plotlyjs: str = "inline") -> Path:
+        """Write coverage.json, assignments.jsonl, embeddings.npy and report.html into ``out_dir``.
+
+        All files are first written to a temporary folder next to ``out_dir`` and moved into place only once
+        every one of them is complete, so a failure leaves the previous outputs (or nothing) behind.
+        """
+        out_dir = ensure_writable_dir(Path(out_dir))
+        tmp = Path(tempfile.mkdtemp(prefix=".audit-", dir=out_dir))
+        try:
+            self.report.save(tmp / "coverage.json")
+            write_jsonl_atomic(tmp / "assignments.jsonl", self.rows())
+            if save_embeddings and len(self.vectors) <= SAVE_EMBEDDINGS_MAX:
+                save_npy_atomic(tmp / "embeddings.npy", self.vectors.astype(np.float16))
+            if render_html:
+                from data_advisor.reports.html import render_audit_report
+
+                render_audit_report(tmp, tmp / "report.html", plotlyjs=plotlyjs)
+            for f in sorted(tmp.iterdir()):
+                f.replace(out_dir / f.name)
+        except OSError as exc:
+            raise OutputError(f"cannot write audit outputs to {out_dir}: {exc.strerror or exc}",
+                              "check free disk space and permissions of --out") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out_dir
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+def run_audit(
+    prompts: PromptSet,
+    taxonomy: Taxonomy,
+    embedder: Embedder,
+    *,
+    settings: AuditSettings | None = None,
+    assigner: AnchorAssigner | None = None,
+    discovery: ClusterDiscovery | None = None,
+    anchors: AnchorSet | None = None,
+    vectors: np.ndarray | None = None,
+    show_progress: bool = False,
+) -> AuditResult:
+    """Run every stage on an in-memory prompt set. Pass ``vectors`` to skip embedding."""
+    settings = settings or AuditSettings(taxonomy=taxonomy.id)
+    if anchors is None:
+        background = load_background() if settings.background else None
+        anchors = build_anchors(taxonomy, embedder, background)
+    if vectors is None:
+        vectors = embedder.encode(prompts.texts, show_progress=show_progress)
+    assigner = assigner or AnchorAssigner(margin_threshold=settings.margin_threshold, min_score=settings.min_score,
+                                          use_background=settings.background)
+    assignments = assigner.fit(anchors).assign(vectors)
+    if settings.cluster:
+        discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
+                                                  min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)
+        clusters = discovery.fit(vectors)
+    else:
+        clusters = ClusterResult(np.full(len(vectors), -1, dtype=np.int64), np.zeros((len(vectors), 2), np.float32),
+                                 "disabled", ["discovery disabled (--no-cluster)"], {})
+    report = build_report(prompts, vectors, taxonomy, anchors, assignments, clusters, settings,
+                          model_id=embedder.model_id)
+    return AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings)
+
+
+def _examples(ids: Sequence[str], texts: Sequence[str], order: Sequence[int], k: int) -> list[dict[str, str]]:
+    return [{"id": ids[i], "text": texts[i]} for i in list(order)[:k]]
+
+
+def build_report(
+    prompts: PromptSet,
+    vectors: np.ndarray,
+    taxonomy: Taxonomy,
+    anchors: AnchorSet,
+    assignments: Assignments,
+    clusters: ClusterResult,
+    settings: AuditSettings,
+    *,
+    model_id: str = "",
+) -> CoverageReport:
+    """Compute every number of the report from the stage outputs (no model calls; cheap to repeat)."""
+    n = len(prompts)
+    ids, texts = prompts.ids, prompts.texts
+    leaf_ids = assignments.principle_ids
+    anchor_of: list[str | None] = [assignments.anchor_id(i) for i in range(n)]
+    counts = Counter(a for a in anchor_of if a is not None)
+    targets = taxonomy.target_shares()
+    gaps = M.anchor_gaps({k: counts.get(k, 0) for k in leaf_ids}, targets)
+    per_anchor_clusters = M.clusters_per_anchor(anchor_of, clusters.labels.tolist(), min_members=2)
+
+    members: dict[str, list[int]] = {k: [] for k in leaf_ids}
+    for i, a in enumerate(anchor_of):
+        if a is not None:
+            members[a].append(i)
+    leaf_rows: dict[str, AnchorCoverage] = {}
+    for pid in leaf_ids:
+        p = taxonomy.by_id(pid)
+        g = gaps[pid]
+        idx = members[pid]
+        by_score = sorted(idx, key=lambda i: -float(assignments.score[i]))
+        leaf_rows[pid] = AnchorCoverage(
+            id=pid, name=p.name, count=g.count, share=g.share, target_share=g.target_share, gap=g.gap,
+            deficit=g.deficit, parent=p.parent, is_leaf=True,
+            mean_score=float(np.mean(assignments.score[idx])) if idx else 0.0,
+            n_clusters=per_anchor_clusters.get(pid, 0),
+            vendi=M.vendi_score(vectors[idx]) if idx else 0.0,
+            examples=_examples(ids, texts, by_score, settings.n_examples),
+        )
+    anchor_rows: list[AnchorCoverage] = []
+    total_anchored = sum(counts.values())
+    for p in taxonomy.principles:  # file order; parents roll up their leaves
+        if p.id in leaf_rows:
+            anchor_rows.append(leaf_rows[p.id])
+            continue
+        below = [leaf_rows[l.id] for l in taxonomy.leaves() if p.id in taxonomy.ancestors(l.id)]
+        cnt = sum(r.count for r in below)
+        share = cnt / total_anchored if total_anchored else 0.0
+        tshare = sum(r.target_share for r in below)
+        idx = [i for r in below for i in members[r.id]]
+        anchor_rows.append(AnchorCoverage(
+            id=p.id, name=p.name, count=cnt, share=share, target_share=tshare, gap=tshare - share,
+            deficit=sum(r.deficit for r in below), parent=p.parent, is_leaf=False,
+            mean_score=float(np.mean(assignments.score[idx])) if idx else 0.0,
+            n_clusters=len({int(clusters.labels[i]) for i in idx} - {-1}),
+            vendi=M.vendi_score(vectors[idx]) if idx else 0.0,
+            examples=[ex for r in below for ex in r.examples[:1]][: settings.n_examples],
+        ))
+
+    leaf_counts = [counts.get(k, 0) for k in leaf_ids]
+    n_un = int((~assignments.anchored).sum())
+    un_idx = np.where(~assignments.anchored)[0]
+    un_order = un_idx[np.argsort(-(assignments.background_score[un_idx]), kind="stable")]
+
+    cluster_rows = _cluster_rows(prompts, vectors, anchors, assignments, clusters, anchor_of, settings)
+
+    nn_sim, nn_idx = M.nearest_neighbor_similarity(vectors, seed=settings.seed)
+    exact_groups = M.exact_duplicate_groups(texts)
+    near_pairs: list[dict[str, Any]] = []
+    seen_pairs: set[tuple[int, int]] = set()
+    for i in np.argsort(-nn_sim, kind="stable"):
+        if nn_sim[i] < settings.near_duplicate_threshold or len(near_pairs) >= 25:
+            break
+        j = int(nn_idx[i])
+        pair = (min(int(i), j), max(int(i), j))
+        if pair in seen_pairs or M.normalize_for_dedup(texts[i]) == M.normalize_for_dedup(texts[j]):
+            continue
+        seen_pairs.add(pair)
+        near_pairs.append({"a": {"id": ids[pair[0]], "text": texts[pair[0]]},
+                           "b": {"id": ids[pair[1]], "text": texts[pair[1]]}, "similarity": float(nn_sim[i])})
+
+    metrics = {
+        "n_prompts": n,
+        "n_unique": n - sum(len(g) - 1 for g in exact_groups),
+        "n_anchored": total_anchored,
+        "anchored_share": total_anchored / n if n else 0.0,
+        "n_leaf_anchors": len(leaf_ids),
+        "anchors_covered": int(sum(1 for c in leaf_counts if c > 0)),
+        "coverage_ratio": M.coverage_ratio(leaf_counts, settings.coverage_min_count),
+        "coverage_min_count": settings.coverage_min_count,
+        "normalized_entropy": M.normalized_entropy(leaf_counts),
+        "gini": M.gini(leaf_counts),
+        "kl_target_actual": M.kl_divergence([targets[k] for k in leaf_ids], leaf_counts),
+        "effective_anchors": M.effective_number(leaf_counts),
+        "vendi_score": M.vendi_score(vectors),
+        "vendi_method": "exact: cosine kernel through the d×d Gram matrix (no sampling at any size)",
+        "distinct_1": M.distinct_n(texts, 1),
+        "distinct_2": M.distinct_n(texts, 2),
+        "exact_duplicate_rate": M.exact_duplicate_rate(texts),
+        "near_duplicate_rate": M.near_duplicate_rate(nn_sim, settings.near_duplicate_threshold),
+        "near_duplicate_threshold": settings.near_duplicate_threshold,
+        "mean_score": float(assignments.score.mean()) if n else 0.0,
+        "mean_margin": float(assignments.margin.mean()) if n else 0.0,
+        "n_clusters": clusters.n_clusters,
+        "noise_share": clusters.noise_share,
+        "n_emergent_clusters": sum(1 for c in cluster_rows if c.kind == "emergent"),
+        "unanchored_share": n_un / n if n else 0.0,
+    }
+    from data_advisor import __version__
+
+    report_settings = {
+        **{k: v for k, v in asdict(settings).items()},
+        "model_id": model_id,
+        "taxonomy_id": taxonomy.id,
+        "taxonomy_version": taxonomy.version,
+        "taxonomy_fingerprint": taxonomy.fingerprint(),
+        "assignment": dict(assignments.settings),
+        "discovery": clusters.params,
+        "data_advisor_version": __version__,
+    }
+    return CoverageReport(
+        dataset={"source": prompts.source, "n_prompts": n, "text_field": prompts.text_field,
+                 "n_skipped": prompts.n_skipped, "n_truncated": prompts.n_truncated,
+                 "fingerprint": prompts.fingerprint()},
+        taxonomy={"id": taxonomy.id, "name": taxonomy.name, "version": taxonomy.version,
+                  "source": taxonomy.source, "hierarchical": taxonomy.is_hierarchical},
+        anchors=anchor_rows,
+        unanchored={"count": n_un, "share": n_un / n if n else 0.0,
+                    "examples": _examples(ids, texts, un_order.tolist(), 10)},
+        metrics=metrics,
+        clusters=cluster_rows,
+        duplicates={
+            "exact_groups": [{"size": len(g), "ids": [ids[i] for i in g[:10]], "text": texts[g[0]]}
+                             for g in exact_groups[:25]],
+            "n_exact_groups": len(exact_groups),
+            "near_pairs": near_pairs,
+        },
+        discovery={"method": clusters.method, "notes": list(clusters.notes), "n_clusters": clusters.n_clusters,
+                   "noise_share": clusters.noise_share},
+        settings=report_settings,
+    )
+
+
+def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, assignments: Assignments,
+                  clusters: ClusterResult, anchor_of: list[str | None], settings: AuditSettings) -> list[ClusterInfo]:
+    labels = clusters.labels
+    ids_ = sorted(set(labels.tolist()) - {-1})
+    if not ids_:
+        return []
+    keywords = keyword_labels(prompts.texts, labels)
+    rows: list[ClusterInfo] = []
+    for c in ids_:
+        idx = np.where(labels == c)[0]
+        cent = vectors[idx].mean(axis=0)
+        cent = cent / max(float(np.linalg.norm(cent)), 1e-12)
+        # Score the centroid exactly as prompts are scored (max over each principle's anchor vectors).
+        sims = anchors.vectors @ cent
+        per_p = np.full(anchors.n_principles, -1.0)
+        np.maximum.at(per_p, anchors.owner, sims)
+        nearest = int(per_p.argmax())
+        bg = float((anchors.background_vectors @ cent).max()) if anchors.background_vectors is not None else -1.0
+        assigned = Counter(anchor_of[i] for i in idx if anchor_of[i] is not None)
+        top, top_n = (assigned.most_common(1)[0] if assigned else (None, 0))
+        un_share = 1.0 - sum(assigned.values()) / len(idx)
+        cscore = float(per_p[nearest])
+        if un_share <= 0.5 and cscore >= settings.emergent_threshold:
+            kind = "anchored"
+        elif bg > cscore and un_share > 0.5:
+            kind = "background"
+        else:
+            kind = "emergent"
+        order = idx[np.argsort(-(vectors[idx] @ cent), kind="stable")]
+        kw = keywords.get(c, [])
+        rows.append(ClusterInfo(
+            id=int(c), size=len(idx), label=", ".join(kw[:3]) or f"cluster {c}", keywords=kw, kind=kind,
+            top_anchor=top, top_anchor_share=top_n / len(idx), nearest_anchor=anchors.principle_ids[nearest],
+            centroid_score=cscore, background_score=bg, unanchored_share=un_share,
+            examples=_examples(prompts.ids, prompts.texts, order.tolist(), settings.n_examples),
+        ))
+    rows.sort(key=lambda r: (-r.size, r.id))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ public API
+def audit(
+    source: str | Path | PromptSet | Sequence[str],
+    *,
+    taxonomy: str | Path | Taxonomy = "catqa-11",
+    model: str = DEFAULT_MODEL,
+    out: str | Path | None = None,
+    seed: int = 0,
+    text_field: str | None = None,
+    embedder: Embedder | None = None,
+    cache: bool = True,
+    show_progress: bool = False,
+    render_html: bool = True,
+    **settings: Any,
+) -> CoverageReport:
+    """Audit a prompt set against a taxonomy and return its :class:`CoverageReport`.
+
+    ``source`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
+    (coverage.json, assignments.jsonl, embeddings.npy, report.html) are written there. Extra keyword
+    arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``).
+    """
+    result = audit_full(source, taxonomy=taxonomy, model=model, seed=seed, text_field=text_field,
+                        embedder=embedder, cache=cache, show_progress=show_progress, out=out, **settings)
+    if out is not None:
+        result.write(Path(out), render_html=render_html)
+    return result.report
+
+
+def audit_full(
+    source: str | Path | PromptSet | Sequence[str],
+    *,
+    taxonomy: str | Path | Taxonomy = "catqa-11",
+    model: str = DEFAULT_MODEL,
+    seed: int = 0,
+    text_field: str | None = None,
+    embedder: Embedder | None = None,
+    cache: bool = True,
+    show_progress: bool = False,
+    out: str | Path | None = None,
+    **settings: Any,
+) -> AuditResult:
+    """Like :func:`audit` but returns the per-prompt arrays too (and writes nothing)."""
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    if out is not None:
+        ensure_writable_dir(Path(out))  # fail before the expensive part
+    if isinstance(source, PromptSet):
+        prompts = source
+    elif isinstance(source, str | Path):
+        prompts = load_prompts(source, text_field=text_field)
+    else:
+        prompts = PromptSet.from_texts(list(source))
+    emb = embedder or make_embedder(model, cache=cache)
+    cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings)
+    return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress)

@@ -1,0 +1,242 @@
+"""Discovery stage: UMAP → HDBSCAN over prompt vectors finds fine-grained issues no anchor names.
+
+Cost control (measured on 2 CPU cores, see benchmarks/RESULTS.md):
+
+* UMAP's nearest-neighbour search is replaced by FAISS (exact inner product) passed as ``precomputed_knn``;
+* numba's on-disk cache is switched on for UMAP's layout kernels, which UMAP itself compiles afresh in every
+  process (~60 s), so a second CLI run starts warm;
+* above ``max_fit`` prompts UMAP and HDBSCAN are fitted on a seeded sample and the rest are placed by their
+  nearest fitted neighbours (the report states the sample size).
+
+Small inputs degrade gracefully and say so in ``notes``: under 3 prompts nothing is clustered; under
+``umap_min_n`` UMAP is skipped and HDBSCAN runs on the raw vectors, with PCA for the 2-D map.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from data_advisor import _env  # noqa: F401  (NUMBA_CACHE_DIR before umap/numba load)
+
+
+@dataclass
+class ClusterResult:
+    """Cluster label per prompt (−1 = noise), 2-D map coordinates and how they were obtained."""
+
+    labels: np.ndarray
+    coords: np.ndarray
+    method: str
+    notes: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_clusters(self) -> int:
+        return int(len(set(self.labels.tolist()) - {-1}))
+
+    @property
+    def noise_share(self) -> float:
+        return float((self.labels == -1).mean()) if len(self.labels) else 0.0
+
+
+_CACHING_ENABLED = False
+
+
+def enable_umap_numba_cache() -> None:
+    """Turn on numba's on-disk cache for UMAP's jitted functions (UMAP ships them with ``cache=False``)."""
+    global _CACHING_ENABLED
+    if _CACHING_ENABLED:
+        return
+    import importlib
+
+    for modname in ("umap.layouts", "umap.umap_", "umap.utils", "umap.spectral", "umap.distances",
+                    "umap.sparse", "pynndescent.distances", "pynndescent.utils"):
+        try:
+            mod = importlib.import_module(modname)
+        except Exception:  # noqa: BLE001 - optional modules differ between versions
+            continue
+        for obj in vars(mod).values():
+            enable = getattr(obj, "enable_caching", None)
+            if callable(enable) and getattr(obj, "__module__", None) == modname:
+                try:
+                    enable()
+                except Exception:  # noqa: BLE001 - some dispatchers (e.g. closures) cannot be cached
+                    pass
+    _CACHING_ENABLED = True
+
+
+def knn_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours (self included first) with FAISS; returns (indices, cosine distances)."""
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    sims, idx = index.search(x, k)
+    # FAISS may rank an exact duplicate before the point itself: put self first, as UMAP expects.
+    n = len(x)
+    rows = np.arange(n)
+    self_pos = np.argmax(idx == rows[:, None], axis=1)
+    has_self = idx[rows, self_pos] == rows
+    swap = has_self & (self_pos > 0)
+    if swap.any():
+        r = rows[swap]
+        p = self_pos[swap]
+        idx[r, p], idx[r, 0] = idx[r, 0], r
+        sims[r, p], sims[r, 0] = sims[r, 0], 1.0
+    idx[~has_self, 0] = rows[~has_self]
+    sims[~has_self, 0] = 1.0
+    dists = np.clip(1.0 - sims, 0.0, 2.0).astype(np.float32)
+    dists[:, 0] = 0.0
+    return idx.astype(np.int64), dists
+
+
+def default_min_cluster_size(n: int) -> int:
+    """Grows with √n so a 150-prompt set gets clusters of ~6 and a 10k set of ~50."""
+    return max(5, int(round(math.sqrt(n) / 2)))
+
+
+class ClusterDiscovery:
+    """UMAP + HDBSCAN discovery, seeded; ``fit(vectors) -> ClusterResult``."""
+
+    def __init__(self, *, seed: int = 0, n_neighbors: int = 15, n_components: int = 5,
+                 min_cluster_size: int | None = None, min_samples: int | None = None,
+                 umap_min_n: int = 30, max_fit: int = 50_000) -> None:
+        self.seed = seed
+        self.n_neighbors = n_neighbors
+        self.n_components = n_components
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.umap_min_n = umap_min_n
+        self.max_fit = max_fit
+
+    def params(self, n: int) -> dict[str, Any]:
+        mcs = self.min_cluster_size or default_min_cluster_size(min(n, self.max_fit))
+        return {
+            "seed": self.seed, "n_neighbors": self.n_neighbors, "n_components": self.n_components,
+            "min_cluster_size": mcs, "min_samples": self.min_samples or max(2, mcs // 5),
+            "umap_min_n": self.umap_min_n, "max_fit": self.max_fit,
+        }
+
+    def fit(self, vectors: np.ndarray) -> ClusterResult:
+        n = len(vectors)
+        params = self.params(n)
+        if n < 3:
+            coords = np.zeros((n, 2), dtype=np.float32)
+            if n == 2:
+                coords[1, 0] = 1.0
+            return ClusterResult(np.full(n, -1, dtype=np.int64), coords, "skipped",
+                                 [f"discovery skipped: {n} prompt(s) are too few to cluster"], params)
+        if n > self.max_fit:
+            return self._fit_sampled(vectors, params)
+        return self._fit_all(vectors, params)
+
+    def _hdbscan(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        import hdbscan
+
+        mcs = min(params["min_cluster_size"], max(2, len(x) // 2))
+        ms = min(params["min_samples"], mcs)
+        model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, metric="euclidean",
+                                cluster_selection_method="eom", core_dist_n_jobs=1)
+        return model.fit_predict(np.ascontiguousarray(x, dtype=np.float64)).astype(np.int64)
+
+    def _fit_all(self, vectors: np.ndarray, params: dict[str, Any]) -> ClusterResult:
+        n = len(vectors)
+        notes: list[str] = []
+        if n < self.umap_min_n:
+            from sklearn.decomposition import PCA
+
+            coords = PCA(n_components=2, random_state=self.seed).fit_transform(vectors).astype(np.float32)
+            labels = self._hdbscan(vectors, params) if n >= 5 else np.full(n, -1, dtype=np.int64)
+            notes.append(f"UMAP skipped for {n} prompts (< {self.umap_min_n}): HDBSCAN ran on the raw vectors "
+                         "and the map is a PCA projection" if n >= 5 else
+                         f"clustering skipped for {n} prompts (< 5); the map is a PCA projection")
+            return ClusterResult(labels, coords, "pca+hdbscan" if n >= 5 else "pca", notes, params)
+        reduced, coords = self._umap(vectors, params)
+        labels = self._hdbscan(reduced, params)
+        return ClusterResult(labels, coords, "umap+hdbscan", notes, params)
+
+    def _umap(self, vectors: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        import warnings
+
+        enable_umap_numba_cache()
+        import umap
+
+        n = len(vectors)
+        k = min(self.n_neighbors, n - 1)
+        idx, dists = knn_graph(vectors, k)
+        dim = min(self.n_components, n - 2)
+        out = []
+        for n_comp, min_dist in ((dim, 0.0), (2, 0.1)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                reducer = umap.UMAP(n_neighbors=k, n_components=n_comp, min_dist=min_dist, metric="cosine",
+                                    random_state=self.seed, precomputed_knn=(idx, dists, None),
+                                    init="spectral" if n > n_comp + 1 else "random", low_memory=True)
+                out.append(reducer.fit_transform(vectors).astype(np.float32))
+        return out[0], out[1]
+
+    def _fit_sampled(self, vectors: np.ndarray, params: dict[str, Any]) -> ClusterResult:
+        import faiss
+
+        n = len(vectors)
+        rng = np.random.default_rng(self.seed)
+        sample = np.sort(rng.choice(n, size=self.max_fit, replace=False))
+        fitted = self._fit_all(vectors[sample], params)
+        rest = np.setdiff1d(np.arange(n), sample)
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+        labels = np.full(n, -1, dtype=np.int64)
+        coords = np.zeros((n, 2), dtype=np.float32)
+        labels[sample] = fitted.labels
+        coords[sample] = fitted.coords
+        k = 5
+        for start in range(0, len(rest), 65536):
+            chunk = rest[start : start + 65536]
+            sims, nb = index.search(np.ascontiguousarray(vectors[chunk], dtype=np.float32), k)
+            w = np.maximum(sims, 1e-6)
+            coords[chunk] = (fitted.coords[nb] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+            nb_labels = fitted.labels[nb]
+            for j, row in enumerate(nb_labels):
+                lab, cnt = Counter(row.tolist()).most_common(1)[0]
+                labels[chunk[j]] = lab if cnt >= (k // 2 + 1) else -1
+        notes = [*fitted.notes,
+                 f"UMAP and HDBSCAN were fitted on a seeded sample of {self.max_fit:,} of {n:,} prompts; "
+                 "the others take the majority cluster and mean map position of their 5 nearest fitted prompts"]
+        return ClusterResult(labels, coords, fitted.method + "+knn-extend", notes, {**params, "fit_sample": self.max_fit})
+
+
+# ------------------------------------------------------------------------------------------ cluster labels
+_WORD = re.compile(r"[a-z][a-z'\-]+")
+
+
+def keyword_labels(texts: Sequence[str], labels: np.ndarray, top_n: int = 5) -> dict[int, list[str]]:
+    """c-TF-IDF keywords per cluster (BERTopic's class-based TF-IDF): what a cluster says that others don't."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    clusters = sorted(set(labels.tolist()) - {-1})
+    if not clusters:
+        return {}
+    counts: dict[int, Counter[str]] = {c: Counter() for c in clusters}
+    for t, lab in zip(texts, labels.tolist(), strict=True):
+        if lab == -1:
+            continue
+        words = [w.strip("'-") for w in _WORD.findall(t.lower())]
+        counts[lab].update(w for w in words if len(w) > 2 and w not in ENGLISH_STOP_WORDS)
+    total = Counter()
+    for c in counts.values():
+        total.update(c)
+    avg_words = sum(total.values()) / max(1, len(clusters))
+    out: dict[int, list[str]] = {}
+    for c in clusters:
+        size = sum(counts[c].values()) or 1
+        scored = [(cnt / size * math.log(1 + avg_words / total[w]), w) for w, cnt in counts[c].items()]
+        scored.sort(key=lambda x: (-x[0], x[1]))
+        out[c] = [w for _, w in scored[:top_n]]
+    return out

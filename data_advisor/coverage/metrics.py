@@ -1,0 +1,233 @@
+"""Coverage, evenness and diversity metrics — pure functions over counts, vectors and texts.
+
+Each function takes plain arrays/lists and returns numbers, so each is unit-tested on hand-computed cases
+and reused unchanged by the audit, the advisor loop and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS = 1e-12
+
+
+# ------------------------------------------------------------------------------------ distribution metrics
+def shares(counts: Sequence[float]) -> np.ndarray:
+    """Counts → shares summing to 1 (all zeros when the total is 0)."""
+    c = np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    return c / total if total > 0 else np.zeros_like(c)
+
+
+def entropy(counts: Sequence[float]) -> float:
+    """Shannon entropy (nats) of the distribution given by ``counts``."""
+    p = shares(counts)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum()) if len(p) else 0.0
+
+
+def normalized_entropy(counts: Sequence[float]) -> float:
+    """Entropy divided by log(K), K = number of categories: 1 = perfectly even, 0 = all in one."""
+    k = len(counts)
+    if k <= 1:
+        return 0.0 if k == 0 else 1.0
+    return entropy(counts) / math.log(k)
+
+
+def effective_number(counts: Sequence[float]) -> float:
+    """exp(entropy): how many equally-filled categories would give the same entropy (Hill number of order 1)."""
+    return math.exp(entropy(counts)) if sum(counts) > 0 else 0.0
+
+
+def gini(counts: Sequence[float]) -> float:
+    """Gini coefficient of the counts: 0 = perfectly even, → 1 = everything in one category."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n = len(x)
+    if n == 0 or x.sum() == 0:
+        return 0.0
+    cum = np.cumsum(x)
+    return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
+
+
+def kl_divergence(target: Sequence[float], actual: Sequence[float], eps: float = 1e-6) -> float:
+    """KL(target ‖ actual) in nats, with ``eps`` smoothing of ``actual`` so an empty category is finite.
+
+    Large when the data misses categories the target wants; zero when the shares match the target.
+    """
+    p = shares(target)
+    q = shares(actual)
+    q = (q + eps) / (q + eps).sum()
+    mask = p > 0
+    return float((p[mask] * np.log(p[mask] / q[mask])).sum())
+
+
+def coverage_ratio(counts: Sequence[float], min_count: int = 1) -> float:
+    """Share of categories holding at least ``min_count`` prompts."""
+    c = np.asarray(counts)
+    return float((c >= min_count).mean()) if len(c) else 0.0
+
+
+@dataclass(frozen=True)
+class AnchorGap:
+    """One category's standing against its target."""
+
+    count: int
+    share: float
+    target_share: float
+    gap: float  # target_share − share (positive = under-covered)
+    deficit: int  # prompts missing to reach the target share at the current total
+
+
+def anchor_gaps(counts: Mapping[str, int], targets: Mapping[str, float]) -> dict[str, AnchorGap]:
+    """Per-category share, target share, gap and deficit; ``targets`` need not sum to 1."""
+    keys = list(targets)
+    t = shares([targets[k] for k in keys])
+    c = np.asarray([counts.get(k, 0) for k in keys], dtype=np.float64)
+    s = shares(c)
+    total = c.sum()
+    return {
+        k: AnchorGap(count=int(c[i]), share=float(s[i]), target_share=float(t[i]), gap=float(t[i] - s[i]),
+                     deficit=int(max(0, math.ceil(t[i] * total - c[i] - 1e-9))))
+        for i, k in enumerate(keys)
+    }
+
+
+# --------------------------------------------------------------------------------------- vector diversity
+def vendi_score(vectors: np.ndarray) -> float:
+    """Vendi score with the cosine kernel: exp(entropy of the eigenvalues of K/n), K = X Xᵀ.
+
+    For unit vectors the non-zero eigenvalues of X Xᵀ/n equal those of the d×d matrix Xᵀ X/n, so the score is
+    computed exactly for any n in O(n·d²) time and O(d²) memory — no sampling needed.
+    Ranges from 1 (all identical) to min(n, d).
+    """
+    x = np.asarray(vectors, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return 0.0
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.maximum(norms, EPS)
+    gram = (x.T @ x) / n if x.shape[1] < n else (x @ x.T) / n
+    ev = np.linalg.eigvalsh(gram)
+    ev = ev[ev > EPS]
+    ev = ev / ev.sum()
+    return float(math.exp(-(ev * np.log(ev)).sum()))
+
+
+# ----------------------------------------------------------------------------------------- text diversity
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens (the unit of distinct-n and ROUGE-L)."""
+    return _TOKEN.findall(text.lower())
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct-n: unique n-grams / total n-grams across all texts (0 when there are none)."""
+    total = 0
+    seen: set[tuple[str, ...]] = set()
+    for t in texts:
+        toks = tokenize(t)
+        grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total if total else 0.0
+
+
+def normalize_for_dedup(text: str) -> str:
+    """What "exact duplicate" compares: case-folded text with whitespace collapsed."""
+    return " ".join(text.split()).casefold()
+
+
+def exact_duplicate_groups(texts: Sequence[str]) -> list[list[int]]:
+    """Groups (size ≥ 2) of positions whose normalised texts are identical, largest first."""
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(texts):
+        groups.setdefault(normalize_for_dedup(t), []).append(i)
+    out = [g for g in groups.values() if len(g) > 1]
+    out.sort(key=lambda g: (-len(g), g[0]))
+    return out
+
+
+def exact_duplicate_rate(texts: Sequence[str]) -> float:
+    """Share of prompts that repeat an earlier prompt (n − unique) / n."""
+    if not texts:
+        return 0.0
+    return 1.0 - len({normalize_for_dedup(t) for t in texts}) / len(texts)
+
+
+def nearest_neighbor_similarity(vectors: np.ndarray, *, ivf_above: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Each vector's most similar *other* vector: (similarity, index), with FAISS.
+
+    Exact (flat) search up to ``ivf_above`` vectors; above it an IVF index (approximate, recall reported by
+    ``benchmarks/scale.py``).
+    """
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    if n < 2:
+        return np.full(n, -1.0, dtype=np.float32), np.full(n, -1, dtype=np.int64)
+    if n > ivf_above:
+        nlist = int(4 * math.sqrt(n))
+        quantizer = faiss.IndexFlatIP(d)
+        index: faiss.Index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        index.train(x[rng.choice(n, size=min(n, 50 * nlist), replace=False)])
+        index.add(x)
+        index.nprobe = 8
+    else:
+        index = faiss.IndexFlatIP(d)
+        index.add(x)
+    sims = np.full(n, -1.0, dtype=np.float32)
+    nbrs = np.full(n, -1, dtype=np.int64)
+    for start in range(0, n, 8192):
+        s, idx = index.search(x[start : start + 8192], 3)
+        rows = np.arange(start, start + len(s))
+        not_self = idx != rows[:, None]
+        pos = np.argmax(not_self, axis=1)
+        r = np.arange(len(s))
+        sims[rows] = np.where(not_self[r, pos], s[r, pos], -1.0)
+        nbrs[rows] = np.where(not_self[r, pos], idx[r, pos], -1)
+    return sims, nbrs
+
+
+def near_duplicate_rate(nn_similarity: np.ndarray, threshold: float = 0.95) -> float:
+    """Share of prompts whose nearest other prompt has cosine ≥ ``threshold`` (exact copies included)."""
+    return float((nn_similarity >= threshold).mean()) if len(nn_similarity) else 0.0
+
+
+# ------------------------------------------------------------------------------------------------ ROUGE-L
+def rouge_l_f(a: Sequence[str] | str, b: Sequence[str] | str) -> float:
+    """ROUGE-L F-measure (LCS-based, no stemming) between two texts or token lists, as Self-Instruct uses."""
+    ta = tokenize(a) if isinstance(a, str) else list(a)
+    tb = tokenize(b) if isinstance(b, str) else list(b)
+    if not ta or not tb:
+        return 0.0
+    prev = [0] * (len(tb) + 1)
+    for x in ta:
+        cur = [0]
+        for j, y in enumerate(tb, start=1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(ta), lcs / len(tb)
+    return 2 * p * r / (p + r)
+
+
+def clusters_per_anchor(anchor_of: Sequence[str | None], cluster_of: Sequence[int], min_members: int = 1) -> dict[str, int]:
+    """How many distinct clusters (noise excluded) hold ≥ ``min_members`` of each anchor's prompts."""
+    pairs: dict[str, dict[int, int]] = {}
+    for a, c in zip(anchor_of, cluster_of, strict=True):
+        if a is None or c == -1:
+            continue
+        pairs.setdefault(a, {}).setdefault(c, 0)
+        pairs[a][c] += 1
+    return {a: sum(1 for v in cs.values() if v >= min_members) for a, cs in pairs.items()}

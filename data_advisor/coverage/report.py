@@ -1,0 +1,144 @@
+"""``CoverageReport``: the one serialisable contract between coverage, the advisor and the HTML reports.
+
+Saved as ``coverage.json`` (schema below, ``schema_version`` bumps on breaking changes).  It carries no
+timestamp, and floats are rounded, so the same input and seed give byte-identical files.
+
+Top-level keys: ``schema_version``, ``dataset``, ``taxonomy``, ``anchors`` (leaves and their parents, each
+with ``id``, ``name``, ``count``, ``share``, ``target_share``, ``gap`` …), ``unanchored``, ``metrics``,
+``clusters``, ``duplicates``, ``discovery``, ``settings``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from data_advisor.errors import InputError
+
+SCHEMA_VERSION = "1.0"
+
+
+def _round(obj: Any, ndigits: int = 6) -> Any:
+    if isinstance(obj, float):
+        return round(obj, ndigits)
+    if isinstance(obj, dict):
+        return {k: _round(v, ndigits) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_round(v, ndigits) for v in obj]
+    return obj
+
+
+@dataclass
+class AnchorCoverage:
+    """Coverage of one principle. Shares are over *anchored* prompts (unanchored ones are off-taxonomy)."""
+
+    id: str
+    name: str
+    count: int
+    share: float
+    target_share: float
+    gap: float  # target_share − share: positive = under-covered
+    deficit: int  # prompts missing to reach the target share
+    parent: str | None = None
+    is_leaf: bool = True
+    mean_score: float = 0.0
+    n_clusters: int = 0
+    vendi: float = 0.0  # diversity of this principle's prompts (cosine-kernel Vendi score)
+    examples: list[dict[str, str]] = field(default_factory=list)  # a few of its most typical prompts
+
+
+@dataclass
+class ClusterInfo:
+    """A fine-grained group found by discovery."""
+
+    id: int
+    size: int
+    label: str
+    keywords: list[str]
+    kind: str  # "anchored" | "emergent" (far from every principle) | "background" (benign, off-taxonomy)
+    top_anchor: str | None
+    top_anchor_share: float
+    nearest_anchor: str
+    centroid_score: float  # cosine of the cluster centroid to its nearest principle
+    background_score: float  # cosine of the centroid to the nearest benign background anchor
+    unanchored_share: float
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class CoverageReport:
+    """Numeric coverage of a prompt set against a taxonomy."""
+
+    dataset: dict[str, Any]
+    taxonomy: dict[str, Any]
+    anchors: list[AnchorCoverage]
+    unanchored: dict[str, Any]
+    metrics: dict[str, Any]
+    clusters: list[ClusterInfo]
+    duplicates: dict[str, Any]
+    discovery: dict[str, Any]
+    settings: dict[str, Any]
+    schema_version: str = SCHEMA_VERSION
+
+    # -- queries used by the advisor and the reports ------------------------------------------------------
+    def leaf_anchors(self) -> list[AnchorCoverage]:
+        return [a for a in self.anchors if a.is_leaf]
+
+    def anchor(self, anchor_id: str) -> AnchorCoverage:
+        for a in self.anchors:
+            if a.id == anchor_id:
+                return a
+        raise KeyError(anchor_id)
+
+    def gap_table(self) -> list[AnchorCoverage]:
+        """Leaf anchors from most under-covered to most over-covered (ties broken by id)."""
+        return sorted(self.leaf_anchors(), key=lambda a: (-a.gap, a.id))
+
+    def emergent_clusters(self) -> list[ClusterInfo]:
+        return [c for c in self.clusters if c.kind == "emergent"]
+
+    # -- serialisation -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = {"schema_version": self.schema_version}
+        for f in fields(self):
+            if f.name == "schema_version":
+                continue
+            v = getattr(self, f.name)
+            d[f.name] = [asdict(x) for x in v] if f.name in ("anchors", "clusters") else v
+        return _round(d)
+
+    def to_json(self) -> str:
+        from data_advisor.io import dumps_json
+
+        return dumps_json(self.to_dict())
+
+    def save(self, path: Path) -> None:
+        from data_advisor.io import write_text_atomic
+
+        write_text_atomic(Path(path), self.to_json())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CoverageReport:
+        major = str(d.get("schema_version", "0")).split(".")[0]
+        if major != SCHEMA_VERSION.split(".")[0]:
+            raise InputError(f"coverage report has schema version {d.get('schema_version')!r}, "
+                             f"this version of data-advisor reads {SCHEMA_VERSION}",
+                             "re-run the audit with this version")
+        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        kw["anchors"] = [AnchorCoverage(**a) for a in d["anchors"]]
+        kw["clusters"] = [ClusterInfo(**c) for c in d["clusters"]]
+        return cls(**kw)
+
+    @classmethod
+    def load(cls, path: Path) -> CoverageReport:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "coverage.json"
+        if not path.exists():
+            raise InputError(f"no coverage report at {path}", "run `data-advisor audit` first, or pass the audit folder")
+        try:
+            return cls.from_dict(json.loads(path.read_text("utf-8")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"cannot read coverage report {path}: {exc}", "re-run the audit to rewrite it") from None

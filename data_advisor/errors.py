@@ -1,0 +1,53 @@
+"""One error type for everything a user can get wrong.
+
+Every problem a user can cause (bad input file, unknown taxonomy, LLM faults) is raised as a
+:class:`DataAdvisorError` carrying *what* went wrong and *how to fix it*.  The CLI prints exactly one
+line ``error: <problem> — fix: <fix>`` and exits non-zero; the Python API lets the exception propagate.
+"""
+
+from __future__ import annotations
+
+
+class DataAdvisorError(Exception):
+    """A user-facing error: a one-line problem statement plus the fix.
+
+    Args:
+        problem: what is wrong, naming the file/line/field/principle concerned.
+        fix: what the user should do about it.
+        exit_code: the CLI's exit status for this error (2 = bad input, 3 = external service).
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, problem: str, fix: str = "", *, exit_code: int | None = None) -> None:
+        self.problem = " ".join(problem.split())
+        self.fix = " ".join(fix.split())
+        if exit_code is not None:
+            self.exit_code = exit_code
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """The message the CLI prints: single line, problem first, then the fix."""
+        return f"{self.problem} — fix: {self.fix}" if self.fix else self.problem
+
+
+class InputError(DataAdvisorError):
+    """The prompts file or its records are unusable."""
+
+
+class TaxonomyError(DataAdvisorError):
+    """A taxonomy name is unknown or a taxonomy file is invalid."""
+
+
+class OutputError(DataAdvisorError):
+    """The output location cannot be written."""
+
+
+class LLMError(DataAdvisorError):
+    """The LLM provider failed after retries, or its output could not be used."""
+
+    exit_code = 3
+
+
+class RunConfigError(DataAdvisorError):
+    """A run folder exists with a different configuration."""

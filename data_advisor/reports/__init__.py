@@ -1,0 +1,1 @@
+"""Self-contained interactive HTML reports rendered from stored coverage JSON and run logs."""
