@@ -30,12 +30,12 @@ _LAZY = {
 
 __all__ = [*_LAZY, "__version__"]
 
-if TYPE_CHECKING:
-    from data_advisor.coverage.audit import AuditSettings, audit, audit_full
-    from data_advisor.coverage.report import CoverageReport
-    from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
-    from data_advisor.data import PromptSet, load_prompts
-    from data_advisor.errors import DataAdvisorError
+if TYPE_CHECKING:  # static names for type checkers and IDEs
+    from data_advisor.coverage.audit import AuditSettings, audit, audit_full  # noqa: F401
+    from data_advisor.coverage.report import CoverageReport  # noqa: F401
+    from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy  # noqa: F401
+    from data_advisor.data import PromptSet, load_prompts  # noqa: F401
+    from data_advisor.errors import DataAdvisorError  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -43,7 +43,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
 
 
-def _load_input(args: argparse.Namespace, source: str):  # noqa: ANN202
+def _load_input(args: argparse.Namespace, source: str):
     from data_advisor.data import load_prompts
 
     return load_prompts(source, text_field=args.text_field, id_field=args.id_field, encoding=args.encoding,
@@ -171,10 +171,7 @@ def _register_extras() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        _register_extras()
-    except ImportError:  # a subpackage's CLI is optional while it is being developed
-        pass
+    _register_extras()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

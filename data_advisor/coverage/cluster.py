@@ -14,6 +14,7 @@ Small inputs degrade gracefully and say so in ``notes``: under 3 prompts nothing
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections import Counter
@@ -38,7 +39,7 @@ class ClusterResult:
 
     @property
     def n_clusters(self) -> int:
-        return int(len(set(self.labels.tolist()) - {-1}))
+        return len(set(self.labels.tolist()) - {-1})
 
     @property
     def noise_share(self) -> float:
@@ -59,15 +60,13 @@ def enable_umap_numba_cache() -> None:
                     "umap.sparse", "pynndescent.distances", "pynndescent.utils"):
         try:
             mod = importlib.import_module(modname)
-        except Exception:  # noqa: BLE001 - optional modules differ between versions
+        except Exception:
             continue
         for obj in vars(mod).values():
             enable = getattr(obj, "enable_caching", None)
             if callable(enable) and getattr(obj, "__module__", None) == modname:
-                try:
+                with contextlib.suppress(Exception):
                     enable()
-                except Exception:  # noqa: BLE001 - some dispatchers (e.g. closures) cannot be cached
-                    pass
     _CACHING_ENABLED = True
 
 
@@ -99,7 +98,7 @@ def knn_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def default_min_cluster_size(n: int) -> int:
     """Grows with √n so a 150-prompt set gets clusters of ~6 and a 10k set of ~50."""
-    return max(5, int(round(math.sqrt(n) / 2)))
+    return max(5, round(math.sqrt(n) / 2))
 
 
 class ClusterDiscovery:
@@ -183,33 +182,61 @@ class ClusterDiscovery:
         return out[0], out[1]
 
     def _fit_sampled(self, vectors: np.ndarray, params: dict[str, Any]) -> ClusterResult:
-        import faiss
-
         n = len(vectors)
         rng = np.random.default_rng(self.seed)
         sample = np.sort(rng.choice(n, size=self.max_fit, replace=False))
         fitted = self._fit_all(vectors[sample], params)
         rest = np.setdiff1d(np.arange(n), sample)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(np.ascontiguousarray(vectors[sample], dtype=np.float32))
-        labels = np.full(n, -1, dtype=np.int64)
-        coords = np.zeros((n, 2), dtype=np.float32)
-        labels[sample] = fitted.labels
-        coords[sample] = fitted.coords
-        k = 5
-        for start in range(0, len(rest), 65536):
-            chunk = rest[start : start + 65536]
-            sims, nb = index.search(np.ascontiguousarray(vectors[chunk], dtype=np.float32), k)
-            w = np.maximum(sims, 1e-6)
-            coords[chunk] = (fitted.coords[nb] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
-            nb_labels = fitted.labels[nb]
-            for j, row in enumerate(nb_labels):
-                lab, cnt = Counter(row.tolist()).most_common(1)[0]
-                labels[chunk[j]] = lab if cnt >= (k // 2 + 1) else -1
+        labels, coords = _knn_extend(vectors[sample], fitted.labels, fitted.coords, vectors[rest])
+        all_labels = np.full(n, -1, dtype=np.int64)
+        all_coords = np.zeros((n, 2), dtype=np.float32)
+        all_labels[sample], all_coords[sample] = fitted.labels, fitted.coords
+        all_labels[rest], all_coords[rest] = labels, coords
         notes = [*fitted.notes,
                  f"UMAP and HDBSCAN were fitted on a seeded sample of {self.max_fit:,} of {n:,} prompts; "
-                 "the others take the majority cluster and mean map position of their 5 nearest fitted prompts"]
-        return ClusterResult(labels, coords, fitted.method + "+knn-extend", notes, {**params, "fit_sample": self.max_fit})
+                 f"the others take the majority cluster and mean map position of their {KNN_EXTEND_K} nearest "
+                 "fitted prompts"]
+        return ClusterResult(all_labels, all_coords, fitted.method + "+knn-extend", notes,
+                             {**params, "fit_sample": self.max_fit})
+
+
+KNN_EXTEND_K = 5
+
+
+def _knn_extend(fit_vectors: np.ndarray, fit_labels: np.ndarray, fit_coords: np.ndarray,
+                new_vectors: np.ndarray, k: int = KNN_EXTEND_K) -> tuple[np.ndarray, np.ndarray]:
+    """Place new points by their k nearest fitted points: majority label (else noise), similarity-weighted
+    mean map position. Cheap stand-in for re-running UMAP + HDBSCAN."""
+    import faiss
+
+    m = len(new_vectors)
+    labels = np.full(m, -1, dtype=np.int64)
+    coords = np.zeros((m, 2), dtype=np.float32)
+    if m == 0 or len(fit_vectors) == 0:
+        return labels, coords
+    k = min(k, len(fit_vectors))
+    index = faiss.IndexFlatIP(fit_vectors.shape[1])
+    index.add(np.ascontiguousarray(fit_vectors, dtype=np.float32))
+    for start in range(0, m, 65536):
+        sl = slice(start, min(m, start + 65536))
+        sims, nb = index.search(np.ascontiguousarray(new_vectors[sl], dtype=np.float32), k)
+        w = np.maximum(sims, 1e-6)
+        coords[sl] = (fit_coords[nb] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+        nb_labels = fit_labels[nb]
+        out = labels[sl]
+        for j, row in enumerate(nb_labels):
+            lab, cnt = Counter(row.tolist()).most_common(1)[0]
+            out[j] = lab if cnt >= (k // 2 + 1) else -1
+    return labels, coords
+
+
+def extend_clusters(fitted: ClusterResult, fit_vectors: np.ndarray, new_vectors: np.ndarray) -> ClusterResult:
+    """A fitted :class:`ClusterResult` extended to new points (used between re-clusterings of the loop)."""
+    labels, coords = _knn_extend(fit_vectors, fitted.labels, fitted.coords, new_vectors)
+    notes = [n for n in fitted.notes if not n.startswith("later prompts")]
+    notes.append("later prompts were placed by their nearest clustered prompts until the next re-clustering")
+    return ClusterResult(np.concatenate([fitted.labels, labels]), np.concatenate([fitted.coords, coords]),
+                         fitted.method, notes, fitted.params)
 
 
 # ------------------------------------------------------------------------------------------ cluster labels

@@ -1,0 +1,1 @@
+"""The advisor loop: coverage gaps drive generation, curation and responses."""

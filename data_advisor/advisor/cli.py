@@ -1,0 +1,127 @@
+"""``generate``, ``curate`` and ``respond`` subcommands (registered by :mod:`data_advisor.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _eprint(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _add_llm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api-base", help="OpenAI-compatible endpoint (vLLM, Ollama, a proxy); keys come from the "
+                                      "provider's usual environment variable")
+    p.add_argument("--concurrency", type=int, default=4, help="LLM calls in flight at once")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM call before it is retried")
+    p.add_argument("--max-retries", type=int, default=5, help="retries on timeouts, 429 and 5xx")
+
+
+def _add_loop_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--taxonomy", default="catqa-11", help="built-in name or YAML path")
+    p.add_argument("--n", type=int, required=True, help="number of prompts the run ends with")
+    p.add_argument("--out", required=True, help="run folder (re-running the same command resumes it)")
+    p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
+    p.add_argument("--per-round", type=int, default=12, help="candidates per round")
+    p.add_argument("--recluster-every", type=int, default=10, help="re-run UMAP + HDBSCAN every R rounds")
+    p.add_argument("--on-target", choices=["keep", "reject"], default="keep",
+                   help="keep prompts whose nearest anchor is not the advised one (recorded as adherence) or reject")
+    p.add_argument("--near-dup", type=float, default=None, help="cosine at or above which a candidate is a near duplicate")
+    p.add_argument("--rouge-l", type=float, default=None, help="ROUGE-L F at or above which a candidate is a duplicate")
+    p.add_argument("--embedding-model", default="default", help="embedding model for the coverage monitor")
+    p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _config_from(args: argparse.Namespace, **fixed: Any):  # noqa: ANN202
+    from data_advisor.advisor.loop import RunConfig
+
+    return RunConfig(
+        taxonomy=args.taxonomy, n=args.n, seed=args.seed, per_round=args.per_round,
+        recluster_every=args.recluster_every, on_target=args.on_target, near_dup_cosine=args.near_dup,
+        rouge_l_max=args.rouge_l, embedding_model=args.embedding_model, max_rounds=args.max_rounds,
+        concurrency=getattr(args, "concurrency", 4), timeout_s=getattr(args, "timeout", 60.0),
+        max_retries=getattr(args, "max_retries", 5), api_base=getattr(args, "api_base", None), **fixed,
+    )
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from data_advisor.advisor.loop import run_method
+
+    config = _config_from(args, method=args.method, model=args.model, advisor_model=args.advisor_model,
+                          advice=args.advice, per_call=args.per_call, seed_prompts=args.seed_prompts,
+                          pool_admission=args.pool_admission, temperature=args.temperature)
+    summary = run_method(config, Path(args.out), progress=not args.quiet)
+    _eprint(("resumed: " if summary.resumed else "") + summary.line())
+    return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from data_advisor.advisor.loop import run_method
+
+    method = "curate-random" if args.strategy == "random" else "curate"
+    config = _config_from(args, method=method, pool=args.pool, pool_text_field=args.text_field,
+                          advice=args.advice, model=args.model, advisor_model=args.advisor_model)
+    summary = run_method(config, Path(args.out), progress=not args.quiet)
+    _eprint(("resumed: " if summary.resumed else "") + summary.line())
+    return 0
+
+
+def cmd_respond(args: argparse.Namespace) -> int:
+    from data_advisor import _env
+    from data_advisor.advisor.llm import LLMClient, LLMSettings
+    from data_advisor.advisor.responses import respond
+
+    run_dir = Path(args.run)
+    settings = LLMSettings(model=args.model, api_base=args.api_base, timeout_s=args.timeout,
+                           max_retries=args.max_retries, concurrency=args.concurrency,
+                           cache_dir=_env.cache_root() / "llm", max_tokens=args.max_tokens)
+    client = LLMClient(settings, ledger_path=run_dir / "llm_calls_respond.jsonl")
+    summary = respond(run_dir, client, out=Path(args.output) if args.output else None, max_tokens=args.max_tokens,
+                      progress=not args.quiet)
+    _eprint(summary.line())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="advisor-driven (or Self-Instruct) prompt generation through an LLM")
+    _add_loop_args(p)
+    p.add_argument("--model", required=True, help="generator model, any litellm name (openai/gpt-4o-mini, "
+                                                   "anthropic/..., ollama/..., hosted_vllm/...)")
+    p.add_argument("--advisor-model", help="advisor model (default: the generator model)")
+    p.add_argument("--method", choices=["advisor", "self-instruct", "self-instruct-paper"], default="advisor")
+    p.add_argument("--advice", choices=["llm", "numeric", "summary"], default="llm",
+                   help="how the next issue is chosen: advisor LLM over the gap table, largest numeric gap, "
+                        "or the paper's text summary (ablation)")
+    p.add_argument("--per-call", type=int, default=4, help="prompts asked of the generator per call")
+    p.add_argument("--seed-prompts", help="seed prompts file (default: the shipped safety seeds)")
+    p.add_argument("--pool-admission", choices=["first", "all"], default="first",
+                   help="kept prompts that join the in-context example pool: the first of each round (paper) or all")
+    p.add_argument("--temperature", type=float, default=None, help="generator temperature (method default)")
+    _add_llm_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("curate", help="offline: choose N prompts from a candidate pool to fill coverage gaps")
+    p.add_argument("pool", help="candidate pool file (any input format)")
+    p.add_argument("--text-field", help="field holding the prompt in the pool file")
+    _add_loop_args(p)
+    p.add_argument("--strategy", choices=["advisor", "random"], default="advisor",
+                   help="advisor: fill the largest gaps with relevant, non-redundant prompts; random: baseline")
+    p.add_argument("--advice", choices=["numeric", "llm", "summary"], default="numeric",
+                   help="numeric (default, no LLM) or an advisor LLM given with --model")
+    p.add_argument("--model", help="advisor model for --advice llm/summary")
+    p.add_argument("--advisor-model", help=argparse.SUPPRESS)
+    _add_llm_args(p)
+    p.set_defaults(func=cmd_curate)
+
+    p = sub.add_parser("respond", help="write safe, helpful responses for a run's prompts (chat JSONL for SFT)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--model", required=True, help="responder model, any litellm name")
+    p.add_argument("--output", help="output file (default RUN/responses.jsonl)")
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("-q", "--quiet", action="store_true")
+    _add_llm_args(p)
+    p.set_defaults(func=cmd_respond)

@@ -1,0 +1,140 @@
+"""Filter stage: which candidate prompts a round keeps.
+
+Checks, cheapest first: clean-up (numbering, quotes, whitespace), length, exact duplicate (against all kept
+prompts and the batch), near duplicate by cosine (FAISS over everything kept), ROUGE-L against the most
+similar kept prompts (Self-Instruct's novelty test, computed on the 20 nearest by cosine instead of all N, so
+the cost stays flat as the set grows), and the on-target check (nearest anchor = advised anchor), recorded as
+adherence and optionally enforced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data_advisor.advisor.monitor import CoverageMonitor
+from data_advisor.coverage import metrics as M
+
+_NUMBERING = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•]|prompt\s*\d*:|question\s*\d*:)\s*", re.IGNORECASE)
+#: Self-Instruct's blacklist: tasks a text-only model cannot do.
+SI_BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
+                "draw", "plot", "go to")
+
+
+def clean_candidate(text: str) -> str:
+    """Strip list numbering, bullets, wrapping quotes and extra whitespace from one generated prompt."""
+    t = " ".join(str(text).split())
+    t = _NUMBERING.sub("", t)
+    for _ in range(2):
+        if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'`":
+            t = t[1:-1].strip()
+    return t
+
+
+@dataclass
+class FilterConfig:
+    """Which checks run, and their thresholds."""
+
+    min_chars: int = 20
+    max_chars: int = 2000
+    min_words: int = 0
+    max_words: int = 10_000
+    exact_dedup: bool = True
+    near_dup_cosine: float | None = 0.92
+    rouge_l_max: float | None = 0.7
+    blacklist: tuple[str, ...] = ()
+    on_target: str = "keep"  # "keep" (record adherence only) or "reject"
+
+    @classmethod
+    def for_method(cls, method: str, **overrides: object) -> FilterConfig:
+        if method == "self-instruct":  # canonical: >3 and ≤150 words, blacklist, ROUGE-L ≥ 0.7 rejected
+            base = cls(min_chars=1, min_words=4, max_words=150, near_dup_cosine=None, blacklist=SI_BLACKLIST)
+        elif method == "self-instruct-paper":  # as the Data Advisor authors ran it: length ≥ 20 characters only
+            base = cls(exact_dedup=False, near_dup_cosine=None, rouge_l_max=None)
+        elif method in ("curate", "curate-random"):
+            base = cls(min_chars=1, rouge_l_max=None)
+        else:
+            base = cls()
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(base, k, v)
+        return base
+
+
+@dataclass
+class FilterResult:
+    """Kept candidates (texts, vectors, metadata index) and the reasons others were rejected."""
+
+    texts: list[str] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+    source_index: list[int] = field(default_factory=list)
+    nearest_anchor: list[str] = field(default_factory=list)
+    on_target: list[bool] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+def filter_candidates(candidates: Sequence[str], monitor: CoverageMonitor, config: FilterConfig,
+                      advised_anchor: str | None = None) -> FilterResult:
+    """Apply every check to one round's candidates, in order; nothing here mutates the monitor."""
+    res = FilterResult()
+    staged: list[tuple[int, str]] = []
+    batch_norm: set[str] = set()
+    for i, raw in enumerate(candidates):
+        t = clean_candidate(raw)
+        words = len(t.split())
+        if not t or len(t) < config.min_chars or words < config.min_words:
+            res.rejected["too_short"] += 1
+            continue
+        if len(t) > config.max_chars or words > config.max_words:
+            res.rejected["too_long"] += 1
+            continue
+        low = t.lower()
+        if config.blacklist and any(re.search(rf"\b{re.escape(w)}\b", low) for w in config.blacklist):
+            res.rejected["blacklisted"] += 1
+            continue
+        if config.exact_dedup:
+            norm = M.normalize_for_dedup(t)
+            if monitor.contains_exact(t) or norm in batch_norm:
+                res.rejected["exact_duplicate"] += 1
+                continue
+            batch_norm.add(norm)
+        staged.append((i, t))
+    if not staged:
+        res.vectors = np.zeros((0, monitor.anchors.vectors.shape[1]), dtype=np.float32)
+        return res
+    vecs = monitor.embed([t for _, t in staged])
+    sims, nbrs = monitor.nearest(vecs, k=20)
+    assigned = monitor.assign(vecs)
+    kept_vecs: list[np.ndarray] = []
+    kept_tokens: list[list[str]] = []
+    for j, (i, t) in enumerate(staged):
+        v = vecs[j]
+        if config.near_dup_cosine is not None:
+            batch_max = max((float(v @ kv) for kv in kept_vecs), default=-1.0)
+            if float(sims[j, 0]) >= config.near_dup_cosine or batch_max >= config.near_dup_cosine:
+                res.rejected["near_duplicate"] += 1
+                continue
+        if config.rouge_l_max is not None:
+            toks = M.tokenize(t)
+            others = [M.tokenize(monitor.texts[int(n)]) for n in nbrs[j] if n >= 0] + kept_tokens
+            if any(M.rouge_l_f(toks, o) >= config.rouge_l_max for o in others):
+                res.rejected["rouge_l_duplicate"] += 1
+                continue
+        nearest = assigned.nearest_id(j)
+        hit = advised_anchor is None or (bool(assigned.anchored[j]) and nearest == advised_anchor)
+        if advised_anchor is not None and config.on_target == "reject" and not hit:
+            res.rejected["off_target"] += 1
+            continue
+        res.texts.append(t)
+        res.source_index.append(i)
+        res.nearest_anchor.append(nearest)
+        res.on_target.append(hit)
+        kept_vecs.append(v)
+        if config.rouge_l_max is not None:
+            kept_tokens.append(M.tokenize(t))
+    res.vectors = np.asarray(kept_vecs, dtype=np.float32).reshape(len(kept_vecs), vecs.shape[1])
+    return res

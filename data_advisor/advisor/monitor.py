@@ -1,0 +1,163 @@
+"""Monitor: the numeric coverage of the data generated so far, updated incrementally each round.
+
+This is the loop's deliberate departure from the released Data Advisor code, whose "monitor" was an
+LLM-written list of category names that never looked at the prompts.  Here each new prompt is embedded
+once (the embedding cache makes re-runs free), assigned to its nearest anchor with the audit's fitted
+assigner, and added to a FAISS index used by the filters; counts, gaps, entropy, KL and the Vendi score are
+updated in O(new·d²).  The expensive parts of a full audit (UMAP + HDBSCAN, near-duplicate search) run only
+every ``recluster_every`` rounds and at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from data_advisor.coverage import metrics as M
+from data_advisor.coverage.assign import AnchorAssigner, Assignments, build_anchors
+from data_advisor.coverage.audit import AuditResult, AuditSettings, build_report
+from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, extend_clusters
+from data_advisor.coverage.embed import Embedder
+from data_advisor.coverage.report import CoverageReport
+from data_advisor.coverage.taxonomy import Taxonomy, load_background
+from data_advisor.data import PromptSet
+
+
+class CoverageMonitor:
+    """Coverage state of a growing prompt set."""
+
+    def __init__(self, taxonomy: Taxonomy, embedder: Embedder, settings: AuditSettings | None = None) -> None:
+        self.taxonomy = taxonomy
+        self.embedder = embedder
+        self.settings = settings or AuditSettings(taxonomy=taxonomy.id)
+        background = load_background() if self.settings.background else None
+        self.anchors = build_anchors(taxonomy, embedder, background)
+        self.assigner = AnchorAssigner(margin_threshold=self.settings.margin_threshold,
+                                       min_score=self.settings.min_score,
+                                       use_background=self.settings.background).fit(self.anchors)
+        self.principle_ids = list(self.anchors.principle_ids)
+        self.targets = taxonomy.target_shares()
+        dim = self.anchors.vectors.shape[1]
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self.vectors = np.zeros((0, dim), dtype=np.float32)
+        self._parts: dict[str, list[np.ndarray]] = {k: [] for k in
+                                                    ("best", "score", "second", "margin", "bg", "anchored")}
+        self._gram = np.zeros((dim, dim), dtype=np.float64)
+        self._counts = dict.fromkeys(self.principle_ids, 0)
+        self._norm_seen: set[str] = set()
+        self._clusters: ClusterResult | None = None
+        self._clustered_n = 0
+        import faiss
+
+        self._index = faiss.IndexFlatIP(dim)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    # -- updates ------------------------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.encode(list(texts))
+
+    def assign(self, vectors: np.ndarray) -> Assignments:
+        """Assign vectors without adding them (filters use this for the on-target check)."""
+        return self.assigner.assign(vectors)
+
+    def add(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray | None = None) -> Assignments:
+        """Add kept prompts; returns their assignments."""
+        if vectors is None:
+            vectors = self.embed(texts)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        a = self.assigner.assign(vectors)
+        self.ids.extend(ids)
+        self.texts.extend(texts)
+        self.vectors = np.concatenate([self.vectors, vectors]) if len(self.vectors) else vectors.copy()
+        for key, arr in (("best", a.best), ("score", a.score), ("second", a.second), ("margin", a.margin),
+                         ("bg", a.background_score), ("anchored", a.anchored)):
+            self._parts[key].append(arr)
+        self._gram += vectors.astype(np.float64).T @ vectors.astype(np.float64)
+        for i in range(len(vectors)):
+            if a.anchored[i]:
+                self._counts[a.principle_ids[int(a.best[i])]] += 1
+        self._norm_seen.update(M.normalize_for_dedup(t) for t in texts)
+        self._index.add(vectors)
+        return a
+
+    # -- queries used by weakness ranking and filters -----------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def gaps(self) -> dict[str, M.AnchorGap]:
+        return M.anchor_gaps(self._counts, self.targets)
+
+    def contains_exact(self, text: str) -> bool:
+        return M.normalize_for_dedup(text) in self._norm_seen
+
+    def nearest(self, vectors: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities and positions of the k most similar kept prompts (−1 where fewer exist)."""
+        n = len(vectors)
+        if self._index.ntotal == 0:
+            return np.full((n, k), -1.0, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
+        return self._index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+
+    def assignments(self) -> Assignments:
+        def cat(key: str, dtype: Any) -> np.ndarray:
+            parts = self._parts[key]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+        return Assignments(
+            principle_ids=list(self.principle_ids), best=cat("best", np.int64), score=cat("score", np.float32),
+            second=cat("second", np.int64), margin=cat("margin", np.float32),
+            background_score=cat("bg", np.float32), anchored=cat("anchored", bool),
+            settings={"margin_threshold": self.assigner.margin_threshold, "min_score": self.assigner.min_score,
+                      "use_background": self.settings.background},
+        )
+
+    def quick_metrics(self) -> dict[str, float]:
+        """Round-level metrics, O(K + d³) whatever the number of prompts."""
+        counts = [self._counts[k] for k in self.principle_ids]
+        n = len(self.texts)
+        vendi = 0.0
+        if n:
+            ev = np.linalg.eigvalsh(self._gram / n)
+            ev = ev[ev > 1e-12]
+            ev = ev / ev.sum()
+            vendi = float(math.exp(-(ev * np.log(ev)).sum()))
+        return {
+            "n_prompts": n,
+            "n_anchored": int(sum(counts)),
+            "anchors_covered": int(sum(1 for c in counts if c > 0)),
+            "coverage_ratio": M.coverage_ratio(counts, self.settings.coverage_min_count),
+            "normalized_entropy": M.normalized_entropy(counts),
+            "kl_target_actual": M.kl_divergence([self.targets[k] for k in self.principle_ids], counts),
+            "gini": M.gini(counts),
+            "vendi_score": vendi,
+        }
+
+    # -- full report --------------------------------------------------------------------------------------
+    def clusters(self, recluster: bool = False) -> ClusterResult:
+        """Cluster labels for all prompts: refit when asked (or never fitted), else extend the last fit."""
+        n = len(self.texts)
+        if self._clusters is None or recluster:
+            disc = ClusterDiscovery(seed=self.settings.seed, n_neighbors=self.settings.n_neighbors,
+                                    min_cluster_size=self.settings.min_cluster_size, max_fit=self.settings.max_fit)
+            self._clusters = disc.fit(self.vectors)
+            self._clustered_n = n
+        elif self._clustered_n < n:
+            self._clusters = extend_clusters(self._clusters, self.vectors[: self._clustered_n],
+                                             self.vectors[self._clustered_n :])
+            self._clustered_n = n
+        return self._clusters
+
+    def result(self, *, recluster: bool = False, source: str = "<run>") -> AuditResult:
+        """A full :class:`AuditResult` of everything kept so far (what the run writes as coverage.json)."""
+        prompts = PromptSet(list(self.ids), list(self.texts), source=source)
+        clusters = self.clusters(recluster)
+        assignments = self.assignments()
+        report: CoverageReport = build_report(prompts, self.vectors, self.taxonomy, self.anchors, assignments,
+                                              clusters, self.settings, model_id=self.embedder.model_id)
+        return AuditResult(report, prompts, self.vectors, assignments, clusters, self.taxonomy, self.anchors,
+                           self.settings)

@@ -1,0 +1,92 @@
+"""``report`` and ``compare`` subcommands (registered by :mod:`data_advisor.cli`).
+
+Both re-render from stored JSON and vectors; the only time ``compare`` embeds anything is when it is given a
+raw prompts file, which it audits first (with the embedding cache, so a second compare is free).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from data_advisor.errors import InputError
+
+
+def _eprint(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "config.json").exists() and (path / "rounds.jsonl").exists()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from data_advisor.reports.html import render_audit_report, render_run_report
+
+    folder = Path(args.folder)
+    if not (folder / "coverage.json").exists():
+        raise InputError(f"{folder} has no coverage.json", "pass an audit --out folder or a finished run folder")
+    out = Path(args.out) if args.out else folder / "report.html"
+    if _is_run(folder):
+        render_run_report(folder, out, plotlyjs=args.plotlyjs)
+    else:
+        render_audit_report(folder, out, plotlyjs=args.plotlyjs)
+    _eprint(f"report → {out}")
+    return 0
+
+
+def _label(path: Path, used: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem if path.is_file() else path.name) or "input"
+    label, n = base, 2
+    while label in used:
+        label, n = f"{base}-{n}", n + 1
+    used.add(label)
+    return label
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from data_advisor.io import ensure_writable_dir
+    from data_advisor.reports.html import render_comparison
+
+    out = ensure_writable_dir(Path(args.out))
+    used: set[str] = set()
+    inputs: list[tuple[str, Path]] = []
+    for raw in args.inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"compare input not found: {path}", "pass prompt files, audit folders or run folders")
+        label = _label(path, used)
+        if path.is_dir() and (path / "coverage.json").exists():
+            inputs.append((label, path))
+            continue
+        from data_advisor.coverage.audit import audit
+
+        audit_dir = out / "inputs" / label
+        _eprint(f"auditing {path} → {audit_dir}")
+        audit(path, taxonomy=args.taxonomy, out=audit_dir, seed=args.seed, text_field=args.text_field,
+              render_html=False)
+        inputs.append((label, audit_dir))
+    if len(inputs) < 2:
+        raise InputError("compare needs at least two inputs", "pass two or more files or folders")
+    report = render_comparison(inputs, out / "compare.html", plotlyjs=args.plotlyjs)
+    _eprint(f"comparison of {len(inputs)} inputs → {report}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="re-render report.html of an audit or run folder (no re-embedding)")
+    p.add_argument("folder", help="audit --out folder or run folder")
+    p.add_argument("--out", help="HTML file to write (default FOLDER/report.html)")
+    p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare prompt sets, audits or runs side by side")
+    p.add_argument("inputs", nargs="+", help="prompt files, audit folders or run folders")
+    p.add_argument("--out", required=True, help="output folder (compare.html; audits of raw files under inputs/)")
+    p.add_argument("--taxonomy", default="catqa-11", help="taxonomy for auditing raw prompt files")
+    p.add_argument("--text-field", help="prompt field of raw prompt files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline")
+    p.set_defaults(func=cmd_compare)
