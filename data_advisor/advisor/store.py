@@ -112,10 +112,8 @@ class RunStore:
             write_json_atomic(self.config_path, config)
         self.config = config
         self.state = RunState(_repair_jsonl(self.prompts_path), _repair_jsonl(self.rounds_path))
-
-    @property
-    def resumed(self) -> bool:
-        return bool(self.state.prompts or self.state.rounds)
+        #: Whether the folder already held records when opened (a resume, not a fresh run).
+        self.resumed = bool(self.state.prompts or self.state.rounds)
 
     def append_prompts(self, records: list[dict[str, Any]]) -> None:
         try:
