@@ -75,7 +75,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     stats = getattr(embedder, "last", None)
     if stats is not None:
         _eprint(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
-    result.write(out, plotlyjs=args.plotlyjs, render_html=not args.no_html)
+    from data_advisor.advisor.labels import make_labeler
+
+    result.write(out, plotlyjs=args.plotlyjs, render_html=not args.no_html,
+                 labeler=make_labeler(args.label_model, args.api_base))
     m = result.report.metrics
     _eprint(
         f"audit done in {time.perf_counter() - t0:.1f}s: {m['n_prompts']:,} prompts, "
@@ -141,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true", help="write JSON outputs only")
     p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline",
                    help="inline plotly.js (default, works offline) or load it from a CDN (smaller file)")
+    p.add_argument("--label-model", help="LLM (any litellm model) that names clusters in report.html; "
+                                         "default: keyword (c-TF-IDF) labels")
+    p.add_argument("--api-base", help="OpenAI-compatible endpoint for --label-model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_input_args(p)
     _add_model_args(p)

@@ -86,7 +86,7 @@ class AuditResult:
             }
 
     def write(self, out_dir: Path, *, save_embeddings: bool = True, render_html: bool = True,
-              plotlyjs: str = "inline") -> Path:
+              plotlyjs: str = "inline", labeler: Any = None) -> Path:
         """Write coverage.json, assignments.jsonl, embeddings.npy and report.html into ``out_dir``.
 
         All files are first written to a temporary folder next to ``out_dir`` and moved into place only once
@@ -102,7 +102,7 @@ class AuditResult:
             if render_html:
                 from data_advisor.reports.html import render_audit_report
 
-                render_audit_report(tmp, tmp / "report.html", plotlyjs=plotlyjs)
+                render_audit_report(tmp, tmp / "report.html", plotlyjs=plotlyjs, labeler=labeler)
             for f in sorted(tmp.iterdir()):
                 f.replace(out_dir / f.name)
         except OSError as exc:

@@ -93,7 +93,7 @@ class SentenceTransformerEmbedder:
     def model_id(self) -> str:
         return self._model_id
 
-    def _load(self):  # noqa: ANN202 - returns a SentenceTransformer
+    def _load(self):
         if self._st is None:
             if self._local:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the hub
@@ -115,7 +115,7 @@ class SentenceTransformerEmbedder:
     @property
     def dim(self) -> int:
         st = self._load()
-        get_dim = getattr(st, "get_sentence_embedding_dimension", None) or st.get_embedding_dimension
+        get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
         return int(get_dim())
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:

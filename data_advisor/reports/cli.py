@@ -28,11 +28,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not (folder / "coverage.json").exists():
         raise InputError(f"{folder} has no coverage.json", "pass an audit --out folder or a finished run folder")
+    from data_advisor.advisor.labels import make_labeler
+
     out = Path(args.out) if args.out else folder / "report.html"
+    labeler = make_labeler(args.label_model, args.api_base)
     if _is_run(folder):
-        render_run_report(folder, out, plotlyjs=args.plotlyjs)
+        render_run_report(folder, out, plotlyjs=args.plotlyjs, labeler=labeler)
     else:
-        render_audit_report(folder, out, plotlyjs=args.plotlyjs)
+        render_audit_report(folder, out, plotlyjs=args.plotlyjs, labeler=labeler)
     _eprint(f"report → {out}")
     return 0
 
@@ -80,6 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folder", help="audit --out folder or run folder")
     p.add_argument("--out", help="HTML file to write (default FOLDER/report.html)")
     p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline")
+    p.add_argument("--label-model", help="LLM that names clusters (default: keyword labels)")
+    p.add_argument("--api-base", help="OpenAI-compatible endpoint for --label-model")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="compare prompt sets, audits or runs side by side")

@@ -1,0 +1,473 @@
+"""The coverage sections of a report, built from one audit-like folder.
+
+Used as-is by the audit report, as the "final coverage" part of a run report, and (the map helpers) by
+the comparison report.  Every function returns escaped markup (:class:`Raw`) or a plotly figure whose
+strings went through :func:`plot_text`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from data_advisor.coverage.report import AnchorCoverage, ClusterInfo, CoverageReport
+from data_advisor.reports._data import AuditInput, Points, pca_2d, stratified_sample
+from data_advisor.reports._page import (
+    NEUTRAL_COLOR,
+    OVER_COLOR,
+    PALETTE,
+    UNANCHORED_COLOR,
+    UNDER_COLOR,
+    Col,
+    Num,
+    Page,
+    Raw,
+    badge,
+    base_layout,
+    cards,
+    details,
+    esc,
+    figure_html,
+    hover_block,
+    join,
+    json_block,
+    note,
+    num,
+    para,
+    pct,
+    plot_literal,
+    plot_text,
+    pp,
+    table,
+    text_list,
+)
+
+#: Takes a cluster's example prompts, returns a short human label (e.g. an LLM call); optional.
+Labeler = Callable[[list[str]], str]
+
+#: A gap within this many share points of zero is drawn neutral rather than under/over-covered.
+GAP_TOLERANCE = 0.005
+
+
+def anchor_colors(report: CoverageReport) -> dict[str, str]:
+    """Leaf anchor id → colour, in taxonomy order (stable across reports of the same taxonomy)."""
+    return {a.id: PALETTE[i % len(PALETTE)] for i, a in enumerate(report.leaf_anchors())}
+
+
+def gap_color(gap: float) -> str:
+    if gap > GAP_TOLERANCE:
+        return UNDER_COLOR
+    if gap < -GAP_TOLERANCE:
+        return OVER_COLOR
+    return NEUTRAL_COLOR
+
+
+def cluster_labels(report: CoverageReport, labeler: Labeler | None) -> tuple[dict[int, str], list[str]]:
+    """Cluster id → label: keyword labels from coverage.json, or ``labeler(examples)`` when given.
+
+    A labeler failure (e.g. the LLM is down) must not cost the user the whole report, so the keyword
+    label is kept for that cluster and the page says how many labels fell back.
+    """
+    labels = {c.id: c.label for c in report.clusters}
+    if labeler is None:
+        return labels, []
+    failed: list[str] = []
+    for c in report.clusters:
+        texts = [str(e.get("text", "")) for e in c.examples if e.get("text")]
+        if not texts:
+            continue
+        try:
+            label = labeler(texts)
+        except Exception as exc:  # any labeler fault degrades to the keyword label
+            failed.append(f"{type(exc).__name__}: {exc}")
+            continue
+        if isinstance(label, str) and label.strip():
+            labels[c.id] = " ".join(label.split())[:120]
+    notes = []
+    if failed:
+        notes.append(f"The cluster labeler failed for {len(failed)} of {len(report.clusters)} clusters; "
+                     f"their keyword labels are shown instead (first error: {failed[0][:200]}).")
+    return labels, notes
+
+
+# ------------------------------------------------------------------------------------------------ summary
+def summary_cards(report: CoverageReport) -> Raw:
+    m = report.metrics
+    return cards([
+        ("Prompts", num(int(m.get("n_prompts", 0))), f"{num(int(m.get('n_unique', 0)))} unique"),
+        ("Anchors covered", f"{m.get('anchors_covered', 0)} / {m.get('n_leaf_anchors', 0)}",
+         f"{pct(m.get('coverage_ratio'), 0)} with ≥ {m.get('coverage_min_count', 1)} prompts"),
+        ("Normalised entropy", num(m.get("normalized_entropy")), "1 = evenly spread over anchors"),
+        ("Vendi score", num(m.get("vendi_score"), 1), "effective number of distinct prompts"),
+        ("KL(target ‖ actual)", num(m.get("kl_target_actual")), "0 = shares match the targets"),
+        ("Exact duplicates", pct(m.get("exact_duplicate_rate")), "after case/space normalisation"),
+        ("Near duplicates", pct(m.get("near_duplicate_rate")), f"cosine ≥ {m.get('near_duplicate_threshold', '')}"),
+        ("Noise share", pct(m.get("noise_share")), "prompts in no discovered cluster"),
+        ("Unanchored", pct(m.get("unanchored_share")), "prompts matching no principle"),
+        ("Emergent clusters", num(int(m.get("n_emergent_clusters", 0))), "groups far from every principle"),
+    ])
+
+
+def subtitle(report: CoverageReport) -> str:
+    src = report.dataset.get("source") or "prompts"
+    return f"{src} · taxonomy: {report.taxonomy.get('name') or report.taxonomy.get('id', '')}"
+
+
+# ------------------------------------------------------------------------------------------- coverage bars
+def coverage_figure(report: CoverageReport) -> tuple[Any, int]:
+    """Per-leaf share (bars) against its target (black ticks), most under-covered first."""
+    import plotly.graph_objects as go
+
+    leaves = report.gap_table()
+    ids = [a.id for a in leaves]
+    custom = [[plot_text(a.name, 80), a.count, a.target_share, a.gap, a.deficit] for a in leaves]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(
+        y=ids, x=[a.share for a in leaves], orientation="h", name="actual share",
+        marker={"color": [gap_color(a.gap) for a in leaves]}, customdata=custom,
+        hovertemplate=("<b>%{customdata[0]}</b><br>prompts: %{customdata[1]:,}<br>share: %{x:.1%}"
+                       "<br>target: %{customdata[2]:.1%}<br>gap: %{customdata[3]:+.1%}"
+                       "<br>missing to target: %{customdata[4]:,}<extra></extra>"),
+    ))
+    fig.add_trace(go.Scatter(
+        y=ids, x=[a.target_share for a in leaves], mode="markers", name="target share",
+        marker={"symbol": "line-ns", "size": 18, "line": {"width": 3, "color": "#1f2933"}, "color": "#1f2933"},
+        hovertemplate="target: %{x:.1%}<extra></extra>",
+    ))
+    height = 110 + 24 * max(3, len(leaves))
+    fig.update_layout(**base_layout(
+        barmode="overlay", bargap=0.25, showlegend=True,
+        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+        xaxis={"tickformat": ".0%", "title": {"text": "share of anchored prompts"}, "rangemode": "tozero"},
+        yaxis={"type": "category", "tickvals": ids, "ticktext": [plot_text(a.name, 48) for a in leaves],
+               "autorange": "reversed", "automargin": True},
+        margin={"l": 20, "r": 20, "t": 40, "b": 50},
+    ))
+    return fig, height
+
+
+# ---------------------------------------------------------------------------------------------- hierarchy
+def hierarchy_figure(report: CoverageReport) -> tuple[Any, int] | None:
+    """A treemap of the taxonomy (None when flat): tiles sized by target share or prompts, coloured by gap."""
+    import plotly.graph_objects as go
+
+    anchors = report.anchors
+    if not any(a.parent for a in anchors):
+        return None
+    known = {a.id for a in anchors}
+    root = "root"
+    node = {a.id: f"a:{a.id}" for a in anchors}
+    ids = [root] + [node[a.id] for a in anchors]
+    parents = [""] + [node[a.parent] if a.parent in known else root for a in anchors]  # type: ignore[index]
+    labels = [plot_text(report.taxonomy.get("name") or "all", 60)] + [plot_text(a.name, 40) for a in anchors]
+    counts = [0] + [a.count if a.is_leaf else 0 for a in anchors]
+    targets = [0.0] + [a.target_share if a.is_leaf else 0.0 for a in anchors]
+    gaps = [0.0] + [a.gap for a in anchors]
+    n_anch = sum(a.count for a in anchors if a.is_leaf)
+    custom = [[n_anch, 1.0, 1.0, 0.0]] + [[a.count, a.share, a.target_share, a.gap] for a in anchors]
+    lim = max(0.02, max(abs(g) for g in gaps))
+    fig = go.Figure(go.Treemap(
+        ids=ids, labels=labels, parents=parents, values=targets, branchvalues="remainder", customdata=custom,
+        marker={"colors": gaps, "colorscale": [[0, OVER_COLOR], [0.5, "#f1f3f5"], [1, UNDER_COLOR]],
+                "cmin": -lim, "cmax": lim, "cmid": 0, "showscale": True,
+                "colorbar": {"title": {"text": "gap"}, "tickformat": "+.0%", "thickness": 12}},
+        texttemplate="<b>%{label}</b><br>%{customdata[1]:.1%} vs target %{customdata[2]:.1%}",
+        hovertemplate=("<b>%{label}</b><br>prompts: %{customdata[0]:,}<br>share: %{customdata[1]:.1%}"
+                       "<br>target: %{customdata[2]:.1%}<br>gap: %{customdata[3]:+.1%}<extra></extra>"),
+        root={"color": "#f8f9fa"}, tiling={"pad": 2}, pathbar={"visible": True},
+    ))
+    fig.update_layout(**base_layout(
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        updatemenus=[{
+            "type": "buttons", "direction": "right", "x": 0, "y": 1.1, "xanchor": "left", "yanchor": "top",
+            "showactive": True, "active": 0,
+            "buttons": [
+                {"label": "size: target share", "method": "restyle", "args": [{"values": [targets]}]},
+                {"label": "size: prompts", "method": "restyle", "args": [{"values": [counts]}]},
+            ],
+        }],
+    ))
+    return fig, 560
+
+
+# ---------------------------------------------------------------------------------------------------- map
+def map_coords(data: AuditInput) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """The 2-D coordinates to draw: the audit's own (UMAP) map, else a PCA of embeddings.npy, else None."""
+    pts = data.points
+    if pts is None:
+        return None
+    if pts.has_coords():
+        method = str(data.report.discovery.get("method") or "discovery")
+        return pts.x, pts.y, f"the audit's own 2-D map ({method})"
+    if data.embeddings is not None:
+        coords, desc = pca_2d(data.embeddings)
+        return coords[:, 0], coords[:, 1], f"{desc} of embeddings.npy — the audit stored no 2-D map"
+    return None
+
+
+def point_hover(pts: Points, i: int, labels: dict[int, str]) -> str:
+    c = int(pts.cluster[i])
+    where = f"cluster {c}: {plot_text(labels.get(c, ''), 32)}" if c >= 0 else "noise"
+    return (f"<b>{plot_text(pts.ids[i], 40)}</b> · score {float(pts.score[i]):.2f} · {where}<br>"
+            f"{hover_block(pts.texts[i])}")
+
+
+def marker_size(n: int) -> int:
+    return 7 if n <= 2_000 else 5 if n <= 10_000 else 4
+
+
+def map_figure(data: AuditInput, labels: dict[int, str], max_points: int) -> tuple[Any, int, str, str | None] | None:
+    """Scattergl map coloured by anchor (unanchored grey), emergent clusters marked, prompt text on hover.
+
+    Returns (figure, height, how the coordinates were made, sampling note or None).
+    """
+    import plotly.graph_objects as go
+
+    pts = data.points
+    coords = map_coords(data)
+    if pts is None or coords is None:
+        return None
+    xs, ys, how = coords
+    report = data.report
+    idx = stratified_sample(pts.anchor, max_points)
+    sample_note = None
+    if len(idx) < len(pts):
+        sample_note = (f"The map shows a deterministic sample of {len(idx):,} of {len(pts):,} prompts, stratified by "
+                     f"anchor (max_points={max_points:,}); tables and numbers use every prompt.")
+    group_sizes = Counter(pts.anchor)
+    names = {a.id: a.name for a in report.anchors}
+    colors = anchor_colors(report)
+    by_group: dict[str | None, list[int]] = {}
+    for i in idx.tolist():
+        by_group.setdefault(pts.anchor[i], []).append(i)
+    order: list[str | None] = [None] + [a.id for a in report.leaf_anchors()]
+    order += sorted(g for g in by_group if g is not None and g not in colors)
+    size = marker_size(len(idx))
+    fig = go.Figure()
+    for g in order:
+        members = by_group.get(g)
+        if not members:
+            continue
+        sel = np.asarray(members, dtype=np.int64)
+        name = "unanchored" if g is None else names.get(g, g)
+        total = group_sizes[g]
+        fig.add_trace(go.Scattergl(
+            x=np.round(xs[sel], 3).astype(np.float32), y=np.round(ys[sel], 3).astype(np.float32),
+            mode="markers", name=f"{plot_text(name, 36)} ({total:,})",
+            marker={"size": size, "color": UNANCHORED_COLOR if g is None else colors.get(g, NEUTRAL_COLOR),
+                    "opacity": 0.55 if g is None else 0.8},
+            text=[point_hover(pts, i, labels) for i in members],
+            hovertemplate=f"<b>{plot_literal(name, 60)}</b><br>%{{text}}<extra></extra>",
+        ))
+    # Cluster markers at the centroid of all members (not just the sampled ones).
+    for kind_set, trace_name, visible, symbol, color in (
+        ({"emergent"}, "emergent clusters", True, "diamond-open", "#c2410c"),
+        ({"anchored", "background"}, "other cluster labels", "legendonly", "circle-open", "#343a40"),
+    ):
+        rows = [c for c in report.clusters if c.kind in kind_set]
+        cx, cy, txt, hov = [], [], [], []
+        for c in rows:
+            m = pts.cluster == c.id
+            if not m.any():
+                continue
+            cx.append(round(float(xs[m].mean()), 3))
+            cy.append(round(float(ys[m].mean()), 3))
+            txt.append(plot_text(labels.get(c.id, c.label), 40))
+            nearest = plot_text(names.get(c.nearest_anchor, c.nearest_anchor), 60)
+            hov.append(f"<b>cluster {c.id}: {plot_text(labels.get(c.id, c.label), 80)}</b><br>{c.kind}, "
+                       f"{c.size:,} prompts<br>nearest anchor: {nearest} (cos {c.centroid_score:.2f})")
+        if cx:
+            fig.add_trace(go.Scatter(
+                x=cx, y=cy, mode="markers+text", name=trace_name, visible=visible, text=txt,
+                textposition="top center", textfont={"size": 11, "color": color}, hovertext=hov, hoverinfo="text",
+                marker={"symbol": symbol, "size": 16, "color": color, "line": {"width": 2, "color": color}},
+            ))
+    fig.update_layout(**base_layout(
+        hovermode="closest", dragmode="zoom",
+        xaxis={"showticklabels": False, "zeroline": False, "showgrid": False, "title": None},
+        yaxis={"showticklabels": False, "zeroline": False, "showgrid": False, "title": None},
+        legend={"itemsizing": "constant", "font": {"size": 11}},
+        margin={"l": 10, "r": 10, "t": 20, "b": 10},
+    ))
+    return fig, 640, how, sample_note
+
+
+# ------------------------------------------------------------------------------------------------- tables
+def _anchor_cell(a: AnchorCoverage) -> Raw:
+    return Raw(f'{esc(a.name)}<div class="sub">{esc(a.id)}</div>')
+
+
+def gap_table(report: CoverageReport) -> Raw:
+    names = {a.id: a.name for a in report.anchors}
+    rows = []
+    for a in report.gap_table():
+        rows.append([
+            _anchor_cell(a), names.get(a.parent or "", a.parent or ""), a.count,
+            Num(a.share, pct(a.share)), Num(a.target_share, pct(a.target_share)),
+            Num(a.gap, pp(a.gap), "pos" if a.gap > GAP_TOLERANCE else "neg" if a.gap < -GAP_TOLERANCE else ""),
+            a.deficit, Num(a.mean_score, num(a.mean_score, 2)), Num(a.vendi, num(a.vendi, 1)), a.n_clusters,
+            text_list([str(e.get("text", "")) for e in a.examples[:2]], 240),
+        ])
+    cols = [Col("Anchor"), Col("Parent"), Col("Prompts", "num"), Col("Share", "num"), Col("Target", "num"),
+            Col("Gap", "num", "target − share; positive = under-covered"),
+            Col("Missing", "num", "prompts needed to reach the target share"),
+            Col("Mean score", "num", "mean cosine of its prompts to the principle"),
+            Col("Vendi", "num", "diversity of this anchor's prompts"), Col("Clusters", "num"), Col("Typical prompts")]
+    out = table(cols, rows)
+    parents = [a for a in report.anchors if not a.is_leaf]
+    if parents:
+        prow = [[_anchor_cell(a), a.count, Num(a.share, pct(a.share)), Num(a.target_share, pct(a.target_share)),
+                 Num(a.gap, pp(a.gap), "pos" if a.gap > GAP_TOLERANCE else "neg" if a.gap < -GAP_TOLERANCE else ""),
+                 a.deficit] for a in sorted(parents, key=lambda a: (-a.gap, a.id))]
+        out = join(out, Raw("<h3>Parent categories</h3>"),
+                   table([Col("Category"), Col("Prompts", "num"), Col("Share", "num"), Col("Target", "num"),
+                          Col("Gap", "num"), Col("Missing", "num")], prow))
+    return out
+
+
+def clusters_table(report: CoverageReport, labels: dict[int, str]) -> Raw:
+    names = {a.id: a.name for a in report.anchors}
+    rows = []
+    c: ClusterInfo
+    for c in report.clusters:
+        label = labels.get(c.id, c.label)
+        label_cell = Raw(esc(label) + (f'<div class="sub">keywords: {esc(c.label)}</div>' if label != c.label else ""))
+        top = (Raw(f'{esc(names.get(c.top_anchor, c.top_anchor))}<div class="sub">{pct(c.top_anchor_share, 0)}'
+                   " of the cluster</div>") if c.top_anchor else Raw('<span class="muted">none</span>'))
+        rows.append([
+            c.id, label_cell, badge(c.kind), c.size, top, names.get(c.nearest_anchor, c.nearest_anchor),
+            Num(c.centroid_score, num(c.centroid_score, 2)), Num(c.background_score, num(c.background_score, 2)),
+            Num(c.unanchored_share, pct(c.unanchored_share, 0)),
+            text_list([str(e.get("text", "")) for e in c.examples[:3]], 240),
+        ])
+    cols = [Col("#", "num"), Col("Label"), Col("Kind"), Col("Size", "num"), Col("Top anchor"), Col("Nearest anchor"),
+            Col("Centroid score", "num", "cosine of the cluster centre to its nearest principle"),
+            Col("Background", "num", "cosine of the cluster centre to the nearest benign background anchor"),
+            Col("Unanchored", "num"), Col("Examples")]
+    return table(cols, rows, empty="Discovery found no clusters.")
+
+
+def duplicates_body(report: CoverageReport) -> Raw:
+    d = report.duplicates
+    m = report.metrics
+    groups = d.get("exact_groups") or []
+    pairs = d.get("near_pairs") or []
+    g_rows = [[int(g.get("size", 0)), str(g.get("text", "")), ", ".join(str(i) for i in g.get("ids", []))]
+              for g in groups]
+    p_rows = [[Num(float(p.get("similarity", 0.0)), num(float(p.get("similarity", 0.0)), 3)),
+               str(p.get("a", {}).get("text", "")), str(p.get("b", {}).get("text", ""))] for p in pairs]
+    n_groups = int(d.get("n_exact_groups", len(groups)))
+    return join(
+        para(f"Exact duplicate rate {pct(m.get('exact_duplicate_rate'))} ({n_groups:,} "
+             f"{'group' if n_groups == 1 else 'groups'} of identical prompts "
+             f"after normalising case and spacing); near-duplicate rate {pct(m.get('near_duplicate_rate'))} "
+             f"(nearest neighbour cosine ≥ {m.get('near_duplicate_threshold', '')})."),
+        Raw(f"<h3>Exact duplicate groups (largest {len(groups)} of {n_groups:,})</h3>"),
+        table([Col("Copies", "num"), Col("Text", "text"), Col("IDs")], g_rows, empty="No exact duplicates."),
+        Raw(f"<h3>Near-duplicate pairs (top {len(pairs)})</h3>"),
+        table([Col("Cosine", "num"), Col("Prompt A", "text"), Col("Prompt B", "text")], p_rows,
+              empty="No near-duplicate pairs above the threshold."),
+    )
+
+
+def unanchored_body(data: AuditInput) -> Raw:
+    report = data.report
+    un = report.unanchored
+    names = {a.id: a.name for a in report.anchors}
+    pos: dict[str, int] = {}
+    if data.points is not None:
+        wanted = {str(e.get("id")) for e in un.get("examples", [])}
+        pos = {pid: i for i, pid in enumerate(data.points.ids) if pid in wanted}
+    rows = []
+    for e in un.get("examples", []):
+        pid = str(e.get("id", ""))
+        i = pos.get(pid)
+        score: Any = ""
+        nearest = ""
+        if i is not None and data.points is not None:
+            score = Num(float(data.points.score[i]), num(float(data.points.score[i]), 2))
+            na = data.points.nearest[i] if data.points.nearest else None
+            nearest = names.get(na, na) if na else ""
+        rows.append([pid, str(e.get("text", "")), nearest, score])
+    return join(
+        para(f"{num(int(un.get('count', 0)))} prompts ({pct(un.get('share'))}) matched no principle closely enough. "
+             "They are either off-taxonomy (benign, or a harm the taxonomy lacks) or phrased far from every "
+             "anchor; the most background-like are listed first."),
+        table([Col("ID"), Col("Text", "text"), Col("Nearest principle"), Col("Best score", "num")], rows,
+              empty="Every prompt is anchored."),
+    )
+
+
+def discovery_body(report: CoverageReport, extra_notes: list[str]) -> Raw:
+    d = report.discovery
+    notes = [str(n) for n in d.get("notes", [])] + extra_notes
+    items = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    return join(
+        para(f"Method: {d.get('method', '?')} · {int(d.get('n_clusters', 0)):,} clusters · noise share "
+             f"{pct(d.get('noise_share'))} · {int(report.metrics.get('n_emergent_clusters', 0))} emergent."),
+        Raw(f'<ul class="notes">{items}</ul>' if items else '<p class="muted">No notes.</p>'),
+    )
+
+
+def settings_body(report: CoverageReport) -> Raw:
+    return json_block({"schema_version": report.schema_version, "dataset": report.dataset,
+                       "taxonomy": report.taxonomy, "settings": report.settings})
+
+
+# -------------------------------------------------------------------------------------------- the sections
+def add_audit_sections(page: Page, data: AuditInput, *, prefix: str = "", title_prefix: str = "",
+                       max_points: int = 20_000, labeler: Labeler | None = None,
+                       with_summary: bool = True) -> None:
+    """Append the coverage sections for one audit folder to ``page`` (ids prefixed for reuse)."""
+    report = data.report
+    labels, label_notes = cluster_labels(report, labeler)
+    t = title_prefix
+    if with_summary:
+        body = summary_cards(report)
+        if data.notes:
+            body = join(body, *[note(n) for n in data.notes])
+        page.add(f"{prefix}summary", f"{t}Key numbers", body,
+                 "Shares are over anchored prompts (those assigned to a principle); unanchored prompts are counted "
+                 "apart.")
+    fig, h = coverage_figure(report)
+    page.add(f"{prefix}coverage", f"{t}Coverage vs target", figure_html(fig, f"{prefix}fig-coverage", h),
+             "Each bar is one principle's share of the anchored prompts; the black tick is its target share. "
+             "Sorted by gap: orange = under-covered (generate more), blue = over-covered, grey = on target.")
+    hier = hierarchy_figure(report)
+    if hier is not None:
+        fig, h = hier
+        page.add(f"{prefix}hierarchy", f"{t}Taxonomy tree", figure_html(fig, f"{prefix}fig-hierarchy", h),
+                 "Tiles are principles nested under their categories, coloured by gap (orange = under-covered). "
+                 "Click a category to zoom; the buttons switch tile size between target share and prompt count.")
+    mp = map_figure(data, labels, max_points)
+    if mp is None:
+        page.add(f"{prefix}map", f"{t}Map of prompts",
+                 note("No map: the folder has no assignments.jsonl with 2-D coordinates and no usable embeddings.npy."),
+                 "Where prompts sit relative to each other.")
+    else:
+        fig, h, how, sample_note = mp
+        page.add(f"{prefix}map", f"{t}Map of prompts",
+                 join(note(sample_note) if sample_note else None,
+                      para(f"Coordinates: {how}. Axes have no units; nearby points are similar prompts.", "muted"),
+                      figure_html(fig, f"{prefix}fig-map", h)),
+                 "Every dot is a prompt, coloured by the principle it was assigned to (grey = unanchored). "
+                 "Diamonds mark emergent clusters — dense groups far from every principle. Hover for the text; "
+                 "click legend entries to hide or isolate anchors.")
+    page.add(f"{prefix}gaps", f"{t}Gap table", gap_table(report),
+             "Principles from most under-covered to most over-covered, with how many prompts are missing.")
+    n_cl = len(report.clusters)
+    page.add(f"{prefix}clusters", f"{t}Clusters ({n_cl})", clusters_table(report, labels),
+             "Fine-grained groups found by discovery. 'emergent' = far from every principle (a possible missing "
+             "category), 'background' = benign, 'anchored' = inside a principle."
+             + (" Labels come from the supplied labeler; keyword labels are shown beneath." if labeler else ""))
+    page.add(f"{prefix}duplicates", f"{t}Duplicates", duplicates_body(report),
+             "Repeated prompts inflate counts without adding coverage.")
+    page.add(f"{prefix}unanchored", f"{t}Unanchored prompts", unanchored_body(data),
+             "Prompts the taxonomy does not explain.")
+    page.add(f"{prefix}discovery", f"{t}Discovery notes", discovery_body(report, label_notes),
+             "How clusters were found, and anything the pipeline had to work around.")
+    page.add(f"{prefix}settings", f"{t}Settings", details("show settings JSON", settings_body(report)),
+             "Everything needed to reproduce these numbers.")

@@ -1,0 +1,210 @@
+"""Reading report inputs (audit and run folders) and the numeric helpers the maps need.
+
+Reports only *read* what an audit or a run already wrote — coverage.json, assignments.jsonl, optionally
+embeddings.npy — and never load the embedding model, so rendering is cheap and cannot change a number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_advisor.coverage.report import CoverageReport
+from data_advisor.errors import InputError
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the objects of a JSON Lines file; a broken line raises an :class:`InputError` naming it."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"{path}:{lineno} is not valid JSON ({exc.msg})",
+                                 "re-create the file; reports only read what audit/run wrote") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}:{lineno} is not a JSON object", "each line must be one JSON object")
+            yield obj
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{path} is not valid JSON ({exc})", "re-create the file") from None
+
+
+@dataclass
+class Points:
+    """assignments.jsonl in columns (one entry per prompt, in file order = embeddings.npy order)."""
+
+    ids: list[str]
+    texts: list[str]
+    anchor: list[str | None]
+    cluster: np.ndarray  # int64, -1 = noise
+    score: np.ndarray  # float32
+    x: np.ndarray  # float32
+    y: np.ndarray  # float32
+    nearest: list[str | None] = field(default_factory=list)  # nearest principle even when unanchored
+    extra: dict[str, list[Any]] = field(default_factory=dict)  # e.g. "round" for run prompts
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def read(cls, path: Path, extra_keys: Sequence[str] = ()) -> Points:
+        ids: list[str] = []
+        texts: list[str] = []
+        anchor: list[str | None] = []
+        cluster: list[int] = []
+        score: list[float] = []
+        xs: list[float] = []
+        ys: list[float] = []
+        nearest: list[str | None] = []
+        extra: dict[str, list[Any]] = {k: [] for k in extra_keys}
+        for r in read_jsonl(path):
+            ids.append(str(r.get("id", len(ids))))
+            texts.append(str(r.get("text", "")))
+            a = r.get("anchor_id")
+            anchor.append(None if a is None else str(a))
+            cluster.append(int(r.get("cluster_id", -1)))
+            score.append(float(r.get("score", 0.0) or 0.0))
+            xs.append(float(r.get("x", 0.0) or 0.0))
+            ys.append(float(r.get("y", 0.0) or 0.0))
+            na = r.get("nearest_anchor_id", a)
+            nearest.append(None if na is None else str(na))
+            for k in extra_keys:
+                extra[k].append(r.get(k))
+        return cls(ids, texts, anchor, np.asarray(cluster, dtype=np.int64), np.asarray(score, dtype=np.float32),
+                   np.asarray(xs, dtype=np.float32), np.asarray(ys, dtype=np.float32), nearest, extra)
+
+    def has_coords(self) -> bool:
+        """False when every point sits at one place (the audit ran without discovery, so no 2-D map)."""
+        return len(self) > 1 and bool(np.ptp(self.x) > 0 or np.ptp(self.y) > 0)
+
+
+@dataclass
+class AuditInput:
+    """Everything a report reads from one audit-like folder."""
+
+    path: Path
+    report: CoverageReport
+    points: Points | None
+    embeddings: np.ndarray | None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
+    """Read coverage.json (required), assignments.jsonl and, if asked, embeddings.npy (both optional)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path} is not a folder", "pass the audit/run output folder (the one with coverage.json)")
+    report = CoverageReport.load(path / "coverage.json")
+    notes: list[str] = []
+    points = None
+    ap = path / "assignments.jsonl"
+    if ap.exists():
+        points = Points.read(ap)
+    else:
+        notes.append("assignments.jsonl is missing, so there is no per-prompt map.")
+    emb = None
+    ep = path / "embeddings.npy"
+    if (want_embeddings or (points is not None and not points.has_coords())) and ep.exists():
+        try:
+            emb = np.load(ep, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            notes.append(f"embeddings.npy could not be read ({exc}).")
+            emb = None
+        if emb is not None and (points is None or emb.ndim != 2 or emb.shape[0] != len(points)):
+            notes.append(f"embeddings.npy has shape {tuple(emb.shape)}, which does not match "
+                         f"{0 if points is None else len(points)} assignments; it is ignored.")
+            emb = None
+    return AuditInput(path, report, points, emb, notes)
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+def stratified_sample(groups: Sequence[Any], max_points: int, seed: int = 0) -> np.ndarray:
+    """Indices of a deterministic sample of at most ``max_points`` items, stratified by ``groups``.
+
+    Each group keeps its share of the sample (largest-remainder rounding), but every group first gets a
+    small floor so rare anchors stay visible on the map.  Members are drawn with a seeded generator, group
+    by group in sorted-key order, so the same input always gives the same sample.  Returned sorted.
+    """
+    n = len(groups)
+    if max_points <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n <= max_points:
+        return np.arange(n, dtype=np.int64)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault("" if g is None else f"~{g}", []).append(i)
+    keys = sorted(members)
+    sizes = np.array([len(members[k]) for k in keys], dtype=np.int64)
+    floor = np.minimum(sizes, max(1, max_points // (5 * len(keys))))
+    if floor.sum() > max_points:
+        floor = np.minimum(sizes, max_points // len(keys))
+    budget = max_points - int(floor.sum())
+    rest = sizes - floor
+    quota = floor.copy()
+    if budget > 0 and rest.sum() > 0:
+        exact = rest * (budget / rest.sum())
+        add = np.floor(exact).astype(np.int64)
+        left = budget - int(add.sum())
+        order = sorted(range(len(keys)), key=lambda j: (-(exact[j] - add[j]), keys[j]))
+        for j in order[:left]:
+            add[j] += 1
+        quota += np.minimum(add, rest)
+    rng = np.random.default_rng(seed)
+    chosen: list[np.ndarray] = []
+    for k, q in zip(keys, quota, strict=True):
+        idx = np.asarray(members[k], dtype=np.int64)
+        chosen.append(idx if q >= len(idx) else rng.permutation(idx)[: int(q)])
+    return np.sort(np.concatenate(chosen))
+
+
+# --------------------------------------------------------------------------------------------- projection
+def pca_2d(vectors: np.ndarray, *, fit_max: int = 50_000, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Project vectors to 2-D with PCA (deterministic: seeded fit sample, fixed component signs).
+
+    PCA is linear, fast at any size and reproducible without extra dependencies; distances along the two
+    main directions of variation are comparable across inputs projected together.  It is fitted on at
+    most ``fit_max`` rows (a seeded sample) and applied to all of them in float32 chunks to bound memory.
+    """
+    x = np.asarray(vectors)
+    n = len(x)
+    fit_idx = np.arange(n) if n <= fit_max else np.sort(np.random.default_rng(seed).choice(n, fit_max, replace=False))
+    fit = np.asarray(x[fit_idx], dtype=np.float64)
+    mean = fit.mean(axis=0) if len(fit) else np.zeros(x.shape[1])
+    centred = fit - mean
+    cov = centred.T @ centred / max(1, len(fit) - 1)
+    vals, vecs = np.linalg.eigh(cov)
+    top = np.argsort(-vals, kind="stable")[:2]
+    comps = vecs[:, top]
+    for j in range(comps.shape[1]):  # sign convention: the largest loading of each component is positive
+        if comps[np.argmax(np.abs(comps[:, j])), j] < 0:
+            comps[:, j] = -comps[:, j]
+    explained = float(vals[top].sum() / (vals.sum() or 1.0))
+    mean32, comps32 = mean.astype(np.float32), comps.astype(np.float32)
+    coords = np.zeros((n, 2), dtype=np.float32)
+    for s in range(0, n, 50_000):
+        coords[s:s + 50_000, : comps.shape[1]] = (np.asarray(x[s:s + 50_000], dtype=np.float32) - mean32) @ comps32
+    return coords, f"PCA (2 components, {100 * explained:.1f}% of the variance)"
+
+
+def umap_2d(vectors: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Project vectors to 2-D with UMAP (cosine metric, ``random_state`` fixed → reproducible, slower)."""
+    import umap
+
+    reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=15, min_dist=0.1)
+    coords = reducer.fit_transform(np.asarray(vectors, dtype=np.float32)).astype(np.float32)
+    return coords, f"UMAP (cosine, n_neighbors=15, random_state={seed})"
+
+
+PROJECTIONS: dict[str, Callable[..., tuple[np.ndarray, str]]] = {"pca": pca_2d, "umap": umap_2d}
