@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import json
-import textwrap
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,12 +93,27 @@ def plot_literal(value: Any, limit: int | None = None) -> str:
     return plot_text(value, limit).replace("%{", "%&#123;")
 
 
+def wrap_words(text: str, width: int) -> list[str]:
+    """Wrap single-spaced ``text`` at spaces into lines of at most ``width`` characters (a word longer than
+    ``width`` is split).  One ``rfind`` per line rather than :mod:`textwrap`'s per-word work: a map builds
+    20,000 of these."""
+    lines: list[str] = []
+    while len(text) > width:
+        cut = text.rfind(" ", 0, width + 1)
+        if cut <= 0:
+            lines.append(text[:width])
+            text = text[width:]
+        else:
+            lines.append(text[:cut])
+            text = text[cut + 1:]
+    lines.append(text)
+    return lines
+
+
 def hover_block(text: str, limit: int = HOVER_CHARS, width: int = HOVER_WRAP) -> str:
     """A prompt as plotly hover text: whitespace collapsed, cut to ``limit``, wrapped with ``<br>``."""
-    flat = " ".join(str(text).split())
-    flat = truncate(flat, limit)
-    lines = textwrap.wrap(flat, width=width, break_long_words=True, break_on_hyphens=False) or [""]
-    return "<br>".join(html.escape(line, quote=False) for line in lines)
+    flat = truncate(" ".join(str(text).split()), limit)
+    return "<br>".join(html.escape(line, quote=False) for line in wrap_words(flat, width))
 
 
 def script_json(obj: Any) -> str:
@@ -359,20 +373,23 @@ p { margin:6px 0; }
 .table-wrap.scroll { max-height:560px; overflow-y:auto; border:1px solid var(--border); border-radius:6px; }
 table { border-collapse:collapse; width:100%; font-size:13px; }
 th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--border); vertical-align:top; }
-th { background:#f1f3f5; position:sticky; top:0; z-index:1; cursor:pointer; white-space:nowrap; font-weight:600;
+td { overflow-wrap:anywhere; }
+th { background:#f1f3f5; position:sticky; top:0; z-index:1; cursor:pointer; font-weight:600; vertical-align:bottom;
   user-select:none; }
 th[data-dir="asc"]::after { content:" \\25B2"; font-size:9px; }
 th[data-dir="desc"]::after { content:" \\25BC"; font-size:9px; }
 tbody tr:nth-child(even) td { background:#fafbfc; }
 tbody tr:hover td { background:#eef2ff; }
-td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-td.text { white-space:pre-wrap; overflow-wrap:anywhere; min-width:240px; max-width:640px; }
+td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+th.num { text-align:right; }
+td.text { white-space:pre-wrap; overflow-wrap:anywhere; min-width:200px; max-width:640px; }
 td .sub { color:var(--muted); font-size:11px; }
 .pos { color:var(--under); font-weight:600; } .neg { color:var(--over); }
 .good { color:#2b8a3e; font-weight:600; } .bad { color:#c92a2a; font-weight:600; }
-ul.ex { margin:0; padding-left:16px; } ul.ex li { overflow-wrap:anywhere; white-space:pre-wrap; }
+ul.ex { margin:0; padding-left:16px; min-width:280px; } ul.ex li { overflow-wrap:anywhere; white-space:pre-wrap; }
 ul.notes { margin:4px 0; padding-left:20px; }
-.badge { display:inline-block; padding:0 8px; border-radius:10px; font-size:11px; font-weight:600; line-height:18px; }
+.badge { display:inline-block; white-space:nowrap; overflow-wrap:normal; padding:0 8px; border-radius:10px;
+  font-size:11px; font-weight:600; line-height:18px; }
 .badge.emergent { background:#fff0e6; color:#c2410c; } .badge.anchored { background:#e7f5ff; color:#1864ab; }
 .badge.background { background:#f1f3f5; color:#495057; }
 .badge.other, .badge.noise { background:#f8f0fc; color:#862e9c; }

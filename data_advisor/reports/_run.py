@@ -49,7 +49,7 @@ class RunInput:
 
 
 def load_run_dir(path: Path) -> RunInput:
-    """Read config.json, rounds.jsonl and a per-round sample of prompts.jsonl (streamed: it can be big)."""
+    """Read config.json, rounds.jsonl and a per-round sample of prompts.jsonl."""
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path} is not a folder", "pass the advisor run folder (the one with rounds.jsonl)")
@@ -212,7 +212,7 @@ def cost_figure(run: RunInput) -> tuple[Any, int]:
         barmode="stack", xaxis={"title": {"text": "round"}, "dtick": 1},
         yaxis={"title": {"text": "tokens"}, "rangemode": "tozero"},
         yaxis2={"title": {"text": "USD"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
-                "tickprefix": "$", "showgrid": False},
+                "tickprefix": "$", "tickformat": ",.4~f", "tickmode": "auto", "showgrid": False},
         legend={"orientation": "h", "y": 1.08, "x": 0},
         margin={"l": 60, "r": 60, "t": 50, "b": 40},
     ))
@@ -292,7 +292,7 @@ def rounds_table(run: RunInput, names: dict[str, str]) -> Raw:
         ])
     cols = [Col("Round", "num"), Col("Issue"), Col("Anchor"), Col("Mode"), Col("Rationale", "text"),
             Col("Generated", "num"), Col("Kept", "num"), Col("Rejected", "num"), Col("On target", "num"),
-            Col("Tokens", "num"), Col("Cost", "num"), Col("Prompts after", "num")]
+            Col("Tokens", "num"), Col("Cost", "num"), Col("Total", "num", "prompts in the data set after this round")]
     return table(cols, rows, empty="The run has no rounds yet.")
 
 
