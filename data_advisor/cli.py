@@ -14,9 +14,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from data_advisor import __version__, _env  # noqa: F401
 from data_advisor.errors import DataAdvisorError
+
+if TYPE_CHECKING:
+    from data_advisor.coverage.audit import AuditSettings
+    from data_advisor.coverage.taxonomy import Taxonomy
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -51,26 +56,41 @@ def _load_input(args: argparse.Namespace, source: str):
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from data_advisor.coverage.audit import AuditSettings
     from data_advisor.coverage.taxonomy import load_taxonomy
-    from data_advisor.io import ensure_writable_dir
 
     t0 = time.perf_counter()
+    if args.batch_size < 1 or args.max_chars < 1:
+        raise DataAdvisorError("--batch-size and --max-chars must be at least 1", "pass positive numbers")
     taxonomy = load_taxonomy(args.taxonomy)
+    settings = AuditSettings(  # validates the numbers before anything expensive happens
+        taxonomy=taxonomy.id, model=args.model, seed=args.seed, background=not args.no_background,
+        coverage_min_count=args.min_count, cluster=not args.no_cluster, min_cluster_size=args.min_cluster_size,
+        **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
+    )
+    out = Path(args.out)
+    created = not out.exists()
+    try:
+        return _run_audit(args, taxonomy, settings, t0)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind when the audit never produced an output
+        raise
+
+
+def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSettings, t0: float) -> int:
+    from data_advisor.io import ensure_writable_dir
+
     out = ensure_writable_dir(Path(args.out))
     prompts = _load_input(args, args.input)
     _eprint(f"loaded {len(prompts):,} prompts from {args.input}"
             + (f" (skipped {prompts.n_skipped})" if prompts.n_skipped else "")
             + (f" (truncated {prompts.n_truncated})" if prompts.n_truncated else ""))
 
-    from data_advisor.coverage.audit import AuditSettings, run_audit
+    from data_advisor.coverage.audit import run_audit
     from data_advisor.coverage.embed import make_embedder
 
     embedder = make_embedder(args.model, cache=not args.no_cache, batch_size=args.batch_size)
-    settings = AuditSettings(
-        taxonomy=taxonomy.id, model=args.model, seed=args.seed, background=not args.no_background,
-        coverage_min_count=args.min_count, cluster=not args.no_cluster, min_cluster_size=args.min_cluster_size,
-        **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
-    )
     result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet)
     stats = getattr(embedder, "last", None)
     if stats is not None:

@@ -10,8 +10,8 @@ tests (and the CLI subprocesses they start, which inherit the environment) use a
 * ``HF_HUB_OFFLINE=1``: the bundled embedding model is local; no test may touch the network.
 
 Fixtures: ``datasets_dir`` (the public labelled safety sets beside the checkout, tests using it carry
-``@pytest.mark.datasets``), ``embedder`` (the real bundled model behind the disk cache, loaded once) and
-``run_cli`` (runs ``python -m data_advisor.cli`` in a subprocess) and ``sample_prompts`` (a small, varied, hand-written
+``@pytest.mark.datasets``), ``embedder`` (the real bundled model behind the disk cache, loaded once), ``run_cli``
+(runs ``python -m data_advisor.cli`` in a subprocess) and ``sample_prompts`` (a small, varied, hand-written
 prompt set: harmful requests across common harm areas mixed with everyday benign ones).
 """
 
@@ -37,7 +37,23 @@ def _test_cache_dir() -> tuple[Path, bool]:
     return Path(tempfile.gettempdir()) / f"da-test-cache-{os.getpid()}", True
 
 
+def _remove_stale_session_caches() -> None:
+    """Per-session caches of test runs that were killed before they could clean up (their pid is gone)."""
+    for d in Path(tempfile.gettempdir()).glob("da-test-cache-*"):
+        pid = d.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass
+
+
 _CACHE_DIR, _OWN_CACHE = _test_cache_dir()
+if _OWN_CACHE:
+    _remove_stale_session_caches()
 _CACHE_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["DATA_ADVISOR_CACHE"] = str(_CACHE_DIR)
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -97,7 +113,6 @@ def run_cli() -> Callable[..., CliResult]:
         return proc.returncode, proc.stdout, proc.stderr
 
     return run
-
 
 
 #: Written for the tests: 24 harmful requests spread over common harm areas and 12 everyday benign requests.

@@ -59,6 +59,20 @@ class AuditSettings:
     max_fit: int = 50_000
     n_examples: int = 3
 
+    def __post_init__(self) -> None:
+        """Reject impossible settings before any work starts (HDBSCAN's own error would come after embedding)."""
+        from data_advisor.errors import InputError
+
+        if self.min_cluster_size is not None and self.min_cluster_size < 2:
+            raise InputError(f"--min-cluster-size must be at least 2 (got {self.min_cluster_size})",
+                             "pass 2 or more, or leave it out for the default (about √n / 2)")
+        if self.coverage_min_count < 1:
+            raise InputError(f"--min-count must be at least 1 (got {self.coverage_min_count})", "pass 1 or more")
+        if self.n_neighbors < 2:
+            raise InputError(f"n_neighbors must be at least 2 (got {self.n_neighbors})", "pass 2 or more")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise InputError("the near-duplicate threshold must be in (0, 1]", "pass a cosine such as 0.95")
+
 
 @dataclass
 class AuditResult:

@@ -176,21 +176,25 @@ class EmbeddingCache:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def _complete_rows(self) -> int:
+        """Rows fully present in the vectors file (a killed writer can leave a torn tail)."""
+        return self.vectors_path.stat().st_size // (self.dim * 4)
+
     def lookup(self, keys: Sequence[bytes]) -> dict[bytes, int]:
-        """Row numbers of the keys present in the cache."""
+        """Row numbers of the keys present in the cache (rows past a torn tail count as misses)."""
         found: dict[bytes, int] = {}
+        n_rows = self._complete_rows()
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
             q = f"SELECT key, row FROM vec WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update({bytes(k): int(r) for k, r in self._db.execute(q, chunk)})
+            found.update({bytes(k): int(r) for k, r in self._db.execute(q, chunk) if int(r) < n_rows})
         return found
 
     def read_rows(self, rows: Sequence[int]) -> np.ndarray:
         """Vectors at the given rows, through a memory map (no full load)."""
         if not len(rows):
             return np.zeros((0, self.dim), dtype=np.float32)
-        mm = np.memmap(self.vectors_path, dtype=np.float32, mode="r")
-        mm = mm[: (mm.shape[0] // self.dim) * self.dim].reshape(-1, self.dim)
+        mm = np.memmap(self.vectors_path, dtype=np.float32, mode="r", shape=(self._complete_rows(), self.dim))
         return np.array(mm[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
 
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
@@ -204,11 +208,13 @@ class EmbeddingCache:
                 os.truncate(self.vectors_path, size - size % row_bytes)
                 size -= size % row_bytes
             first = size // row_bytes
+            # Index rows that point at or past the end (their vectors were lost) would alias new vectors.
+            self._db.execute("DELETE FROM vec WHERE row >= ?", (first,))
             with open(self.vectors_path, "ab") as fh:
                 fh.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._db.executemany("INSERT OR IGNORE INTO vec(key, row) VALUES (?, ?)",
+            self._db.executemany("INSERT OR REPLACE INTO vec(key, row) VALUES (?, ?)",
                                  [(k, first + i) for i, k in enumerate(keys)])
             self._db.commit()
 

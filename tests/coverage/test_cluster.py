@@ -1,0 +1,174 @@
+"""Discovery (FAISS k-NN → UMAP → HDBSCAN) on real prompt embeddings: small inputs, determinism, sampling."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from data_advisor.coverage.cluster import (
+    ClusterDiscovery,
+    ClusterResult,
+    default_min_cluster_size,
+    keyword_labels,
+    knn_graph,
+)
+from data_advisor.coverage.embed import CachedEmbedder
+from data_advisor.coverage.taxonomy import load_background, load_taxonomy
+
+
+@pytest.fixture(scope="module")
+def corpus(embedder: CachedEmbedder) -> tuple[list[str], np.ndarray]:
+    """150 real, varied prompts (the built-in taxonomies' written examples, harmful and benign interleaved)."""
+    harm = [e for p in load_taxonomy("catqa-11").leaves() for e in p.examples]
+    benign = [e for p in load_background().leaves() for e in p.examples]
+    texts: list[str] = []
+    for pair in zip(harm, benign, strict=False):
+        texts.extend(pair)
+    texts = list(dict.fromkeys(texts))[:150]
+    assert len(texts) == 150
+    return texts, embedder.encode(texts)
+
+
+def _check_shapes(r: ClusterResult, n: int) -> None:
+    assert r.labels.shape == (n,)
+    assert r.coords.shape == (n, 2)
+    assert np.isfinite(r.coords).all()
+    assert set(r.labels.tolist()) <= {-1, *range(n)}
+    assert r.n_clusters == len(set(r.labels.tolist()) - {-1})
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_too_few_to_cluster(corpus: tuple[list[str], np.ndarray], n: int) -> None:
+    _, v = corpus
+    r = ClusterDiscovery().fit(v[:n])
+    _check_shapes(r, n)
+    assert r.method == "skipped"
+    assert (r.labels == -1).all()
+    assert r.n_clusters == 0
+    assert any("skipped" in note and "too few" in note for note in r.notes)
+
+
+def test_four_prompts_get_a_map_but_no_clusters(corpus: tuple[list[str], np.ndarray]) -> None:
+    _, v = corpus
+    r = ClusterDiscovery().fit(v[:4])
+    _check_shapes(r, 4)
+    assert r.method == "pca"
+    assert (r.labels == -1).all()
+    assert any("clustering skipped" in note for note in r.notes)
+
+
+def test_ten_prompts_skip_umap(corpus: tuple[list[str], np.ndarray]) -> None:
+    _, v = corpus
+    r = ClusterDiscovery().fit(v[:10])
+    _check_shapes(r, 10)
+    assert r.method == "pca+hdbscan"
+    assert any("UMAP skipped" in note and "10 prompts" in note for note in r.notes)
+
+
+def test_forty_prompts_full_pipeline(corpus: tuple[list[str], np.ndarray]) -> None:
+    _, v = corpus
+    r = ClusterDiscovery(seed=0).fit(v[:40])
+    _check_shapes(r, 40)
+    assert r.method == "umap+hdbscan"
+    assert r.notes == []  # nothing was skipped
+    assert r.params["min_cluster_size"] == default_min_cluster_size(40) == 5
+    assert r.params["seed"] == 0
+    assert 0.0 <= r.noise_share <= 1.0
+
+
+def test_same_seed_same_labels_and_coords(corpus: tuple[list[str], np.ndarray]) -> None:
+    _, v = corpus
+    a = ClusterDiscovery(seed=7).fit(v[:40])
+    b = ClusterDiscovery(seed=7).fit(v[:40].copy())
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.coords, b.coords)
+
+
+def test_clusters_follow_topics(embedder: CachedEmbedder) -> None:
+    """Three clearly different everyday topics: the clusters agree with them far better than chance (ARI 0)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    leaves = {p.id: p for p in load_background().leaves()}
+    texts: list[str] = []
+    topic: list[str] = []
+    for pid in ("cooking_food", "education_learning", "fiction_games_media"):
+        ex = list(leaves[pid].examples)[:13]
+        texts += ex
+        topic += [pid] * len(ex)
+    r = ClusterDiscovery(seed=0).fit(embedder.encode(texts))
+    keep = r.labels != -1
+    ari = adjusted_rand_score(np.array(topic)[keep], r.labels[keep])
+    print(f"\n3 topics × 13 prompts: {r.n_clusters} clusters, noise {r.noise_share:.2f}, ARI {ari:.2f}")
+    assert r.n_clusters >= 2
+    assert keep.mean() >= 0.5
+    assert ari >= 0.35  # measured 0.44–0.76 over seeds 0–4
+
+
+def test_sampled_fit_assigns_every_prompt(corpus: tuple[list[str], np.ndarray]) -> None:
+    _, v = corpus
+    n, max_fit, seed = len(v), 60, 3
+    r = ClusterDiscovery(seed=seed, max_fit=max_fit).fit(v)
+    _check_shapes(r, n)
+    assert r.method == "umap+hdbscan+knn-extend"
+    assert r.params["fit_sample"] == max_fit
+    assert any("60 of 150" in note for note in r.notes)
+
+    # The documented procedure, recomputed independently: a seeded sample is clustered on its own, every other
+    # prompt takes the majority label of its 5 most similar sampled prompts (−1 without a 3-of-5 majority).
+    sample = np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
+    alone = ClusterDiscovery(seed=seed).fit(v[sample])
+    np.testing.assert_array_equal(r.labels[sample], alone.labels)
+    np.testing.assert_array_equal(r.coords[sample], alone.coords)
+    rest = np.setdiff1d(np.arange(n), sample)
+    sims = v[rest] @ v[sample].T
+    nearest5 = np.argsort(-sims, axis=1, kind="stable")[:, :5]
+    expected = []
+    for row in nearest5:
+        lab, cnt = Counter(alone.labels[row].tolist()).most_common(1)[0]
+        expected.append(lab if cnt >= 3 else -1)
+    agree = (r.labels[rest] == np.array(expected)).mean()
+    assert agree >= 0.97  # exact ties between neighbour similarities may order differently
+    lo, hi = alone.coords.min(axis=0), alone.coords.max(axis=0)
+    assert ((r.coords[rest] >= lo - 1e-4) & (r.coords[rest] <= hi + 1e-4)).all()  # weighted means of fitted points
+
+
+def test_knn_graph_puts_self_first_even_with_duplicates(corpus: tuple[list[str], np.ndarray]) -> None:
+    _, v = corpus
+    x = np.vstack([v[:20], v[:5]])  # rows 20..24 duplicate rows 0..4
+    idx, dists = knn_graph(x, 6)
+    n = len(x)
+    assert (idx[:, 0] == np.arange(n)).all()
+    assert (dists[:, 0] == 0).all()
+    assert (dists >= 0).all()
+    sims = x @ x.T
+    for i in range(n):
+        others = np.sort(np.delete(sims[i], i))[::-1][:5]  # brute force; ties make the indices ambiguous, not the values
+        np.testing.assert_allclose(1.0 - dists[i, 1:], others, atol=1e-5)
+        np.testing.assert_allclose(sims[i, idx[i, 1:]], others, atol=1e-5)
+        assert i not in idx[i, 1:].tolist()
+    for i in range(5):
+        assert i + 20 in idx[i].tolist()  # the copy is a neighbour at distance ~0
+        assert dists[i, idx[i].tolist().index(i + 20)] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_default_min_cluster_size() -> None:
+    assert default_min_cluster_size(10) == 5
+    assert default_min_cluster_size(150) == 6  # √150 / 2 = 6.12
+    assert default_min_cluster_size(10_000) == 50
+    assert ClusterDiscovery(max_fit=400).params(1_000_000)["min_cluster_size"] == 10  # from the fitted sample
+
+
+def test_keyword_labels_hand_computed() -> None:
+    texts = ["apple apple banana", "the and of", "banana cherry", "zebra zebra zebra"]
+    labels = np.array([0, 0, 1, -1])
+    # counts: c0 {apple 2, banana 1} (stop words dropped), c1 {banana 1, cherry 1}; noise ignored
+    # avg words per cluster = 5 / 2 = 2.5; score = cnt/size · ln(1 + 2.5 / total count of the word)
+    # c0: apple ⅔·ln(2.25)=0.541, banana ⅓·ln(2.25)=0.270; c1: cherry ½·ln(3.5)=0.626, banana ½·ln(2.25)=0.405
+    assert keyword_labels(texts, labels) == {0: ["apple", "banana"], 1: ["cherry", "banana"]}
+    assert keyword_labels(texts, labels, top_n=1) == {0: ["apple"], 1: ["cherry"]}
+
+
+def test_keyword_labels_all_noise() -> None:
+    assert keyword_labels(["a b c", "d e f"], np.array([-1, -1])) == {}

