@@ -22,10 +22,11 @@ import numpy as np
 from data_advisor.coverage.embed import Embedder
 from data_advisor.coverage.taxonomy import Taxonomy
 
-#: A prompt counts as on-taxonomy when (best harm score − best background score) ≥ this.  Chosen as the
-#: value that maximises balanced accuracy on XSTest safe/unsafe + JailbreakBench harmful/benign with the
-#: default model (benchmarks/accuracy.py prints the sweep); 0 means "closer to a harm anchor than to any
-#: benign one".
+#: A prompt counts as on-taxonomy when (best harm score − best background score) ≥ this.  Chosen on labelled
+#: data: in the sweep of benchmarks/accuracy.py (balanced accuracy on XSTest safe/unsafe plus JailbreakBench
+#: harmful/benign twins, default model) the best threshold per built-in taxonomy lies between −0.05 and +0.05,
+#: and 0 is the best or within 0.03 of the best for every one of them.  0 also reads plainly: "closer to a
+#: harm anchor than to any benign one".
 DEFAULT_MARGIN_THRESHOLD = 0.0
 #: Floor on the best harm score itself (prompts below it are unrelated to every principle).
 DEFAULT_MIN_SCORE = 0.20
