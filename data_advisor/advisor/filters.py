@@ -19,6 +19,11 @@ import numpy as np
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.coverage import metrics as M
 
+#: Generator answers that are refusals, not prompts (kept out of generated sets, never out of curated pools).
+_REFUSAL = re.compile(
+    r"^(i'?m sorry|i am sorry|sorry[,.!]|i apologi[sz]e|i can(not|'t|’t)\s+(help|assist|comply|provide|create|"
+    r"write|generate|fulfil)|i (won'?t|will not) (help|assist|provide|create|write|generate)|as an ai\b|"
+    r"i'?m (not able|unable) to)", re.IGNORECASE)
 _NUMBERING = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•]|prompt\s*\d*:|question\s*\d*:)\s*", re.IGNORECASE)
 #: Self-Instruct's blacklist: tasks a text-only model cannot do.
 SI_BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
@@ -48,6 +53,7 @@ class FilterConfig:
     rouge_l_max: float | None = 0.7
     blacklist: tuple[str, ...] = ()
     on_target: str = "keep"  # "keep" (record adherence only) or "reject"
+    reject_refusals: bool = True
 
     @classmethod
     def for_method(cls, method: str, **overrides: object) -> FilterConfig:
@@ -56,7 +62,7 @@ class FilterConfig:
         elif method == "self-instruct-paper":  # as the Data Advisor authors ran it: length ≥ 20 characters only
             base = cls(exact_dedup=False, near_dup_cosine=None, rouge_l_max=None)
         elif method in ("curate", "curate-random"):
-            base = cls(min_chars=1, rouge_l_max=None)
+            base = cls(min_chars=1, rouge_l_max=None, reject_refusals=False)
         else:
             base = cls()
         for k, v in overrides.items():
@@ -78,11 +84,16 @@ class FilterResult:
 
 
 def filter_candidates(candidates: Sequence[str], monitor: CoverageMonitor, config: FilterConfig,
-                      advised_anchor: str | None = None) -> FilterResult:
-    """Apply every check to one round's candidates, in order; nothing here mutates the monitor."""
+                      advised_anchor: str | None = None, references: Sequence[str] = ()) -> FilterResult:
+    """Apply every check to one round's candidates, in order; nothing here mutates the monitor.
+
+    ``references`` are texts a candidate must also be novel against without being part of the data — the
+    seed tasks, for Self-Instruct, whose task pool includes them.
+    """
     res = FilterResult()
     staged: list[tuple[int, str]] = []
-    batch_norm: set[str] = set()
+    batch_norm: set[str] = {M.normalize_for_dedup(r) for r in references}
+    ref_tokens = [M.tokenize(r) for r in references] if config.rouge_l_max is not None else []
     for i, raw in enumerate(candidates):
         t = clean_candidate(raw)
         words = len(t.split())
@@ -93,6 +104,9 @@ def filter_candidates(candidates: Sequence[str], monitor: CoverageMonitor, confi
             res.rejected["too_long"] += 1
             continue
         low = t.lower()
+        if config.reject_refusals and _REFUSAL.match(t):
+            res.rejected["refusal"] += 1
+            continue
         if config.blacklist and any(re.search(rf"\b{re.escape(w)}\b", low) for w in config.blacklist):
             res.rejected["blacklisted"] += 1
             continue
@@ -120,7 +134,7 @@ def filter_candidates(candidates: Sequence[str], monitor: CoverageMonitor, confi
                 continue
         if config.rouge_l_max is not None:
             toks = M.tokenize(t)
-            others = [M.tokenize(monitor.texts[int(n)]) for n in nbrs[j] if n >= 0] + kept_tokens
+            others = [M.tokenize(monitor.texts[int(n)]) for n in nbrs[j] if n >= 0] + kept_tokens + ref_tokens
             if any(M.rouge_l_f(toks, o) >= config.rouge_l_max for o in others):
                 res.rejected["rouge_l_duplicate"] += 1
                 continue

@@ -120,14 +120,18 @@ class AdvisedGenerator:
         out = Candidates()
         p = self.taxonomy.by_id(advice.anchor_id)
         n_calls = max(1, math.ceil(k / self.per_call))
+        sizes = [self.per_call] * (n_calls - 1) + [k - self.per_call * (n_calls - 1)]  # exactly k in all
         batch = [P.generation_messages(advice.issue, p.name, p.description,
-                                       self.examples(advice, pool, pool_anchor, rng), self.per_call)
-                 for _ in range(n_calls)]
+                                       self.examples(advice, pool, pool_anchor, rng), size)
+                 for size in sizes]
         results = call_each(self.client.complete_json, batch, rng, schema=GeneratedPrompts,
                             temperature=self.temperature, max_tokens=1024)
         out.n_calls = n_calls
-        for r in _collect_errors(results, out):
-            for t in r.prompts:
+        _collect_errors(results, out)  # counts problems; raises on fatal or all-failed
+        for r, size in zip(results, sizes, strict=True):
+            if isinstance(r, LLMError):
+                continue
+            for t in r.prompts[:size]:  # a model that over-delivers does not exceed the round's budget
                 if isinstance(t, str):
                     out.texts.append(t)
                     out.meta.append({})

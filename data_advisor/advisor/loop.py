@@ -44,7 +44,7 @@ from data_advisor.coverage.audit import AuditSettings
 from data_advisor.coverage.embed import make_embedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
 from data_advisor.data import load_prompts
-from data_advisor.errors import DataAdvisorError, InputError
+from data_advisor.errors import DataAdvisorError, InputError, LLMError
 
 METHODS = ("advisor", "self-instruct", "self-instruct-paper", "curate", "curate-random")
 ADVICE_MODES = ("llm", "numeric", "summary")
@@ -103,6 +103,10 @@ class RunConfig:
                              "or use `data-advisor curate` / --advice numeric to run offline")
         if self.method.startswith("curate") and not self.pool:
             raise InputError("curation needs a candidate pool", "pass the pool file as the first argument")
+        for what, path in (("pool", self.pool), ("seed prompts", self.seed_prompts)):
+            if path and not Path(path).exists():
+                raise InputError(f"{what} file not found: {path}", "check the path (relative paths start from the "
+                                                                   "current folder)")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -265,7 +269,7 @@ class AdvisorLoop:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=c.n, initial=min(n_have, c.n), unit="prompt", desc=c.method, file=sys.stderr)
-        kept_total = sum(r.get("kept", 0) for r in self.store.state.rounds)
+        kept_total = len(self.store.state.prompts)
         rejected_total = sum(r.get("rejected", 0) for r in self.store.state.rounds)
         idle = 0
         stopped: str | None = None
@@ -275,7 +279,13 @@ class AdvisorLoop:
                 if round_no >= max_rounds:
                     stopped = f"reached the round limit ({max_rounds}) with {len(self.monitor)} of {c.n} prompts"
                     break
-                record = self._round(round_no, c.n - len(self.monitor))
+                try:
+                    record = self._round(round_no, c.n - len(self.monitor))
+                except LLMError as exc:
+                    hint = "re-run the same command: the run resumes where it stopped"
+                    if "resume" in exc.fix:
+                        raise
+                    raise LLMError(exc.problem, f"{exc.fix.rstrip('.')}; then {hint}" if exc.fix else hint) from None
                 rounds_run += 1
                 kept_total += record["kept"]
                 rejected_total += record["rejected"]
@@ -318,7 +328,8 @@ class AdvisorLoop:
         k = c.per_round
         cands = self._candidates(advice, k, rng)
         result = filter_candidates(cands.texts, self.monitor, self.filters,
-                                   advised_anchor=advice.anchor_id if advice else None)
+                                   advised_anchor=advice.anchor_id if advice else None,
+                                   references=self.seeds if c.method == "self-instruct" else ())
         take = min(len(result.texts), still_needed)
         ids = [f"r{round_no:05d}-{j:02d}" for j in range(take)]
         generator = ("pool:" + Path(c.pool).name) if self.pool_retriever is not None else (c.model or "")
@@ -339,8 +350,8 @@ class AdvisorLoop:
             }
             rec.update(cands.meta[result.source_index[j]])
             records.append(rec)
-        # Durable first, then in memory: a kill between the two only means the resume re-reads the file.
-        self.store.append_prompts(records)
+        # Everything is computed first; then the prompts and the round record are appended back to back, so a
+        # kill can only fall in the short gap between two fsync'd appends (the store recovers that case).
         if take:
             self.monitor.add(ids, result.texts[:take], kept_vecs)
             admit = records if (c.pool_admission == "all" or c.method == "self-instruct") else records[:1]
@@ -379,6 +390,7 @@ class AdvisorLoop:
             "gaps_before": gaps_before,
             **observed,
         }
+        self.store.append_prompts(records)
         self.store.append_round(record)
         return record
 

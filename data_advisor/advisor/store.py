@@ -112,8 +112,23 @@ class RunStore:
             write_json_atomic(self.config_path, config)
         self.config = config
         self.state = RunState(_repair_jsonl(self.prompts_path), _repair_jsonl(self.rounds_path))
+        self._recover_round_records()
         #: Whether the folder already held records when opened (a resume, not a fresh run).
         self.resumed = bool(self.state.prompts or self.state.rounds)
+
+    def _recover_round_records(self) -> None:
+        """A kill between a round's prompt append and its record append leaves prompts without a record:
+        write a minimal ``recovered`` record for each such round so the log stays complete."""
+        logged = {r.get("round") for r in self.state.rounds}
+        missing: dict[int, int] = {}
+        for p in self.state.prompts:
+            if p.get("round") not in logged:
+                missing[p["round"]] = missing.get(p["round"], 0) + 1
+        counts = {p.get("round"): n for n, p in enumerate(self.state.prompts, start=1)}
+        for rnd in sorted(missing):
+            self.append_round({"round": rnd, "kept": missing[rnd], "rejected": 0, "rejected_reasons": {},
+                               "n_prompts": counts[rnd], "recovered": True,
+                               "note": "the run was killed before this round's record was written"})
 
     def append_prompts(self, records: list[dict[str, Any]]) -> None:
         try:
