@@ -1,0 +1,440 @@
+"""Regenerate benchmarks/RESULTS.md from the JSON files in benchmarks/results/ (no number is typed by hand).
+
+For each benchmark the full-run file ``results/<script>.json`` is used when present, else the quick-run file
+``results/<script>.quick.json`` (and the section says so).
+
+    python benchmarks/render_results.py            # writes benchmarks/RESULTS.md
+    python benchmarks/render_results.py --stdout   # prints it instead
+    python benchmarks/render_results.py --readme   # prints the short README table only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+OUT = BENCH / "RESULTS.md"
+SCRIPTS = ("accuracy", "bench_audit", "speed", "diversity")
+
+
+def load(script: str) -> dict[str, Any] | None:
+    for name in (f"{script}.json", f"{script}.quick.json"):
+        p = RESULTS / name
+        if p.exists():
+            doc = json.loads(p.read_text("utf-8"))
+            doc["_file"] = f"results/{name}"
+            return doc
+    return None
+
+
+# ------------------------------------------------------------------------------------------- formatting
+def f(x: Any, d: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "—"
+        return f"{x:,.{d}f}"
+    return str(x)
+
+
+def ms(stat: dict[str, Any] | None, d: int = 3) -> str:
+    if not stat:
+        return "—"
+    return f"{f(float(stat['mean']), d)} ± {f(float(stat['std']), d)}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def load_range(doc: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> str:
+    """Range of the 1-minute load averages recorded in a result (and its machine's CPU count)."""
+    vals = [doc["environment"]["load_average_1_5_15"][0]]
+    for r in rows or []:
+        for k in ("load_average_after",):
+            if r.get(k):
+                vals.append(r[k][0])
+    lo, hi = min(vals), max(vals)
+    span = f(lo, 1) if abs(hi - lo) < 0.05 else f"{f(lo, 1)}–{f(hi, 1)}"
+    return f"1-minute load average {span} on {doc['environment']['cpu_count']} cores"
+
+
+def provenance(doc: dict[str, Any]) -> str:
+    env = doc["environment"]
+    mode = "**full run**" if doc["mode"] == "full" else "**QUICK run (small sizes: a smoke test, not headline numbers)**"
+    return (f"Source: `{doc['_file']}` — {mode}, finished {doc['finished_utc']}, {f(doc['wall_s'], 0)} s wall. "
+            f"Command: `{doc['command']}`. Machine: {env['cpu_model']}, {env['cpu_count']} CPUs "
+            f"(load average at the end {', '.join(f(x, 2) for x in env['load_average_1_5_15'])}).")
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def sec_environment(docs: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for name, doc in docs.items():
+        env = doc["environment"]
+        v = env["versions"]
+        rows.append([f"`{name}`", doc["mode"], env["python"], v["torch"], v["sentence-transformers"], v["faiss-cpu"],
+                     v["umap-learn"], v["hdbscan"], v["bertopic"], v["data_advisor"],
+                     f"{env['cpu_count']} × {env['cpu_model']}, {f(env['mem_total_gib'], 0)} GiB, {env['platform']}"])
+    return "## Versions and machine\n\n" + table(
+        ["benchmark", "mode", "python", "torch", "sentence-transformers", "faiss", "umap", "hdbscan", "bertopic",
+         "data_advisor", "machine"], rows) + "\n"
+
+
+def _acc(m: dict[str, Any] | None) -> str:
+    if not m or "accuracy" not in m:
+        return "—"
+    return f"{f(m['accuracy'])} / {f(m['macro_f1'])}"
+
+
+def sec_accuracy(doc: dict[str, Any]) -> str:
+    parts = ["## Zero-shot anchor assignment accuracy (`accuracy.py`)\n", provenance(doc) + "\n",
+             f"Embedding model: `{doc['embedding_model']}`. Each cell is accuracy / macro-F1 over the dataset's own "
+             "labels mapped to principle ids with `Taxonomy.alias_map()`; the prediction is the nearest principle "
+             "(whether or not the prompt clears the benign-background test). 95% intervals: 1,000 bootstrap "
+             f"resamples. TF-IDF: {doc['tfidf_settings']}. BERTopic {doc['bertopic_version']}: zero-shot topic "
+             "modelling over the principle names with the same embeddings; a prompt left in a clustered "
+             "(non-zero-shot) topic counts as wrong. \"best s\" picks the `zeroshot_min_similarity` on the "
+             "evaluated labels themselves (optimistic for BERTopic).\n"]
+    rows = []
+    for s in doc["sets"]:
+        m = s["methods"]
+        o = m["ours"]
+        bt = m.get("bertopic", {})
+        bdef = bt.get("default")
+        bbest = bt.get("best_in_sweep")
+        rows.append([
+            f"{s['key']} ({s['dataset']})", f(s["n"]), f(s["n_classes"]), f(s["majority_class_accuracy"]),
+            f"**{_acc(o)}**", f"[{f(o['accuracy_95ci'][0])}–{f(o['accuracy_95ci'][1])}] / "
+                              f"[{f(o['macro_f1_95ci'][0])}–{f(o['macro_f1_95ci'][1])}]",
+            _acc(m["ours-no-examples"]), _acc(m["tfidf"]), _acc(m["tfidf-no-examples"]),
+            _acc(bdef) if bdef else bt.get("status", "—"),
+            (f"{_acc(bbest)} (s={bbest['zeroshot_min_similarity']})" if bbest else bt.get("status", "—")),
+        ])
+    parts.append(table(["set", "n", "classes", "majority", "ours", "ours 95% CI (acc / F1)", "ours, no examples",
+                        "TF-IDF", "TF-IDF, definitions only", "BERTopic s=0.7 (default)", "BERTopic best s"], rows))
+    zs = []
+    for s in doc["sets"]:
+        bt = s["methods"].get("bertopic", {})
+        for r in bt.get("sweep", []):
+            if "accuracy" in r:
+                zs.append([s["key"], f(r["zeroshot_min_similarity"], 1), f(r["zero_shot_share"]), _acc(r),
+                           f(r["n_topics"]), f(r["fit_s"], 1), "yes" if r.get("labels_recovered_by_majority") else ""])
+            else:
+                zs.append([s["key"], f(r["zeroshot_min_similarity"], 1), "error", r.get("error", ""), "", "", ""])
+    if zs:
+        parts.append("\nBERTopic sweep (share of prompts put in a zero-shot topic, accuracy / macro-F1, topics, fit "
+                     "seconds; \"recovered\": every prompt matched a zero-shot topic, BERTopic then drops the "
+                     "zero-shot labels from `topic_labels_`, so each topic was named by its documents' nearest "
+                     "zero-shot name):\n")
+        parts.append(table(["set", "s", "zero-shot share", "acc / F1", "topics", "fit s", "recovered"], zs))
+    leak = [[s["key"], f(s["example_leakage"]["exact_matches"]), f(s["example_leakage"]["cosine_ge_0.9"]),
+             f(s["example_leakage"]["cosine_ge_0.8"]), f(s["example_leakage"]["median_max_cosine_to_examples"])]
+            for s in doc["sets"]]
+    parts.append("\nLeakage check — evaluated prompts that repeat, or nearly repeat, a taxonomy's written examples "
+                 "(the examples are anchors, so a copy would inflate \"ours\"):\n")
+    parts.append(table(["set", "exact copies", "cosine ≥ 0.9", "cosine ≥ 0.8", "median best cosine"], leak))
+    per_class = []
+    for s in doc["sets"]:
+        pc = s["methods"]["ours"].get("per_class_f1", {})
+        per_class.append([s["key"], ", ".join(f"{k} {f(v, 2)}" for k, v in pc.items())])
+    parts.append("\nPer-class F1 of \"ours\":\n")
+    parts.append(table(["set", "per-class F1"], per_class))
+
+    sep = doc["separation"]
+    parts.append("\n### Benign vs harmful separation\n")
+    parts.append(f"AUROC of `Assignments.relevance` (best harm score − best benign background score); positive "
+                 f"class: {sep['positive_class']}. Sizes: " +
+                 "; ".join(f"{k} {v['positive']} positive / {v['negative']} negative" for k, v in sep["n"].items()) +
+                 f". Balanced accuracy is that of `anchored` (relevance ≥ threshold and score ≥ {sep['min_score']}); "
+                 f"the default threshold is `DEFAULT_MARGIN_THRESHOLD` = {sep['default_margin_threshold']}.\n")
+    rows = []
+    for name, r in sep["per_taxonomy"].items():
+        rows.append([name, f(r["auroc_xstest"]), f(r["auroc_jailbreakbench"]), f(r["auroc_combined"]),
+                     f(r["auroc_xstest_score_only"]), f(r["auroc_jailbreakbench_score_only"]),
+                     f(r["balanced_acc_default"]), f(r["best_threshold"], 3), f(r["balanced_acc_best"])])
+    parts.append(table(["taxonomy", "AUROC XSTest", "AUROC JBB", "AUROC both", "XSTest, harm score only",
+                        "JBB, harm score only", "bal. acc. @ default", "best threshold", "bal. acc. @ best"], rows))
+    parts.append(f"\nThreshold sweep, taxonomy `{sep['sweep_taxonomy']}` (XSTest + JailbreakBench pooled):\n")
+    rows = [[f(e["threshold"], 3) + (" (default)" if abs(e["threshold"] - sep["default_margin_threshold"]) < 1e-9 else ""),
+             f(e["balanced_acc_combined"]), f(e["balanced_acc_xstest"]), f(e["balanced_acc_jailbreakbench"]),
+             f(e["tpr_combined"]), f(e["fpr_combined"])] for e in sep["sweep"]]
+    parts.append(table(["margin threshold", "bal. acc. (both)", "XSTest", "JBB", "TPR", "FPR"], rows))
+    return "\n".join(parts) + "\n"
+
+
+def sec_bench_audit(doc: dict[str, Any]) -> str:
+    parts = ["## Audit throughput and memory (`bench_audit.py`)\n", provenance(doc) + "\n",
+             f"Prompts: {f(doc['corpus']['alpaca_unique'])} Alpaca instructions + {f(doc['corpus']['harmful_unique'])} "
+             "unique harmful prompts (HarmBench, Do-Not-Answer, AdvBench, JailbreakBench, refusal-direction), "
+             "deduplicated, seeded shuffle; size n is the first n. Each size runs in a fresh process; embedding with "
+             f"the cache disabled; taxonomy `{doc['taxonomy']}`; {doc['embedding_model']}. Stage rates are prompts/s; "
+             "peak RSS is the child's `ru_maxrss` from `os.wait4`. Clustering uses numba kernels already on disk "
+             "(see the compile cost below). The machine was shared with other work "
+             f"({load_range(doc, doc['per_size'])} when recorded), so wall times include waiting for a core; process "
+             "CPU seconds (user + system, all threads) are the steadier measure.\n"]
+    def rate(d: dict[str, Any], digits: int = 0) -> str:
+        cpu = f" ({f(d['prompts_per_cpu_s'], digits)} per CPU s)" if d.get("prompts_per_cpu_s") else ""
+        return f"{f(d['prompts_per_s'], digits)}{cpu}"
+
+    rows = []
+    for r in doc["per_size"]:
+        st = r["stages"]
+        rows.append([f(r["n"]), f"{f(st['embedding_cold']['s'], 1)} s = {rate(st['embedding_cold'], 1)}/s",
+                     rate(st["assignment"]),
+                     f"{f(st['clustering']['s'], 1)} s = {rate(st['clustering'])}/s",
+                     f"{f(st['metrics']['s'], 2)} s = {rate(st['metrics'])}/s",
+                     f(r["pipeline_s_excl_imports"], 1), f(r["import_torch_st_s"], 1),
+                     f(r["import_faiss_umap_hdbscan_s"], 1), f(r["model_load_s"], 1), f(r["child_wall_s"], 1),
+                     f(r["child_user_s"] + r["child_sys_s"], 1),
+                     f(r["child_peak_rss_mib"], 0), f(r["n_clusters"]), r["clustering_method"],
+                     ", ".join(f(x, 1) for x in r.get("load_average_after", []))])
+    parts.append(table(["prompts", "embedding (cold)", "assignment /s", "clustering", "metrics",
+                        "pipeline s", "import torch+ST s", "import faiss/umap/hdbscan s", "model load s",
+                        "process wall s", "process CPU s", "peak RSS MiB", "clusters", "method",
+                        "load avg after (1/5/15 min)"], rows))
+    nc = doc.get("numba_compile")
+    if nc:
+        parts.append(f"\nUMAP kernel compilation (a machine's first audit; {nc['note']}): first fit with a fresh "
+                     f"numba cache {f(nc['fresh_numba_cache']['first_fit_s'], 1)} s vs "
+                     f"{f(nc['warm_numba_cache']['first_fit_s'], 1)} s with the kernels cached "
+                     f"(second fit in the same process: {f(nc['fresh_numba_cache']['second_fit_same_process_s'], 1)} s).\n")
+    c = doc["cached_cli_audit"]
+    seconds = ", ".join(f(s["wall_s"], 1) for s in c["second_runs"])
+    parts.append(f"\n### Second audit of {f(c['n'])} prompts in a cold process, embeddings cached\n")
+    parts.append(f"Command, timed end to end from a parent process: `{c['command']}` ({c['cache']}).\n")
+    parts.append(table(["run", "wall s", "peak RSS MiB", "user CPU s"],
+                       [["first (fills the cache)", f(c["first_run"]["wall_s"], 1), f(c["first_run"]["child_peak_rss_mib"], 0),
+                         f(c["first_run"]["child_user_s"], 1)]] +
+                       [[f"second #{i + 1}", f(s["wall_s"], 1), f(s["child_peak_rss_mib"], 0), f(s["child_user_s"], 1)]
+                        for i, s in enumerate(c["second_runs"])]))
+    parts.append(f"\nSecond-run wall time: **{f(c['second_run_wall_s_median'], 1)} s** (median of {seconds}). "
+                 "The same steps timed one by one in another fresh process "
+                 f"(total {f(c['breakdown']['total_in_process_s'], 1)} s in-process, {f(c['breakdown_wall_s'], 1)} s "
+                 f"process wall incl. interpreter start; cache hits {f(c['breakdown']['cache_hits'])}, misses "
+                 f"{f(c['breakdown']['cache_misses'])}; torch imported: {f(c['breakdown']['torch_imported'])}):\n")
+    parts.append(table(["step", "seconds"], [[k, f(v, 2)] for k, v in c["breakdown"]["steps_s"].items()]))
+    return "\n".join(parts) + "\n"
+
+
+def sec_speed(doc: dict[str, Any]) -> str:
+    parts = ["## Speed against BERTopic and plain sentence-transformers (`speed.py`)\n", provenance(doc) + "\n",
+             f"Same prompts as `bench_audit.py`, taxonomy `{doc['taxonomy']}`, {doc['embedding_model']}. Every cell "
+             f"is one fresh process. BERTopic {doc['bertopic']}: {doc['bertopic_settings']}. Ours cold = "
+             "`run_audit` with an empty embedding cache (includes model load and embedding); warm = the same with "
+             "the cache that run filled. BERTopic compiles its UMAP/pynndescent kernels in every process; ours load "
+             "them from the numba disk cache, so \"BERTopic 2nd fit\" (same process, kernels compiled) is its "
+             "steady-state cost. Our audit does more than BERTopic's fit: two UMAP projections (5-D for clustering, "
+             "2-D for the map), anchor assignment and every report metric.\n"]
+    def wc(d: dict[str, Any], wall: str, cpu: str) -> str:
+        if not d or d.get(wall) is None:
+            return "—"
+        return f"{f(d[wall], 1)} ({f(d.get(cpu), 1)})"
+
+    rows = []
+    for r in doc["per_size"]:
+        bp = r.get("bertopic_precomputed", {})
+        bo = r.get("bertopic_own_embedding", {})
+        rt, rc = r["ratios"], r.get("ratios_cpu", {})
+        rows.append([f(r["n"]), wc(r["ours_cold"], "audit_s", "audit_cpu_s"), wc(r["ours_warm"], "audit_s", "audit_cpu_s"),
+                     wc(bo, "fit_transform_s", "fit_transform_cpu_s"), wc(bp, "fit_transform_s", "fit_transform_cpu_s"),
+                     wc(bp, "second_fit_transform_s", "second_fit_transform_cpu_s"),
+                     *(f"{f(rt[k], 2)} ({f(rc.get(k), 2)})" for k in (
+                         "ours_cold_over_bertopic_own_embedding", "ours_warm_over_bertopic_precomputed")),
+                     (f"{f(r['ours_warm']['audit_s'] / bp['second_fit_transform_s'], 2)} "
+                      f"({f(r['ours_warm']['audit_cpu_s'] / bp['second_fit_transform_cpu_s'], 2)})"
+                      if bp.get("second_fit_transform_cpu_s") and r["ours_warm"].get("audit_cpu_s") else "—"),
+                     f"{f(rt['ours_cold_over_ours_warm'], 2)} ({f(rc.get('ours_cold_over_ours_warm'), 2)})",
+                     f"{f(r['ours_cold']['child_peak_rss_mib'], 0)} / {f(r['ours_warm']['child_peak_rss_mib'], 0)}",
+                     f"{f(bo.get('child_peak_rss_mib'), 0)} / {f(bp.get('child_peak_rss_mib'), 0)}",
+                     f"{f(r['ours_cold']['n_clusters'])} / {f(bp.get('n_topics'))}"])
+    parts.append("Cells are wall seconds (CPU seconds of the process, all threads, in brackets); ratios below 1 "
+                 f"mean ours is faster. The machine was shared ({load_range(doc)} at the end), so the CPU "
+                 "figures are the steadier comparison.\n")
+    parts.append(table(["prompts", "ours cold", "ours warm", "BERTopic own embedding", "BERTopic precomputed",
+                        "BERTopic 2nd fit", "ours cold ÷ BERTopic own", "ours warm ÷ BERTopic precomputed",
+                        "ours warm ÷ BERTopic 2nd fit", "ours cold ÷ warm", "ours RSS MiB cold / warm",
+                        "BERTopic RSS MiB own / pre", "clusters ours / BERTopic topics"], rows))
+    e = doc["embedding_throughput"]
+    parts.append(f"\nEmbedding throughput on {f(e['n'])} prompts (model loaded and warmed up before timing, batch 64):\n")
+    sp, ce = e["sentence_transformers_plain"], e["cached_embedder_cold"]
+    parts.append(table(["embedder", "prompts/s (wall)", "prompts per CPU s", "seconds", "peak RSS MiB"], [
+        ["plain `SentenceTransformer.encode`", f(sp["prompts_per_s"], 1), f(sp.get("prompts_per_cpu_s"), 1),
+         f(sp["s"], 1), f(sp["child_peak_rss_mib"], 0)],
+        ["`CachedEmbedder`, empty cache (hashing + dedup + cache writes)", f(ce["prompts_per_s"], 1),
+         f(ce.get("prompts_per_cpu_s"), 1), f(ce["s"], 1), f(ce["child_peak_rss_mib"], 0)],
+    ]))
+    parts.append(f"\nCachedEmbedder ÷ plain throughput: **{f(e['cached_over_plain_throughput'], 3)}** by wall time, "
+                 f"**{f(e.get('cached_over_plain_throughput_cpu'), 3)}** by CPU time.\n")
+    inc = doc["incremental"]
+    parts.append(f"\n### Incremental update in the advisor loop ({f(inc['base_n'])}-prompt monitor)\n")
+    parts.append(table(["operation", "seconds"], [
+        [f"add {inc['n_new']} prompts (vectors given) + `quick_metrics()` "
+         f"(median of {len(inc['incremental_add_quick_metrics_s_all'])})",
+         f(inc["incremental_add_quick_metrics_s_median"], 4)],
+        [f"add {inc['n_new']} prompts embedding them through the warm cache + `quick_metrics()`",
+         f(inc["incremental_with_cached_embedding_s_median"], 4)],
+        [f"full `run_audit` of {f(inc['base_n'] + inc['n_new'])} prompts from cached vectors",
+         f(inc["full_run_audit_cached_vectors_s"], 2)],
+        ["the same without clustering", f(inc["full_run_audit_no_clustering_s"], 2)],
+    ]))
+    parts.append(f"\nIncremental update is **{f(inc['speedup_vs_full_audit'], 0)}×** faster than a full recompute "
+                 f"({f(inc['speedup_vs_audit_without_clustering'], 0)}× against a recompute without clustering).\n")
+    return "\n".join(parts) + "\n"
+
+
+DIV_METRICS = [
+    ("vendi", "Vendi", 1), ("clusters_touched", "clusters touched", 1), ("distinct_1", "distinct-1", 3),
+    ("distinct_2", "distinct-2", 3), ("near_duplicate_rate", "near-dup rate", 3),
+    ("eval_anchored_share", "B: on-taxonomy share", 3), ("eval_anchors_covered_5", "B: anchors with ≥ 5", 1),
+    ("eval_normalized_entropy", "B: norm. entropy", 3), ("steer_anchors_covered_5", "A (steering): anchors ≥ 5", 1),
+    ("steer_normalized_entropy", "A (steering): norm. entropy", 3),
+]
+
+
+def sec_diversity(doc: dict[str, Any]) -> str:
+    parts = ["## Diversity: advisor vs Self-Instruct vs random (`diversity.py`)\n", provenance(doc) + "\n"]
+    if doc["simulated"]:
+        pool = doc["pool"]
+        parts.append(
+            "**Offline mode simulates generation: no LLM wrote any of these prompts.** Every method selects existing "
+            f"prompts from a pool of {f(pool['pool_unique'])} real prompts ({f(pool['harmful_unique'])} unique harmful "
+            f"prompts, {f(pool['hh_rlhf_first_turns'])} HH-RLHF first turns, {f(pool['alpaca'])} Alpaca instructions, "
+            "deduplicated). `advisor` = the `data-advisor curate` loop (numeric advice, steering taxonomy A); "
+            "`random` = `curate-random`; `self-instruct` / `self-instruct-paper` = Self-Instruct simulated from the "
+            f"{doc['n_seed_prompts']} shipped safety seeds, \"generating\" the unused pool prompts nearest to the mean of its "
+            "sampled in-context examples (canonical: 6 seeds + 2 generated, 7 per call, ROUGE-L ≥ 0.7 rejected; "
+            "paper: 5 examples from its pool, 1 per call, ≥ 20 characters, 1 admitted per round). The numbers "
+            "compare selection strategies, not generators. `random` draws mostly from the Alpaca instructions "
+            "(benign utility prompts), so its Vendi score and distinct-n measure general variety, not variety of "
+            "safety prompts: read them next to its on-taxonomy share under B.\n")
+    else:
+        parts.append(f"LLM mode: {doc['note']}.\n")
+    parts.append(f"Steering taxonomy A = `{doc['steer_taxonomy_A']}`; evaluation taxonomy B = `{doc['eval_taxonomy_B']}` "
+                 f"(a different one). Seeds {doc['seeds']}; mean ± std over seeds. \"clusters touched\": clusters of one "
+                 "UMAP + HDBSCAN clustering over the union of all methods' outputs (per budget and seed) that hold at "
+                 "least one of the method's prompts. Columns prefixed A are what the advisor optimises, so they are "
+                 "not a fair comparison by themselves.\n")
+    first = next(iter(doc["results"].values()))["aggregate"]
+    m0 = doc["methods"][0]
+    n_b = int(first[m0]["eval_n_anchors"]["mean"]) if "eval_n_anchors" in first[m0] else None
+    n_a = int(first[m0]["steer_n_anchors"]["mean"]) if "steer_n_anchors" in first[m0] else None
+    labels = [label.replace("anchors with ≥ 5", f"anchors with ≥ 5 (of {n_b})").replace(
+        "anchors ≥ 5", f"anchors ≥ 5 (of {n_a})") for _, label, _ in DIV_METRICS]
+    for budget, res in doc["results"].items():
+        agg = res["aggregate"]
+        rows = []
+        for m in doc["methods"]:
+            a = agg[m]
+            rows.append([m] + [ms(a.get(k), d) for k, _, d in DIV_METRICS])
+        ncl = [c["n_clusters"] for c in res["union_clustering"]]
+        parts.append(f"\n### Budget {budget} (union clustering: {', '.join(str(x) for x in ncl)} clusters per seed)\n")
+        parts.append(table(["method", *labels], rows))
+    ms_ = doc.get("method_seconds", {})
+    if ms_:
+        parts.append("\nSeconds per run (mean ± std over all budgets and seeds): " +
+                     "; ".join(f"{m} {ms(v, 1)}" for m, v in ms_.items()) + ".\n")
+    return "\n".join(parts) + "\n"
+
+
+def readme_table(docs: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    acc = docs.get("accuracy")
+    if acc:
+        cells = []
+        for s in acc["sets"]:
+            o = s["methods"]["ours"]
+            cells.append(f"{s['key']} {f(o['accuracy'], 2)}/{f(o['macro_f1'], 2)}")
+        rows.append(["Zero-shot assignment, accuracy/macro-F1", "; ".join(cells), acc["mode"]])
+        sep = acc["separation"]["per_taxonomy"].get("catqa-11")
+        if sep:
+            rows.append(["Harmful vs benign AUROC (catqa-11 + background)",
+                         f"XSTest {f(sep['auroc_xstest'])}, JailbreakBench {f(sep['auroc_jailbreakbench'])}", acc["mode"]])
+    ba = docs.get("bench_audit")
+    if ba:
+        big = ba["per_size"][-1]
+        load = ", ".join(f(x, 1) for x in big.get("load_average_after", [])[:1])
+        rows.append([f"Audit of {f(big['n'])} prompts, cold cache ({ba['environment']['cpu_count']} shared CPUs)",
+                     f"{f(big['child_wall_s'], 0)} s wall / {f(big['child_user_s'] + big['child_sys_s'], 0)} s CPU "
+                     f"(load average {load}), {f(big['child_peak_rss_mib'], 0)} MiB peak RSS", ba["mode"]])
+        c = ba["cached_cli_audit"]
+        cpu = [s_["child_user_s"] + s_["child_sys_s"] for s_ in c["second_runs"]]
+        rows.append([f"Re-audit of {f(c['n'])} prompts, embeddings cached (`data-advisor audit`, fresh process)",
+                     f"{f(c['second_run_wall_s_median'], 1)} s wall (median) / {f(min(cpu), 1)}–{f(max(cpu), 1)} s CPU, "
+                     f"{f(c['second_runs'][0]['child_peak_rss_mib'], 0)} MiB peak RSS", ba["mode"]])
+    sp = docs.get("speed")
+    if sp:
+        inc = sp["incremental"]
+        rows.append([f"Advisor-loop update (+{inc['n_new']} prompts to {f(inc['base_n'])})",
+                     f"{f(inc['incremental_add_quick_metrics_s_median'] * 1000, 1)} ms, "
+                     f"{f(inc['speedup_vs_full_audit'], 0)}× faster than a full recompute", sp["mode"]])
+    dv = docs.get("diversity")
+    if dv:
+        b = str(max(int(k) for k in dv["results"]))
+        agg = dv["results"][b]["aggregate"]
+        cells = ", ".join(f"{m} {ms(agg[m]['eval_anchors_covered_5'], 1)}" for m in dv["methods"])
+        rows.append([f"Budget {b}: taxonomy-B anchors with ≥ 5 prompts ({'simulated, ' if dv['simulated'] else ''}"
+                     f"B = {dv['eval_taxonomy_B']})", cells, dv["mode"]])
+    return table(["measure", "result", "run"], rows)
+
+
+def render() -> str:
+    docs = {s: d for s in SCRIPTS if (d := load(s)) is not None}
+    head = ["# Benchmark results", "",
+            "Generated by `python benchmarks/render_results.py` from the JSON files in `benchmarks/results/`; do not "
+            "edit by hand. Each section names its source file, whether it is a full or a quick run, the exact command "
+            "and the machine (shared with other work: timings carry the load average).", ""]
+    missing = [s for s in SCRIPTS if s not in docs]
+    if missing:
+        head.append("Not run yet: " + ", ".join(f"`{m}.py`" for m in missing) + ".\n")
+    head.append("## How to reproduce\n")
+    head.append("```\nsource .venv/bin/activate\npip install bertopic           # optional `bench` extra "
+                "(BERTopic baseline)\n" + "\n".join(f"python benchmarks/{s}.py" for s in SCRIPTS) +
+                "\npython benchmarks/render_results.py\n```\n\nEvery script takes `--quick` (small sizes), "
+                "`--datasets PATH` (default `../shared/datasets`) and `--seed`.\n")
+    head.append("## Summary\n\n" + readme_table(docs) + "\n")
+    body = []
+    if "accuracy" in docs:
+        body.append(sec_accuracy(docs["accuracy"]))
+    if "bench_audit" in docs:
+        body.append(sec_bench_audit(docs["bench_audit"]))
+    if "speed" in docs:
+        body.append(sec_speed(docs["speed"]))
+    if "diversity" in docs:
+        body.append(sec_diversity(docs["diversity"]))
+    if docs:
+        body.append(sec_environment(docs))
+    return "\n".join(head) + "\n" + "\n".join(body)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--stdout", action="store_true", help="print RESULTS.md instead of writing it")
+    p.add_argument("--readme", action="store_true", help="print only the short summary table for the README")
+    args = p.parse_args()
+    if args.readme:
+        docs = {s: d for s in SCRIPTS if (d := load(s)) is not None}
+        print(readme_table(docs))
+        return
+    text = render()
+    if args.stdout:
+        print(text)
+    else:
+        OUT.write_text(text, "utf-8")
+        print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
