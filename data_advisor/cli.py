@@ -90,10 +90,32 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     from data_advisor.coverage.audit import run_audit
     from data_advisor.coverage.embed import make_embedder
 
-    embedder = make_embedder(args.model, cache=not args.no_cache, batch_size=args.batch_size)
-    result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet)
+    embedder = make_embedder(args.model, cache=not args.no_cache, batch_size=args.batch_size,
+                             embedder=getattr(args, "embedder", "st"))
+    # --- issue 6: anchor-aware embedders (cascade) and --engine ray ---
+    from data_advisor.coverage import fast_embed
+
+    anchors = vectors = None
+    if getattr(args, "embedder", "st") == "cascade" or getattr(args, "engine", "local") == "ray":
+        from data_advisor.coverage.assign import build_anchors
+        from data_advisor.coverage.taxonomy import load_background
+
+        anchors = build_anchors(taxonomy, embedder, load_background() if settings.background else None)
+        fast_embed.attach_anchors(embedder, anchors, margin_threshold=settings.margin_threshold,
+                                  min_score=settings.min_score, use_background=settings.background)
+    if getattr(args, "engine", "local") == "ray":
+        from data_advisor.engines.ray_engine import embed_texts
+
+        vectors = embed_texts(prompts.texts, model=args.model, embedder=args.embedder, batch_size=args.batch_size,
+                              address=args.ray_address, workers=args.ray_workers, show_progress=not args.quiet)
+    result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet,
+                       anchors=anchors, vectors=vectors)
+    line = fast_embed.describe(embedder)
+    if line:
+        _eprint(line)
+    # --- end issue 6 ---
     stats = getattr(embedder, "last", None)
-    if stats is not None:
+    if stats is not None and vectors is None and not line:
         _eprint(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
     from data_advisor.advisor.labels import make_labeler
 
@@ -168,6 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
                                          "default: keyword (c-TF-IDF) labels")
     p.add_argument("--api-base", help="OpenAI-compatible endpoint for --label-model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    # --- issue 6: embedding backends and engines ---
+    p.add_argument("--embedder", choices=["st", "onnx", "onnx-int8", "static", "cascade"], default="st",
+                   help="embedding backend: st (sentence-transformers, default); onnx (same model in ONNX Runtime, "
+                        "same vectors, faster; needs the `fast` extra); onnx-int8 (quantised, faster, ~93%% same "
+                        "anchors); static (distilled token table, ~100x faster, low agreement: a quick look only); "
+                        "cascade (static first, the exact model re-embeds every prompt whose anchor is in doubt; "
+                        "~99.5%% same anchors)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where embedding runs: this process (default) or Ray Data map_batches (needs the `ray` extra)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help="concurrent embedding workers for --engine ray (default: one per CPU of the local Ray)")
+    # --- end issue 6 ---
     _add_input_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_audit)

@@ -296,7 +296,18 @@ def default_cache_dir() -> Path:
 
 
 def make_embedder(model: str = DEFAULT_MODEL, *, cache: bool = True, cache_dir: Path | None = None,
-                  batch_size: int = 64) -> CachedEmbedder:
-    """The embedder the CLI and :func:`data_advisor.audit` use: sentence-transformers behind the disk cache."""
+                  batch_size: int = 64, embedder: str = "st") -> CachedEmbedder:
+    """The embedder the CLI and :func:`data_advisor.audit` use: sentence-transformers behind the disk cache.
+
+    ``embedder`` picks the backend (``--embedder``): ``st`` (sentence-transformers, default), or one of the faster
+    backends of :mod:`data_advisor.coverage.fast_embed` (``onnx``, ``onnx-int8``, ``static``, ``cascade``).
+    """
+    # --- issue 6: --embedder dispatch (fast_embed.py owns the other backends) ---
+    if embedder != "st":
+        from data_advisor.coverage.fast_embed import make_fast_embedder
+
+        return make_fast_embedder(embedder, model, cache_dir=(cache_dir or default_cache_dir()) if cache else None,
+                                  batch_size=batch_size)
+    # --- end issue 6 ---
     inner = SentenceTransformerEmbedder(model, batch_size=batch_size)
     return CachedEmbedder(inner, (cache_dir or default_cache_dir()) if cache else None)
