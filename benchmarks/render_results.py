@@ -186,22 +186,22 @@ def sec_bench_audit(doc: dict[str, Any]) -> str:
              f"({load_range(doc, doc['per_size'])} when recorded), so wall times include waiting for a core; process "
              "CPU seconds (user + system, all threads) are the steadier measure.\n"]
     def rate(d: dict[str, Any], digits: int = 0) -> str:
-        cpu = f" ({f(d['prompts_per_cpu_s'], digits)} per CPU s)" if d.get("prompts_per_cpu_s") else ""
-        return f"{f(d['prompts_per_s'], digits)}{cpu}"
+        cpu = f" ({f(d['prompts_per_cpu_s'], digits)}/CPU s)" if d.get("prompts_per_cpu_s") else ""
+        return f"{f(d['prompts_per_s'], digits)}/s{cpu}"
 
     rows = []
     for r in doc["per_size"]:
         st = r["stages"]
-        rows.append([f(r["n"]), f"{f(st['embedding_cold']['s'], 1)} s = {rate(st['embedding_cold'], 1)}/s",
+        rows.append([f(r["n"]), f"{f(st['embedding_cold']['s'], 1)} s; {rate(st['embedding_cold'], 1)}",
                      rate(st["assignment"]),
-                     f"{f(st['clustering']['s'], 1)} s = {rate(st['clustering'])}/s",
-                     f"{f(st['metrics']['s'], 2)} s = {rate(st['metrics'])}/s",
+                     f"{f(st['clustering']['s'], 1)} s; {rate(st['clustering'])}",
+                     f"{f(st['metrics']['s'], 2)} s; {rate(st['metrics'])}",
                      f(r["pipeline_s_excl_imports"], 1), f(r["import_torch_st_s"], 1),
                      f(r["import_faiss_umap_hdbscan_s"], 1), f(r["model_load_s"], 1), f(r["child_wall_s"], 1),
                      f(r["child_user_s"] + r["child_sys_s"], 1),
                      f(r["child_peak_rss_mib"], 0), f(r["n_clusters"]), r["clustering_method"],
                      ", ".join(f(x, 1) for x in r.get("load_average_after", []))])
-    parts.append(table(["prompts", "embedding (cold)", "assignment /s", "clustering", "metrics",
+    parts.append(table(["prompts", "embedding (cold)", "assignment", "clustering", "metrics",
                         "pipeline s", "import torch+ST s", "import faiss/umap/hdbscan s", "model load s",
                         "process wall s", "process CPU s", "peak RSS MiB", "clusters", "method",
                         "load avg after (1/5/15 min)"], rows))
