@@ -179,7 +179,8 @@ class SelfInstructGenerator:
     def propose(self, advice: Advice | None, k: int, rng: random.Random, pool: Sequence[str],
                 pool_anchor: Sequence[str | None]) -> Candidates:
         out = Candidates()
-        machine = [t for t in pool if t not in set(self.seeds)]
+        seeds = set(self.seeds)
+        machine = [t for t in pool if t not in seeds]
         n_calls = max(1, math.ceil(k / 7))
         batch = []
         for _ in range(n_calls):
@@ -276,11 +277,11 @@ class PoolRetriever:
         rel = self.scores[cand, j]
         lam = self.relevance_weight
         picks: list[int] = []
+        taken = np.zeros(len(cand), dtype=bool)
         for _ in range(min(k, len(cand))):
-            score = lam * rel - (1 - lam) * redundancy
-            if picks:
-                score[[cand.tolist().index(p) for p in picks]] = -np.inf
+            score = np.where(taken, -np.inf, lam * rel - (1 - lam) * redundancy)
             best = int(np.argmax(score))
+            taken[best] = True
             picks.append(int(cand[best]))
             redundancy = np.maximum(redundancy, vecs @ vecs[best])
         return picks

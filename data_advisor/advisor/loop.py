@@ -27,8 +27,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from data_advisor.advisor.advise import Advice, LLMAdvisor, NumericAdvisor, SummaryAdvisor, rank_weaknesses
 from data_advisor.advisor.filters import FilterConfig, filter_candidates
 from data_advisor.advisor.generate import (
@@ -409,8 +407,3 @@ def run_method(config: RunConfig, out: Path, *, progress: bool = True) -> RunSum
     """Create or resume the run in ``out`` and run it to ``config.n`` prompts."""
     loop = AdvisorLoop(config, out, progress=progress)
     return loop.run()
-
-
-def vectors_of(out: Path) -> np.ndarray:
-    """The run's stored embeddings (written by :meth:`AdvisorLoop.finalize`)."""
-    return np.load(Path(out) / "embeddings.npy").astype(np.float32)

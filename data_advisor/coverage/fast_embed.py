@@ -139,6 +139,22 @@ def distill_static(model_path: str | Path, out_dir: str | Path, *, base_model_id
     return out_dir
 
 
+def _model_folder(root: Path, base_id: str, key: str) -> Path:
+    """Folder of a derived model artefact: a readable stem of the base model plus a hash of ``key``."""
+    short = re.sub(r"[^A-Za-z0-9]+", "-", base_id.split("@")[0].split("/")[-1]).strip("-")[:40]
+    return root / f"{short}-{_short_hash(key)}"
+
+
+def _meta_matches(meta: Path, fmt: str, base_id: str) -> bool:
+    """Whether an artefact folder's meta.json says it was built in format ``fmt`` from ``base_id``."""
+    if not meta.exists():
+        return False
+    with contextlib.suppress(ValueError, OSError):
+        m = json.loads(meta.read_text("utf-8"))
+        return m.get("format") == fmt and m.get("base_model_id") == base_id
+    return False
+
+
 class StaticEmbedder:
     """Static (token-lookup) embedder distilled from a transformer; distils and caches on first use.
 
@@ -166,9 +182,7 @@ class StaticEmbedder:
 
     @property
     def folder(self) -> Path:
-        root = self._root or static_root()
-        short = re.sub(r"[^A-Za-z0-9]+", "-", self._base_id.split("@")[0].split("/")[-1]).strip("-")[:40]
-        return root / f"{short}-{_short_hash(self._model_id)}"
+        return _model_folder(self._root or static_root(), self._base_id, self._model_id)
 
     def _ensure(self) -> None:
         if self._table is not None:
@@ -179,11 +193,7 @@ class StaticEmbedder:
             folder = self.folder
             meta = folder / "meta.json"
             with _file_lock(folder.parent / f".{folder.name}.lock"):
-                ok = False
-                if meta.exists():
-                    with contextlib.suppress(ValueError, OSError):
-                        m = json.loads(meta.read_text("utf-8"))
-                        ok = m.get("format") == STATIC_FORMAT and m.get("base_model_id") == self._base_id
+                ok = _meta_matches(meta, STATIC_FORMAT, self._base_id)
                 if not ok:
                     if not self._local:
                         raise InputError(
@@ -339,9 +349,7 @@ class OnnxEmbedder:
 
     @property
     def folder(self) -> Path:
-        root = self._root or onnx_root()
-        short = re.sub(r"[^A-Za-z0-9]+", "-", self._base_id.split("@")[0].split("/")[-1]).strip("-")[:40]
-        return root / f"{short}-{_short_hash(f'{ONNX_FORMAT}:{self._base_id}')}"
+        return _model_folder(self._root or onnx_root(), self._base_id, f"{ONNX_FORMAT}:{self._base_id}")
 
     def _ensure(self) -> None:
         if self._sess is not None:
@@ -352,11 +360,7 @@ class OnnxEmbedder:
             folder = self.folder
             meta = folder / "meta.json"
             with _file_lock(folder.parent / f".{folder.name}.lock"):
-                ok = False
-                if meta.exists():
-                    with contextlib.suppress(ValueError, OSError):
-                        m = json.loads(meta.read_text("utf-8"))
-                        ok = m.get("format") == ONNX_FORMAT and m.get("base_model_id") == self._base_id
+                ok = _meta_matches(meta, ONNX_FORMAT, self._base_id)
                 if not ok:
                     if not self._local:
                         raise InputError(f"the onnx embedder exports a local model; {self.model!r} is not one",
