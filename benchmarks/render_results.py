@@ -19,7 +19,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 OUT = BENCH / "RESULTS.md"
-SCRIPTS = ("accuracy", "bench_audit", "speed", "diversity")
+SCRIPTS = ("accuracy", "bench_audit", "speed", "diversity", "scale")
 
 
 def load(script: str) -> dict[str, Any] | None:
@@ -86,7 +86,7 @@ def sec_environment(docs: dict[str, dict[str, Any]]) -> str:
         env = doc["environment"]
         v = env["versions"]
         rows.append([f"`{name}`", doc["mode"], env["python"], v["torch"], v["sentence-transformers"], v["faiss-cpu"],
-                     v["umap-learn"], v["hdbscan"], v["bertopic"], v["data_advisor"],
+                     v["umap-learn"], v["hdbscan"], v.get("bertopic", "—"), v["data_advisor"],
                      f"{env['cpu_count']} × {env['cpu_model']}, {f(env['mem_total_gib'], 0)} GiB, {env['platform']}"])
     return "## Versions and machine\n\n" + table(
         ["benchmark", "mode", "python", "torch", "sentence-transformers", "faiss", "umap", "hdbscan", "bertopic",
@@ -349,6 +349,106 @@ def sec_diversity(doc: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def sec_scale(doc: dict[str, Any]) -> str:
+    parts = ["## Scale: 100k–1M prompts, embedding backends, IVF, sampled discovery, Ray (`scale.py`)\n",
+             provenance(doc) + "\n"]
+    runs = doc.get("audit", {}).get("runs", [])
+    sets = {r["n"]: r["set"] for r in runs if r.get("set")}
+    if sets:
+        how = next(iter(sets.values()))["how"]
+        parts.append(f"Prompt sets: {how}. Real prompts per size: "
+                     + ", ".join(f"{f(n)} → {f(c['real'])} real + {f(c['perturbed'])} persona copies"
+                                 for n, c in sorted(sets.items())) + ".\n")
+    if runs:
+        parts.append("### Audits (`data-advisor audit … --no-html`, one fresh process each, cold embedding cache)\n")
+        rows = []
+        for r in sorted(runs, key=lambda r: (r["n"], r.get("extrapolated", False), r["embedder"])):
+            if "error" in r:
+                rows.append([f(r["n"]), r["embedder"], "failed", "—", "—", "—", r["error"][-120:]])
+                continue
+            rows.append([f(r["n"]), r["embedder"], "extrapolated" if r.get("extrapolated") else "measured",
+                         f(r["wall_s"], 0), f(r["prompts_per_s"], 1),
+                         f(r["peak_rss_mib"], 0) if r.get("peak_rss_mib") is not None else "—",
+                         r.get("how") or "; ".join(r.get("discovery_notes") or [])])
+        parts.append(table(["prompts", "embedder", "row", "wall s", "prompts/s", "peak RSS MiB", "notes"], rows))
+        parts.append("")
+    emb = doc.get("embed")
+    if emb:
+        sp = emb["speed"]
+        parts.append(f"### Embedding backends (`--embedder`), {f(emb['speed_sample']['n'])} real prompts, "
+                     "interleaved in one process\n")
+        parts.append(table(["backend", "prompts/s", "× plain SentenceTransformer.encode"],
+                           [[k, f(v["prompts_per_s"], 1), f(v["x_st"], 2)] for k, v in sp.items()]))
+        ag = emb.get("agreement", {})
+        rows = []
+        for key, val in ag.items():
+            if key.startswith("cascade"):
+                rows += [[key + f" / {tax}", f"cascade {f(v['agreement'], 4)} (exact share {f(v['exact_share'], 3)})"]
+                         for tax, v in val.items()]
+            else:
+                rows.append([key, ", ".join(f"{b} {f(v, 4)}" for b, v in val.items())])
+        if rows:
+            parts.append("\nSame nearest anchor as sentence-transformers (labelled sets / taxonomy):\n")
+            parts.append(table(["set / taxonomy", "agreement"], rows))
+        c = emb.get("cascade")
+        if c:
+            parts.append(f"\nCascade on {f(c['n'])} prompts ({c['taxonomy']}, exact stage {c['exact_stage']}): "
+                         f"{f(c['prompts_per_s'], 1)} prompts/s = {f(c['x_st'], 2)}× plain encode, agreement "
+                         f"{f(c['agreement'], 4)} (estimated {f(c['estimated_agreement'], 4)}), "
+                         f"{f(c['exact_share'], 3)} re-embedded exactly.\n")
+    ivf = doc.get("ivf")
+    if ivf:
+        parts.append(f"### Near-duplicate search: IVF against exact, {f(ivf['n'])} prompts\n")
+        parts.append(f"Exact flat search {f(ivf['exact_s'], 1)} s; IVF with {f(ivf['ivf']['nlist'])} lists. "
+                     f"Near-duplicate rate (cosine ≥ 0.95) by exact search {f(ivf['near_duplicate_rate_exact'], 4)}. "
+                     f"The audit uses nprobe {ivf['ivf']['nprobe']} above its IVF threshold.\n")
+        sweep = ivf.get("nprobe_sweep") or [{"nprobe": ivf["ivf"]["nprobe"], "default": True, "ivf_s": ivf["ivf_s"],
+                                             "nn_recall_at_1": ivf["nn_recall_at_1"],
+                                             "near_duplicate_rate_ivf": ivf["near_duplicate_rate_ivf"],
+                                             "near_duplicate_recall": ivf["near_duplicate_recall"],
+                                             "mean_abs_similarity_error": ivf["mean_abs_similarity_error"]}]
+        parts.append(table(["nprobe", "seconds", "nearest-neighbour recall@1", "near-dup rate", "near-dup recall",
+                            "mean |sim error|"],
+                           [[f"**{r['nprobe']}** (default)" if r["default"] else str(r["nprobe"]), f(r["ivf_s"], 1),
+                             f(r["nn_recall_at_1"], 4), f(r["near_duplicate_rate_ivf"], 4),
+                             f(r["near_duplicate_recall"], 4), f(r["mean_abs_similarity_error"], 5)] for r in sweep]))
+        parts.append("")
+    dc = doc.get("discovery")
+    if dc:
+        fit_mcs = dc.get("sampled_fit_min_cluster_size")
+        parts.append(f"### Sampled discovery against a full fit, {f(dc['n'])} prompts\n")
+        parts.append(f"UMAP + HDBSCAN on a seeded sample of {f(dc['max_fit'])} (min_cluster_size {dc['min_cluster_size']}"
+                     + (f", scaled to {fit_mcs} for the sample" if fit_mcs else "") + "), the rest placed by their 5 "
+                     f"nearest fitted prompts, against one fit on all {f(dc['n'])}: ARI {f(dc['ari'], 3)} (over "
+                     f"prompts both call clustered {f(dc['ari_both_clustered'], 3)}), same cluster-vs-noise state "
+                     f"{f(dc['same_noise_state'], 3)}; clusters {dc['n_clusters']['sampled']} vs "
+                     f"{dc['n_clusters']['full']}; noise {f(dc['noise_share']['sampled'], 3)} vs "
+                     f"{f(dc['noise_share']['full'], 3)}; {f(dc['sampled_s'], 0)} s vs {f(dc['full_s'], 0)} s.\n")
+    ray = doc.get("ray")
+    if ray:
+        parts.append(f"### Ray engine ({ray['workers']} local workers) against the local engine\n")
+        parts.append(ray["note"] + ".\n")
+        parts.append(table(["backend", "prompts", "local prompts/s", "Ray prompts/s", "max |vector diff|"],
+                           [[b, f(v["n"]), f(v["local_prompts_per_s"], 1), f(v["ray_prompts_per_s"], 1),
+                             f"{v['max_abs_diff']:.1e}"] for b, v in ray.items() if isinstance(v, dict) and "n" in v
+                            and "local_s" in v]))
+        parts.append("")
+    ra = doc.get("ray_audit")
+    if ra:
+        parts.append("### Ray engine, assign-only over shards (the path past one machine's memory)\n")
+        parts.append(f"`{ra['command']}`.\n")
+        parts.append(table(["prompts", "wall s", "prompts/s", "driver peak RSS MiB",
+                            "machine peak above baseline MiB (Ray workers + object store)", "anchored share"],
+                           [[f(r["n"]), f(r["wall_s"], 0), f(r["prompts_per_s"], 1), f(r["driver_peak_rss_mib"], 0),
+                             f(r["machine_peak_above_base_mib"], 0), f(r["anchored_share"], 3)]
+                            if "error" not in r else [f(r["n"]), "failed", "—", "—", "—", r["error"][-120:]]
+                            for r in ra["runs"]]))
+        parts.append("")
+    if doc.get("notes"):
+        parts.append("Notes:\n\n" + "\n".join(f"- {n}" for n in doc["notes"]) + "\n")
+    return "\n".join(parts) + "\n"
+
+
 def readme_table(docs: dict[str, dict[str, Any]]) -> str:
     rows = []
     acc = docs.get("accuracy")
@@ -387,6 +487,20 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
         cells = ", ".join(f"{m} {ms(agg[m]['eval_anchors_covered_5'], 1)}" for m in dv["methods"])
         rows.append([f"Budget {b}: taxonomy-B anchors with ≥ 5 prompts ({'simulated, ' if dv['simulated'] else ''}"
                      f"B = {dv['eval_taxonomy_B']})", cells, dv["mode"]])
+    sc = docs.get("scale")
+    if sc:
+        measured = [r for r in sc.get("audit", {}).get("runs", []) if not r.get("extrapolated") and "error" not in r]
+        if measured:
+            big = max(measured, key=lambda r: r["n"])
+            rows.append([f"Audit of {f(big['n'])} prompts (`--embedder {big['embedder']}`, one machine)",
+                         f"{f(big['wall_s'], 0)} s wall, {f(big['peak_rss_mib'], 0)} MiB peak RSS", sc["mode"]])
+        emb = sc.get("embed")
+        if emb:
+            onnx = emb["speed"]["onnx"]
+            agree = [v["onnx"] for k, v in emb.get("agreement", {}).items() if not k.startswith("cascade")]
+            rows.append(["`--embedder onnx` vs plain sentence-transformers",
+                         f"{f(onnx['x_st'], 2)}× prompts/s, same anchor for "
+                         f"{f(min(agree) * 100, 1) if agree else '—'}% of labelled prompts", sc["mode"]])
     return table(["measure", "result", "run"], rows)
 
 
@@ -414,6 +528,8 @@ def render() -> str:
         body.append(sec_speed(docs["speed"]))
     if "diversity" in docs:
         body.append(sec_diversity(docs["diversity"]))
+    if "scale" in docs:
+        body.append(sec_scale(docs["scale"]))
     if docs:
         body.append(sec_environment(docs))
     return "\n".join(head) + "\n" + "\n".join(body)

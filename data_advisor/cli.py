@@ -66,6 +66,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings = AuditSettings(  # validates the numbers before anything expensive happens
         taxonomy=taxonomy.id, model=args.model, seed=args.seed, background=not args.no_background,
         coverage_min_count=args.min_count, cluster=not args.no_cluster, min_cluster_size=args.min_cluster_size,
+        max_fit=args.max_fit,
         **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
     )
     out = Path(args.out)
@@ -82,6 +83,8 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     from data_advisor.io import ensure_writable_dir
 
     out = ensure_writable_dir(Path(args.out))
+    if getattr(args, "assign_only", False):
+        return _assign_only(args, taxonomy, settings, out, t0)
     prompts = _load_input(args, args.input)
     _eprint(f"loaded {len(prompts):,} prompts from {args.input}"
             + (f" (skipped {prompts.n_skipped})" if prompts.n_skipped else "")
@@ -92,24 +95,16 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
 
     embedder = make_embedder(args.model, cache=not args.no_cache, batch_size=args.batch_size,
                              embedder=getattr(args, "embedder", "st"))
-    # --- issue 6: anchor-aware embedders (cascade) and --engine ray ---
+    # --- issue 6: --engine ray embeds on Ray workers; run_audit gives an anchor-aware embedder its anchors ---
     from data_advisor.coverage import fast_embed
 
-    anchors = vectors = None
-    if getattr(args, "embedder", "st") == "cascade" or getattr(args, "engine", "local") == "ray":
-        from data_advisor.coverage.assign import build_anchors
-        from data_advisor.coverage.taxonomy import load_background
-
-        anchors = build_anchors(taxonomy, embedder, load_background() if settings.background else None)
-        fast_embed.attach_anchors(embedder, anchors, margin_threshold=settings.margin_threshold,
-                                  min_score=settings.min_score, use_background=settings.background)
+    vectors = None
     if getattr(args, "engine", "local") == "ray":
         from data_advisor.engines.ray_engine import embed_texts
 
         vectors = embed_texts(prompts.texts, model=args.model, embedder=args.embedder, batch_size=args.batch_size,
                               address=args.ray_address, workers=args.ray_workers, show_progress=not args.quiet)
-    result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet,
-                       anchors=anchors, vectors=vectors)
+    result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet, vectors=vectors)
     line = fast_embed.describe(embedder)
     if line:
         _eprint(line)
@@ -130,6 +125,49 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     )
     weakest = result.report.gap_table()[:3]
     _eprint("largest gaps: " + "; ".join(f"{a.name} ({a.count}, gap {a.gap:+.3f})" for a in weakest))
+    return 0
+
+
+def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSettings, out: Path, t0: float) -> int:
+    """``audit --engine ray --assign-only``: shards are read, embedded and assigned on Ray workers; only the anchor
+    counts come back, so the input may exceed this machine's memory.  Writes ``assignments/*.parquet`` (one row per
+    prompt) and ``anchor_counts.json`` (counts, shares, targets and gaps), each moved into place only when complete."""
+    import shutil
+    import tempfile
+
+    from data_advisor.coverage import metrics as M
+    from data_advisor.engines.ray_engine import assign_shards
+    from data_advisor.io import write_json_atomic
+
+    if getattr(args, "engine", "local") != "ray":
+        raise DataAdvisorError("--assign-only runs on Ray workers", "add --engine ray (and --ray-address for a cluster)")
+    work = Path(tempfile.mkdtemp(prefix=".assign-", dir=out))
+    try:
+        summary = assign_shards(args.input, work / "assignments", taxonomy=args.taxonomy, model=args.model,
+                                embedder=args.embedder, text_field=args.text_field,
+                                id_field=None if args.id_field == "none" else (args.id_field or "id"),
+                                batch_size=args.batch_size, address=args.ray_address, workers=args.ray_workers,
+                                background=settings.background, cache=not args.no_cache, show_progress=not args.quiet)
+        n = summary["n_prompts"]
+        if n == 0:
+            raise DataAdvisorError(f"no prompts in {args.input}", "pass JSONL/Parquet shards with a text field")
+        gaps = M.anchor_gaps(summary["counts"], taxonomy.target_shares())
+        final = out / "assignments"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(work / "assignments", final)
+        write_json_atomic(out / "anchor_counts.json", {
+            "n_prompts": n, "n_anchored": summary["n_anchored"], "anchored_share": summary["anchored_share"],
+            "taxonomy": taxonomy.id, "embedder": summary["embedder"], "text_field": summary["text_field"],
+            "anchors": [{"id": pid, "count": g.count, "share": g.share, "target_share": g.target_share,
+                         "gap": g.gap, "deficit": g.deficit}
+                        for pid, g in sorted(gaps.items(), key=lambda kv: (-kv[1].gap, kv[0]))],
+            "files": sorted(str(p.relative_to(out)) for p in final.glob("*.parquet")),
+        })
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _eprint(f"assigned {n:,} prompts on Ray in {time.perf_counter() - t0:.1f}s: "
+            f"{summary['anchored_share']:.1%} anchored → {out / 'assignments'}, {out / 'anchor_counts.json'}")
     return 0
 
 
@@ -178,7 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (coverage.json, assignments.jsonl, report.html)")
     p.add_argument("--seed", type=int, default=0, help="seed for everything random (UMAP, sampling)")
     p.add_argument("--min-count", type=int, default=5, help="an anchor counts as covered with at least this many")
-    p.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min cluster size (default ~√n/2)")
+    p.add_argument("--min-cluster-size", type=int, default=None,
+                   help="HDBSCAN min cluster size in prompts of the whole set (default ~√n/2)")
+    p.add_argument("--max-fit", type=int, default=50_000,
+                   help="above this many prompts UMAP + HDBSCAN fit a seeded sample of this size and place the rest "
+                        "by their nearest fitted prompts (bounds time and memory)")
     p.add_argument("--margin-threshold", type=float, default=None,
                    help="min (harm score − benign background score) for a prompt to count as on-taxonomy")
     p.add_argument("--no-background", action="store_true", help="do not use the benign background anchors")
@@ -203,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray")
     p.add_argument("--ray-workers", type=int, default=None,
                    help="concurrent embedding workers for --engine ray (default: one per CPU of the local Ray)")
+    p.add_argument("--assign-only", action="store_true",
+                   help="with --engine ray: read, embed and assign the shards on the workers and write only "
+                        "assignments/*.parquet + anchor_counts.json (no discovery or report; input may exceed RAM)")
     # --- end issue 6 ---
     _add_input_args(p)
     _add_model_args(p)

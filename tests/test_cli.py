@@ -238,14 +238,26 @@ def test_bad_input_leaves_previous_results_untouched(run_cli: RunCli, tmp_path: 
     assert sorted(p.name for p in out.iterdir()) == ["coverage.json"]
 
 
-def test_invalid_min_cluster_size_is_a_user_error(run_cli: RunCli, tmp_path: Path, sample_prompts: list[str]) -> None:
-    """HDBSCAN needs clusters of at least 2: ``--min-cluster-size 1`` must be refused like any other bad input
-    (one error line, exit 2, no outputs), not end in a traceback after the embedding work."""
+@pytest.mark.parametrize(("flag", "value"), [("--min-cluster-size", "1"), ("--max-fit", "10")])
+def test_invalid_discovery_settings_are_user_errors(run_cli: RunCli, tmp_path: Path, sample_prompts: list[str],
+                                                    flag: str, value: str) -> None:
+    """HDBSCAN needs clusters of at least 2 and a sample worth fitting: such settings must be refused like any other
+    bad input (one error line, exit 2, no outputs), not end in a traceback after the embedding work."""
     src = tmp_path / "p.jsonl"
     src.write_bytes(_jsonl([{"text": t} for t in sample_prompts[:8]]))
     out = tmp_path / "out"
-    rc, _, err = run_cli("audit", src, "--out", out, "--no-html", "-q", "--min-cluster-size", "1")
+    rc, _, err = run_cli("audit", src, "--out", out, "--no-html", "-q", flag, value)
     assert "Traceback" not in err, err[-2000:]
     assert rc == 2
-    assert "min-cluster-size" in error_line(err)
+    assert flag in error_line(err)
+    assert_no_outputs(out)
+
+
+def test_assign_only_needs_the_ray_engine(run_cli: RunCli, tmp_path: Path, sample_prompts: list[str]) -> None:
+    src = tmp_path / "p.jsonl"
+    src.write_bytes(_jsonl([{"text": t} for t in sample_prompts[:8]]))
+    out = tmp_path / "out"
+    rc, _, err = run_cli("audit", src, "--out", out, "--assign-only", "-q")
+    assert rc == 2, err[-2000:]
+    assert "--engine ray" in error_line(err)
     assert_no_outputs(out)

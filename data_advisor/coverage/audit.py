@@ -70,6 +70,9 @@ class AuditSettings:
             raise InputError(f"--min-count must be at least 1 (got {self.coverage_min_count})", "pass 1 or more")
         if self.n_neighbors < 2:
             raise InputError(f"n_neighbors must be at least 2 (got {self.n_neighbors})", "pass 2 or more")
+        if self.max_fit < 100:
+            raise InputError(f"--max-fit must be at least 100 (got {self.max_fit})",
+                             "pass the number of prompts UMAP + HDBSCAN may fit at once, e.g. 50000")
         if not 0 < self.near_duplicate_threshold <= 1:
             raise InputError("the near-duplicate threshold must be in (0, 1]", "pass a cosine such as 0.95")
 
@@ -145,6 +148,11 @@ def run_audit(
     if anchors is None:
         background = load_background() if settings.background else None
         anchors = build_anchors(taxonomy, embedder, background)
+    from data_advisor.coverage.fast_embed import attach_anchors
+
+    # An anchor-aware embedder (the cascade) needs the anchors before it embeds the prompts; others ignore this.
+    attach_anchors(embedder, anchors, margin_threshold=settings.margin_threshold, min_score=settings.min_score,
+                   use_background=settings.background)
     if vectors is None:
         vectors = embedder.encode(prompts.texts, show_progress=show_progress)
     assigner = assigner or AnchorAssigner(margin_threshold=settings.margin_threshold, min_score=settings.min_score,
@@ -267,6 +275,7 @@ def build_report(
         "exact_duplicate_rate": M.exact_duplicate_rate(texts),
         "near_duplicate_rate": M.near_duplicate_rate(nn_sim, settings.near_duplicate_threshold),
         "near_duplicate_threshold": settings.near_duplicate_threshold,
+        "near_duplicate_method": M.near_duplicate_method(n),
         "mean_score": float(assignments.score.mean()) if n else 0.0,
         "mean_margin": float(assignments.margin.mean()) if n else 0.0,
         "n_clusters": clusters.n_clusters,
@@ -359,6 +368,7 @@ def audit(
     seed: int = 0,
     text_field: str | None = None,
     embedder: Embedder | None = None,
+    embedder_kind: str = "st",
     cache: bool = True,
     show_progress: bool = False,
     render_html: bool = True,
@@ -369,9 +379,12 @@ def audit(
     ``source`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
     (coverage.json, assignments.jsonl, embeddings.npy, report.html) are written there. Extra keyword
     arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``).
+    ``embedder_kind`` picks the backend as ``--embedder`` does (``st``, ``onnx``, ``onnx-int8``, ``static``,
+    ``cascade``) when no ``embedder`` object is passed.
     """
     result = audit_full(source, taxonomy=taxonomy, model=model, seed=seed, text_field=text_field,
-                        embedder=embedder, cache=cache, show_progress=show_progress, out=out, **settings)
+                        embedder=embedder, embedder_kind=embedder_kind, cache=cache, show_progress=show_progress,
+                        out=out, **settings)
     if out is not None:
         result.write(Path(out), render_html=render_html)
     return result.report
@@ -385,6 +398,7 @@ def audit_full(
     seed: int = 0,
     text_field: str | None = None,
     embedder: Embedder | None = None,
+    embedder_kind: str = "st",
     cache: bool = True,
     show_progress: bool = False,
     out: str | Path | None = None,
@@ -400,6 +414,6 @@ def audit_full(
         prompts = load_prompts(source, text_field=text_field)
     else:
         prompts = PromptSet.from_texts(list(source))
-    emb = embedder or make_embedder(model, cache=cache)
+    emb = embedder or make_embedder(model, cache=cache, embedder=embedder_kind)
     cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings)
     return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress)

@@ -129,6 +129,9 @@ class SentenceTransformerEmbedder:
 
 
 # ----------------------------------------------------------------------------------------------- cache
+ENCODE_CHUNK = 65_536
+"""Rows embedded, cached or copied per step: bounds the extra memory of a call (~100 MB at d=384)."""
+
 def text_key(text: str) -> bytes:
     """Cache key of one text: the first 16 bytes of its sha256."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
@@ -265,29 +268,43 @@ class CachedEmbedder:
         return self._cache
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Vectors of ``texts`` in input order; cache hits are read, misses embedded and appended in chunks.
+
+        Memory stays at one output array plus one chunk: hits are copied from the memory map
+        :data:`ENCODE_CHUNK` rows at a time, misses are embedded and written to the cache a chunk at a time (so a
+        killed million-prompt audit resumes from the last chunk), and when the texts have no duplicates the unique
+        array *is* the result (no reordering copy).
+        """
         keys = [text_key(t) for t in texts]
         unique: dict[bytes, int] = {}
-        for k in keys:
-            unique.setdefault(k, len(unique))
         first_text: dict[bytes, str] = {}
         for k, t in zip(keys, texts, strict=True):
-            first_text.setdefault(k, t)
+            if k not in unique:
+                unique[k] = len(unique)
+                first_text[k] = t
         ukeys = list(unique)
         cache = self._get_cache()
         found = cache.lookup(ukeys) if cache is not None else {}
         missing = [k for k in ukeys if k not in found]
         dim = self.dim
         uvecs = np.zeros((len(ukeys), dim), dtype=np.float32)
-        if found:
-            hit_keys = [k for k in ukeys if k in found]
-            uvecs[[unique[k] for k in hit_keys]] = cache.read_rows([found[k] for k in hit_keys])  # type: ignore[union-attr]
-        if missing:
-            new = self.inner.encode([first_text[k] for k in missing], show_progress=show_progress)
-            uvecs[[unique[k] for k in missing]] = new
+        hit_keys = [k for k in ukeys if k in found]
+        for start in range(0, len(hit_keys), ENCODE_CHUNK):
+            chunk = hit_keys[start : start + ENCODE_CHUNK]
+            uvecs[[unique[k] for k in chunk]] = cache.read_rows([found[k] for k in chunk])  # type: ignore[union-attr]
+        # An embedder that must see the whole input (the cascade calibrates on it) gets every miss in one call.
+        step = max(1, len(missing)) if getattr(self.inner, "encodes_whole_input", False) else ENCODE_CHUNK
+        for start in range(0, len(missing), step):
+            chunk = missing[start : start + step]
+            new = self.inner.encode([first_text[k] for k in chunk], show_progress=show_progress)
+            uvecs[[unique[k] for k in chunk]] = new
             if cache is not None:
-                cache.put(missing, new)
+                cache.put(chunk, new)
+            del new
         self.last = CacheStats(hits=len(found), misses=len(missing))
-        return uvecs[[unique[k] for k in keys]] if keys else uvecs
+        if len(ukeys) == len(keys):  # no duplicates: unique order is input order
+            return uvecs
+        return uvecs[[unique[k] for k in keys]]
 
 
 def default_cache_dir() -> Path:

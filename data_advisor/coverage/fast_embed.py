@@ -489,6 +489,9 @@ class CascadeEmbedder:
     is embedded exactly. ``last`` reports the share re-embedded and the estimated agreement.
     """
 
+    encodes_whole_input = True
+    """It calibrates on a sample of what it is given (and chunks internally): wrappers pass every text at once."""
+
     def __init__(self, fast: Embedder, exact: Embedder, *, target_agreement: float = DEFAULT_TARGET_AGREEMENT,
                  calibration_share: float = CALIBRATION_SHARE, calibration_min: int = CALIBRATION_MIN,
                  seed: int = 0, chunk_size: int = 50_000) -> None:

@@ -364,7 +364,8 @@ def duplicates_body(report: CoverageReport) -> Raw:
         para(f"Exact duplicate rate {pct(m.get('exact_duplicate_rate'))} ({n_groups:,} "
              f"{'group' if n_groups == 1 else 'groups'} of identical prompts "
              f"after normalising case and spacing); near-duplicate rate {pct(m.get('near_duplicate_rate'))} "
-             f"(nearest neighbour cosine ≥ {m.get('near_duplicate_threshold', '')})."),
+             f"(nearest neighbour cosine ≥ {m.get('near_duplicate_threshold', '')}"
+             + (f"; search: {m['near_duplicate_method']}" if m.get("near_duplicate_method") else "") + ")."),
         Raw(f"<h3>Exact duplicate groups (largest {len(groups)} of {n_groups:,})</h3>"),
         table([Col("Copies", "num"), Col("Text", "text"), Col("IDs")], g_rows, empty="No exact duplicates."),
         Raw(f"<h3>Near-duplicate pairs (top {len(pairs)})</h3>"),

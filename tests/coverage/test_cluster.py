@@ -109,16 +109,18 @@ def test_clusters_follow_topics(embedder: CachedEmbedder) -> None:
 def test_sampled_fit_assigns_every_prompt(corpus: tuple[list[str], np.ndarray]) -> None:
     _, v = corpus
     n, max_fit, seed = len(v), 60, 3
-    r = ClusterDiscovery(seed=seed, max_fit=max_fit).fit(v)
+    r = ClusterDiscovery(seed=seed, max_fit=max_fit, min_cluster_size=20).fit(v)
     _check_shapes(r, n)
     assert r.method == "umap+hdbscan+knn-extend"
     assert r.params["fit_sample"] == max_fit
-    assert any("60 of 150" in note for note in r.notes)
+    assert r.params["min_cluster_size"] == 20  # counted in prompts of the whole set…
+    assert r.params["fit_min_cluster_size"] == 8  # …and scaled by the sample fraction: 20 × 60/150
+    assert any("60 of 150" in note and "scaled to 8" in note for note in r.notes)
 
     # The documented procedure, recomputed independently: a seeded sample is clustered on its own, every other
     # prompt takes the majority label of its 5 most similar sampled prompts (−1 without a 3-of-5 majority).
     sample = np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
-    alone = ClusterDiscovery(seed=seed).fit(v[sample])
+    alone = ClusterDiscovery(seed=seed, min_cluster_size=8).fit(v[sample])
     np.testing.assert_array_equal(r.labels[sample], alone.labels)
     np.testing.assert_array_equal(r.coords[sample], alone.coords)
     rest = np.setdiff1d(np.arange(n), sample)
@@ -157,7 +159,7 @@ def test_default_min_cluster_size() -> None:
     assert default_min_cluster_size(10) == 5
     assert default_min_cluster_size(150) == 6  # √150 / 2 = 6.12
     assert default_min_cluster_size(10_000) == 50
-    assert ClusterDiscovery(max_fit=400).params(1_000_000)["min_cluster_size"] == 10  # from the fitted sample
+    assert ClusterDiscovery(max_fit=400).params(1_000_000)["min_cluster_size"] == 500  # of the whole set
 
 
 def test_keyword_labels_hand_computed() -> None:

@@ -146,6 +146,47 @@ def test_duplicate_texts_embedded_once(counting: CountingEmbedder, tmp_path: Pat
     assert v.shape == (5, MINILM_DIM)
 
 
+def test_large_calls_embed_and_cache_in_chunks(counting: CountingEmbedder, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A million-prompt call must not hold a second copy of every vector: misses go to the model and the cache a
+    chunk at a time, hits are read a chunk at a time, and the result equals the unchunked one."""
+    import data_advisor.coverage.embed as embed_mod
+
+    texts = [*TEXTS, "alpha text", TEXTS[1], "beta text", "gamma text", "alpha text"]  # 7 unique, 2 repeats
+    expected = counting.inner.encode(texts)
+    monkeypatch.setattr(embed_mod, "ENCODE_CHUNK", 2)
+    cached = CachedEmbedder(counting, tmp_path)
+    cached.encode(TEXTS[:3])  # 3 hits for the next call
+    counting.calls.clear()
+    v = cached.encode(texts)
+    assert [len(c) for c in counting.calls] == [2, 2]  # the 4 misses, two per chunk
+    assert (cached.last.misses, cached.last.hits) == (4, 3)
+    np.testing.assert_allclose(v, expected, atol=1e-6)
+    np.testing.assert_array_equal(v[1], v[5])
+
+
+def test_a_killed_chunked_encode_resumes_from_the_last_chunk(counting: CountingEmbedder, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import data_advisor.coverage.embed as embed_mod
+
+    class DiesOnThirdChunk(CountingEmbedder):
+        def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+            if len(self.calls) == 2:
+                raise KeyboardInterrupt  # what Ctrl-C or a kill looks like mid-run
+            return super().encode(texts, show_progress=show_progress)
+
+    texts = [f"prompt number {i} about topic {i % 3}" for i in range(7)]
+    monkeypatch.setattr(embed_mod, "ENCODE_CHUNK", 3)
+    dying = DiesOnThirdChunk(counting.inner)
+    with pytest.raises(KeyboardInterrupt):
+        CachedEmbedder(dying, tmp_path).encode(texts)
+    again = CachedEmbedder(counting, tmp_path)
+    v = again.encode(texts)
+    assert (again.last.hits, again.last.misses) == (6, 1)  # two finished chunks survived
+    assert counting.calls == [texts[6:]]
+    np.testing.assert_allclose(v, counting.inner.encode(texts), atol=1e-6)
+
+
 def test_no_cache_dir_means_no_cache(counting: CountingEmbedder) -> None:
     cached = CachedEmbedder(counting, None)
     cached.encode(TEXTS[:2])

@@ -224,6 +224,32 @@ def test_cascade_keeps_the_exact_anchor_and_skips_confident_prompts() -> None:
     assert np.allclose(again.encode(texts), got)
 
 
+def test_run_audit_gives_the_cascade_its_anchors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python API path (run_audit / audit_full), not only the CLI, must attach the anchors before embedding,
+    and the cascade must see the whole input at once even when the cache wrapper works in chunks."""
+    import data_advisor.coverage.embed as embed_mod
+    from data_advisor.coverage.audit import AuditSettings, run_audit
+    from data_advisor.coverage.taxonomy import load_taxonomy
+    from data_advisor.data import PromptSet
+
+    monkeypatch.setattr(embed_mod, "ENCODE_CHUNK", 500)
+    n_topics = 6
+    centres = _unit(np.random.default_rng(2).standard_normal((n_topics, DIM)))
+    exact = ExactFake(centres)
+    anchors = _anchors(exact, n_topics)
+    (tmp_path / "tax.yaml").write_text("id: fake\nname: Fake\nversion: '1'\nprinciples:\n" + "".join(
+        f"  - {{id: p{k}, name: Topic {k}, description: topic {k}}}\n" for k in range(n_topics)), "utf-8")
+    taxonomy = load_taxonomy(tmp_path / "tax.yaml")
+    cas = CascadeEmbedder(FastFake(exact), exact, calibration_min=400, chunk_size=700)
+    texts = _topic_texts(3000, n_topics)
+    result = run_audit(PromptSet.from_texts(texts), taxonomy, CachedEmbedder(cas, None), anchors=anchors,
+                       settings=AuditSettings(taxonomy="fake", background=False, cluster=False))
+    assert cas.last.mode == "cascade" and cas.last.n == 3000  # anchors attached, one call over the whole input
+    assert cas.last.exact_share < 0.9
+    ref = AnchorAssigner(use_background=False).fit(anchors).assign(exact.encode(texts))
+    assert float((result.assignments.best == ref.best).mean()) >= 0.99
+
+
 def test_attach_anchors_ignores_embedders_without_the_hook() -> None:
     centres = _unit(np.random.default_rng(3).standard_normal((2, DIM)))
     assert attach_anchors(CachedEmbedder(ExactFake(centres), None), _anchors(ExactFake(centres), 2)) is False

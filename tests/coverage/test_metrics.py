@@ -162,6 +162,8 @@ def test_vendi_matches_naive_eigenvalues(n: int, d: int) -> None:
     rng = np.random.default_rng(n * 100 + d)
     x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, size=(n, 1))  # unnormalised on purpose
     assert M.vendi_score(x) == pytest.approx(_vendi_naive(x), rel=1e-6)
+    # accumulated a few rows at a time (how a million vectors avoid a float64 copy): the same number
+    assert M.vendi_score(x.astype(np.float32), chunk_rows=7) == pytest.approx(_vendi_naive(x), rel=1e-5)
 
 
 # ----------------------------------------------------------------------------------------- text diversity
