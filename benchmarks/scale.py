@@ -11,8 +11,8 @@ Phases (``--phases``, default all):
 * ``audit`` — ``data-advisor audit --no-html`` in a fresh process per size and embedder (peak RSS from ``os.wait4``
   of that child), with a cold embedding cache (the distilled static table / exported ONNX model and numba's
   UMAP kernels are prebuilt, as after a machine's first audit). Sizes and embedders that would take hours on
-  this machine are not run: their time is *extrapolated* (marked ``"extrapolated": true``) as the measured
-  non-embedding time of the static audit at that size + size / the backend's measured prompts/s.
+  this machine are not run; ``render_results.py`` estimates them (marked *estimated*) from the measured
+  non-embedding time of the static audit at that size + size / the backend's prompts/s in the embed phase.
 * ``ivf`` — ``metrics.nearest_neighbor_similarity``: IVF (what the audit uses above ``ivf_above``) against exact
   flat search on ``--ivf-n`` prompts: recall of the exact nearest neighbour, near-duplicate rate and recall.
 * ``ray`` — ``--engine ray`` embedding (``embed_texts``, local Ray, 2 workers) against the local engine.
@@ -234,7 +234,7 @@ def _fresh_cache(model_cache: Path, tmp: Path, tag: str) -> Path:
     return root
 
 
-def phase_audit(ds: Path, args: argparse.Namespace, tmp: Path, embed_rates: dict[str, float] | None) -> dict[str, Any]:
+def phase_audit(ds: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     _prebuild(args.model_cache)
     runs: list[dict[str, Any]] = []
     for n in args.sizes:
@@ -264,22 +264,6 @@ def phase_audit(ds: Path, args: argparse.Namespace, tmp: Path, embed_rates: dict
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(cache, ignore_errors=True)
         src.unlink()
-    # Extrapolate the backends not run at a size: static audit time − static embedding time + n / backend rate.
-    if embed_rates and "static" in embed_rates:
-        measured = {(r["n"], r["embedder"]): r for r in runs if "error" not in r}
-        for n in args.sizes:
-            base = measured.get((n, "static"))
-            if base is None:
-                continue
-            non_embed = base["wall_s"] - n / embed_rates["static"]
-            for emb, rate in embed_rates.items():
-                if (n, emb) in measured or emb == "static":
-                    continue
-                wall = non_embed + n / rate
-                runs.append({"n": n, "embedder": emb, "extrapolated": True, "wall_s": round(wall, 1),
-                             "prompts_per_s": round(n / wall, 1), "peak_rss_mib": None,
-                             "how": f"static audit at {n:,} minus its embedding time ({n / embed_rates['static']:.0f} s) "
-                                    f"plus {n:,} / {rate:.1f} prompts/s measured in the embed phase"})
     return {"runs": runs, "audit_flags": "--no-html -q, taxonomy catqa-11, cold embedding cache, prebuilt models"}
 
 
@@ -483,7 +467,7 @@ def main() -> None:
     p.add_argument("--phases", default="embed,audit,ivf,discovery")
     p.add_argument("--sizes", default=None, help="comma-separated audit sizes (default 100000,300000,1000000)")
     p.add_argument("--audit-embedders", default="static",
-                   help="embedders run as full audits (others are extrapolated from the embed phase)")
+                   help="embedders run as full audits (others are estimated by render_results.py from the embed phase)")
     p.add_argument("--speed-n", type=int, default=None)
     p.add_argument("--cascade-n", type=int, default=None)
     p.add_argument("--ivf-n", type=int, default=None)
@@ -525,14 +509,8 @@ def main() -> None:
     for ph in phases:
         C.log(f"phase {ph}")
         if ph == "audit":
-            rates = None
-            if "embed" in payload:
-                sp = payload["embed"]["speed"]
-                rates = {"st": sp["st-plain"]["prompts_per_s"], "onnx": sp["onnx"]["prompts_per_s"],
-                         "onnx-int8": sp["onnx-int8"]["prompts_per_s"], "static": sp["static"]["prompts_per_s"],
-                         "cascade": payload["embed"]["cascade"]["prompts_per_s"]}
             with C.scratch_dir("scale-audit-") as tmp:
-                payload["audit"] = phase_audit(ds, args, tmp, rates)
+                payload["audit"] = phase_audit(ds, args, tmp)
         elif ph == "ray_audit":
             with C.scratch_dir("scale-ray-audit-") as tmp:
                 payload["ray_audit"] = phase_ray_audit(ds, args, tmp)
@@ -547,8 +525,10 @@ NOTES = [
     "absolute times are pessimistic; ratios measured interleaved in one process (embed phase) are more trustworthy.",
     "Agreement = same anchor_id (principle, or unanchored) as sentence-transformers with the same taxonomy, "
     "background anchors and thresholds.",
-    "Audit rows with extrapolated=true were NOT run: static-audit time at that size minus its static embedding time, "
-    "plus n / the backend's measured prompts/s.",
+    "Audit rows marked estimated in RESULTS.md were NOT run: static-audit time at that size minus its static "
+    "embedding time, plus n / the backend's prompts/s from the embed phase (computed by render_results.py).",
+    "Phases can be run separately (--phases); the file keeps the phases not re-run, so `command` and `environment` "
+    "describe the last invocation only.",
     "Prompt sets above the deduplicated real corpus are the real prompts plus persona-prefixed copies "
     "(see prompt_sets/personas); the audit/ivf/discovery phases use them. Their near-duplicate rates are high by "
     "construction.",
