@@ -140,7 +140,7 @@ def emit(script: str, args: argparse.Namespace, payload: dict[str, Any], *, star
         "benchmark": script,
         "mode": "quick" if getattr(args, "quick", False) else "full",
         "command": "python " + " ".join(shlex.quote(a) for a in [f"benchmarks/{script}.py", *sys.argv[1:]]),
-        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "finished_utc": utc_now(),
         "wall_s": round(time.perf_counter() - started, 2),
         "environment": environment(),
         **payload,
@@ -168,6 +168,11 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with a Z (the results files' timestamps)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def log(msg: str) -> None:

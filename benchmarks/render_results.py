@@ -380,7 +380,15 @@ def scale_estimates(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def sec_scale(doc: dict[str, Any]) -> str:
     parts = ["## Scale: 100k–1M prompts, embedding backends, IVF, sampled discovery, Ray (`scale.py`)\n",
-             provenance(doc) + "\n"]
+             provenance(doc) + " This file accumulates phases run by separate invocations (`--phases`): the line "
+             "above describes the last one; each phase states its own run where it was recorded (`recorded`).\n"]
+    recorded = [(ph, doc[ph]["recorded"]) for ph in ("embed", "audit", "ivf", "discovery", "ray", "ray_audit")
+                if isinstance(doc.get(ph), dict) and doc[ph].get("recorded")]
+    if recorded:
+        parts.append(table(["phase", "finished (UTC)", "load average at the end", "command"],
+                           [[ph, r["finished_utc"], ", ".join(f(x, 2) for x in r["load_average_1_5_15"]),
+                             f"`{r['command']}`"] for ph, r in recorded]))
+        parts.append("")
     runs = [r for r in doc.get("audit", {}).get("runs", []) if not r.get("extrapolated")]
     runs += scale_estimates(doc)
     sets = {r["n"]: r["set"] for r in runs if r.get("set")}

@@ -361,7 +361,7 @@ def phase_ivf(ds: Path, args: argparse.Namespace) -> dict[str, Any]:
         es, ei = M.nearest_neighbor_similarity(vecs, ivf_above=len(vecs) + 1)
     thr = 0.95
     nd_exact = es >= thr
-    nlist = int(4 * np.sqrt(len(vecs)))
+    nlist = M.ivf_nlist(len(vecs))
     sweep = []
     for nprobe in (8, 16, 32, 64):  # the audit uses M.IVF_NPROBE
         with C.Timer() as t_ivf:
@@ -464,7 +464,8 @@ def _phase_child(phase: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = C.base_parser(__doc__ or "")
-    p.add_argument("--phases", default="embed,audit,ivf,discovery")
+    p.add_argument("--phases", default="embed,audit,ivf,discovery,ray,ray_audit",
+                   help="comma-separated phases (ray and ray_audit need the `ray` extra)")
     p.add_argument("--sizes", default=None, help="comma-separated audit sizes (default 100000,300000,1000000)")
     p.add_argument("--audit-embedders", default="static",
                    help="embedders run as full audits (others are estimated by render_results.py from the embed phase)")
@@ -516,6 +517,9 @@ def main() -> None:
                 payload["ray_audit"] = phase_ray_audit(ds, args, tmp)
         else:
             payload[ph] = _phase_child(ph, args)
+        # Phases may come from separate invocations: each says how and when it was recorded.
+        payload[ph]["recorded"] = {"command": " ".join(["python", *sys.argv]), "finished_utc": C.utc_now(),
+                                   "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
     payload["notes"] = NOTES
     C.emit(SCRIPT, args, payload, started=started)
 

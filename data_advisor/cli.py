@@ -69,6 +69,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         max_fit=args.max_fit,
         **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
     )
+    if args.assign_only and args.engine != "ray":
+        raise DataAdvisorError("--assign-only runs on Ray workers", "add --engine ray (and --ray-address for a cluster)")
     out = Path(args.out)
     created = not out.exists()
     try:
@@ -83,7 +85,7 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     from data_advisor.io import ensure_writable_dir
 
     out = ensure_writable_dir(Path(args.out))
-    if getattr(args, "assign_only", False):
+    if args.assign_only:
         return _assign_only(args, taxonomy, settings, out, t0)
     prompts = _load_input(args, args.input)
     _eprint(f"loaded {len(prompts):,} prompts from {args.input}"
@@ -94,21 +96,21 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     from data_advisor.coverage.embed import make_embedder
 
     embedder = make_embedder(args.model, cache=not args.no_cache, batch_size=args.batch_size,
-                             embedder=getattr(args, "embedder", "st"))
-    # --- issue 6: --engine ray embeds on Ray workers; run_audit gives an anchor-aware embedder its anchors ---
+                             embedder=args.embedder)
+    # --engine ray embeds on Ray workers; run_audit gives an anchor-aware embedder (the cascade) its anchors.
     from data_advisor.coverage import fast_embed
 
     vectors = None
-    if getattr(args, "engine", "local") == "ray":
+    if args.engine == "ray":
         from data_advisor.engines.ray_engine import embed_texts
 
         vectors = embed_texts(prompts.texts, model=args.model, embedder=args.embedder, batch_size=args.batch_size,
-                              address=args.ray_address, workers=args.ray_workers, show_progress=not args.quiet)
+                              address=args.ray_address, workers=args.ray_workers, cache=not args.no_cache,
+                              show_progress=not args.quiet)
     result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet, vectors=vectors)
     line = fast_embed.describe(embedder)
     if line:
         _eprint(line)
-    # --- end issue 6 ---
     stats = getattr(embedder, "last", None)
     if stats is not None and vectors is None and not line:
         _eprint(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
@@ -139,15 +141,14 @@ def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSe
     from data_advisor.engines.ray_engine import assign_shards
     from data_advisor.io import write_json_atomic
 
-    if getattr(args, "engine", "local") != "ray":
-        raise DataAdvisorError("--assign-only runs on Ray workers", "add --engine ray (and --ray-address for a cluster)")
     work = Path(tempfile.mkdtemp(prefix=".assign-", dir=out))
     try:
         summary = assign_shards(args.input, work / "assignments", taxonomy=args.taxonomy, model=args.model,
                                 embedder=args.embedder, text_field=args.text_field,
                                 id_field=None if args.id_field == "none" else (args.id_field or "id"),
                                 batch_size=args.batch_size, address=args.ray_address, workers=args.ray_workers,
-                                background=settings.background, cache=not args.no_cache, show_progress=not args.quiet)
+                                background=settings.background, margin_threshold=settings.margin_threshold,
+                                min_score=settings.min_score, cache=not args.no_cache, show_progress=not args.quiet)
         n = summary["n_prompts"]
         if n == 0:
             raise DataAdvisorError(f"no prompts in {args.input}", "pass JSONL/Parquet shards with a text field")
@@ -232,11 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "default: keyword (c-TF-IDF) labels")
     p.add_argument("--api-base", help="OpenAI-compatible endpoint for --label-model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    # --- issue 6: embedding backends and engines ---
+    # embedding backends and engines
     p.add_argument("--embedder", choices=["st", "onnx", "onnx-int8", "static", "cascade"], default="st",
                    help="embedding backend: st (sentence-transformers, default); onnx (same model in ONNX Runtime, "
                         "same vectors, faster; needs the `fast` extra); onnx-int8 (quantised, faster, ~93%% same "
-                        "anchors); static (distilled token table, ~100x faster, low agreement: a quick look only); "
+                        "anchors); static (distilled token table, ~46x faster, ~45%% same anchors: a quick look only); "
                         "cascade (static first, the exact model re-embeds every prompt whose anchor is in doubt; "
                         "~99.5%% same anchors)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -248,7 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assign-only", action="store_true",
                    help="with --engine ray: read, embed and assign the shards on the workers and write only "
                         "assignments/*.parquet + anchor_counts.json (no discovery or report; input may exceed RAM)")
-    # --- end issue 6 ---
     _add_input_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_audit)

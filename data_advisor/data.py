@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
+from data_advisor.io import split_lines
 
 #: Field names tried, in order, when ``text_field`` is not given.
 TEXT_FIELD_CANDIDATES: tuple[str, ...] = (
@@ -94,14 +95,9 @@ def _read_text(path: Path, encoding: str) -> str:
     return _decode(raw, path, encoding)
 
 
-def _lines(text: str) -> list[str]:
-    """Split on newlines only: ``str.splitlines`` would also split inside JSON strings holding U+2028 etc."""
-    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-
-
 def _iter_jsonl(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
     text = _read_text(path, encoding)
-    for lineno, line in enumerate(_lines(text), start=1):
+    for lineno, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -149,7 +145,7 @@ def _iter_csv(path: Path, encoding: str, delimiter: str) -> Iterator[tuple[Any, 
 
 def _iter_txt(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
     text = _read_text(path, encoding)
-    for lineno, line in enumerate(_lines(text), start=1):
+    for lineno, line in enumerate(split_lines(text), start=1):
         if line.strip():  # blank lines separate prompts in a .txt file
             yield line, f"line {lineno}"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,15 @@ from data_advisor.errors import OutputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines of a text file split on \\n, \\r\\n and \\r only: ``str.splitlines`` also splits on U+2028, U+0085
+    and other characters that JSON strings may hold unescaped (our writers keep them, ``ensure_ascii=False``)."""
+    return _NEWLINE.split(text)
 
 
 def ensure_writable_dir(path: Path) -> Path:

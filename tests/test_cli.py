@@ -3,7 +3,6 @@ ending in exactly one ``error: … — fix: …`` line on stderr, a non-zero exi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,6 @@ from data_advisor.coverage.taxonomy import builtin_taxonomies, load_taxonomy
 
 CliResult = tuple[int, str, str]
 RunCli = Callable[..., CliResult]
-HAS_HTML = importlib.util.find_spec("data_advisor.reports.html") is not None
 OUTPUT_FILES = ("coverage.json", "assignments.jsonl", "embeddings.npy", "report.html")
 
 GOOD_TAXONOMY = """\
@@ -149,18 +147,13 @@ def test_audit_end_to_end(run_cli: RunCli, tmp_path: Path, sample_prompts: list[
     src.write_text("".join(json.dumps({"id": f"p{i:02d}", "prompt": t}) + "\n" for i, t in enumerate(sample_prompts)),
                    encoding="utf-8")
     out = tmp_path / "out"
-    args = ["audit", src, "--out", out, "--taxonomy", "catqa-11", "-q"]
-    if not HAS_HTML:
-        args.append("--no-html")
-    rc, _, err = run_cli(*args, cwd=tmp_path, timeout=600)
+    rc, _, err = run_cli("audit", src, "--out", out, "--taxonomy", "catqa-11", "-q", cwd=tmp_path, timeout=600)
     assert rc == 0, err[-3000:]
     assert not [line for line in err.splitlines() if line.startswith("error")]
     assert f"loaded {len(sample_prompts)} prompts" in err
     assert "audit done" in err
     files = {p.name for p in out.iterdir()}
-    assert files >= {"coverage.json", "assignments.jsonl", "embeddings.npy"}
-    if HAS_HTML:
-        assert "report.html" in files
+    assert files >= {"coverage.json", "assignments.jsonl", "embeddings.npy", "report.html"}
     assert not [f for f in files if f.startswith(".")]  # no temp files or folders left
     cov = json.loads((out / "coverage.json").read_text("utf-8"))
     assert cov["dataset"]["n_prompts"] == len(sample_prompts)

@@ -31,13 +31,13 @@ def _write_shards(folder: Path, texts: list[str]) -> Path:
     return folder
 
 
-def _local_anchor_ids(texts: list[str], embedder) -> tuple[list[str | None], np.ndarray]:
+def _local_anchor_ids(texts: list[str], embedder, **assigner: float) -> tuple[list[str | None], np.ndarray]:
     from data_advisor.coverage.assign import AnchorAssigner, build_anchors
     from data_advisor.coverage.taxonomy import load_background, load_taxonomy
 
     anchors = build_anchors(load_taxonomy("catqa-11"), embedder, load_background())
     vecs = embedder.encode(texts)
-    local = AnchorAssigner().fit(anchors).assign(vecs)
+    local = AnchorAssigner(**assigner).fit(anchors).assign(vecs)
     return [local.anchor_id(i) for i in range(len(texts))], vecs
 
 
@@ -87,9 +87,11 @@ def test_cli_engine_ray_audit_and_assign_only(tmp_path: Path, sample_prompts: li
     rows = [json.loads(line) for line in (full / "assignments.jsonl").read_text("utf-8").splitlines()]
     assert {r["id"]: r["anchor_id"] for r in rows} == {f"p{i:04d}": a for i, a in enumerate(local_ids)}
 
+    # --assign-only with a stricter margin: the workers must apply the command's thresholds, not the defaults.
+    local_ids, _ = _local_anchor_ids(texts, embedder, margin_threshold=0.05)
     only = tmp_path / "only"
     rc, _, err = run_cli("audit", shards, "--engine", "ray", "--ray-workers", "2", "--assign-only", "--out", only,
-                         "-q", timeout=600)
+                         "--margin-threshold", "0.05", "-q", timeout=600)
     assert rc == 0, err[-3000:]
     assert sorted(p.name for p in only.iterdir()) == ["anchor_counts.json", "assignments"]  # no temp folder left
     counts = json.loads((only / "anchor_counts.json").read_text("utf-8"))

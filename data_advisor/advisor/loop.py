@@ -280,10 +280,12 @@ class AdvisorLoop:
                 try:
                     record = self._round(round_no, c.n - len(self.monitor))
                 except LLMError as exc:
+                    # Same error object (its kind/status/attempts stay for callers), with the resume hint added.
                     hint = "re-run the same command: the run resumes where it stopped"
-                    if "resume" in exc.fix:
-                        raise
-                    raise LLMError(exc.problem, f"{exc.fix.rstrip('.')}; then {hint}" if exc.fix else hint) from None
+                    if "resume" not in exc.fix:
+                        exc.fix = f"{exc.fix.rstrip('.')}; then {hint}" if exc.fix else hint
+                        exc.args = (exc.one_line(),)
+                    raise
                 rounds_run += 1
                 kept_total += record["kept"]
                 rejected_total += record["rejected"]
@@ -348,8 +350,10 @@ class AdvisorLoop:
             }
             rec.update(cands.meta[result.source_index[j]])
             records.append(rec)
-        # Everything is computed first; then the prompts and the round record are appended back to back, so a
-        # kill can only fall in the short gap between two fsync'd appends (the store recovers that case).
+        # The kept prompts are appended (fsync'd) before anything else can fail — the summary advisor's observe()
+        # is an LLM call — so a generated, paid-for round is never lost: a kill or an error before the round
+        # record below leaves prompts without their record, which the store recovers on resume.
+        self.store.append_prompts(records)
         if take:
             self.monitor.add(ids, result.texts[:take], kept_vecs)
             admit = records if (c.pool_admission == "all" or c.method == "self-instruct") else records[:1]
@@ -388,7 +392,6 @@ class AdvisorLoop:
             "gaps_before": gaps_before,
             **observed,
         }
-        self.store.append_prompts(records)
         self.store.append_round(record)
         return record
 

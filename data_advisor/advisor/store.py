@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import OutputError, RunConfigError
-from data_advisor.io import ensure_writable_dir, write_json_atomic
+from data_advisor.io import ensure_writable_dir, split_lines, write_json_atomic
 
 #: Config keys that may differ on resume without changing what the run produces.
 RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries"})
@@ -162,7 +162,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[
         if not p.exists():
             return []
         out = []
-        for line in p.read_text("utf-8").splitlines():
+        for line in split_lines(p.read_text("utf-8")):
             if line.strip():
                 try:
                     out.append(json.loads(line))

@@ -120,9 +120,12 @@ class ClusterDiscovery:
         mcs = self.min_cluster_size or default_min_cluster_size(n)
         return {
             "seed": self.seed, "n_neighbors": self.n_neighbors, "n_components": self.n_components,
-            "min_cluster_size": mcs, "min_samples": self.min_samples or max(2, mcs // 5),
+            "min_cluster_size": mcs, "min_samples": self._min_samples(mcs),
             "umap_min_n": self.umap_min_n, "max_fit": self.max_fit,
         }
+
+    def _min_samples(self, min_cluster_size: int) -> int:
+        return self.min_samples or max(2, min_cluster_size // 5)
 
     def fit(self, vectors: np.ndarray) -> ClusterResult:
         n = len(vectors)
@@ -192,10 +195,9 @@ class ClusterDiscovery:
         n = len(vectors)
         rng = np.random.default_rng(self.seed)
         sample = np.sort(rng.choice(n, size=self.max_fit, replace=False))
-        fraction = self.max_fit / n
-        fit_mcs = max(5, round(params["min_cluster_size"] * fraction))
-        fit_params = {**params, "min_cluster_size": fit_mcs,
-                      "min_samples": self.min_samples or max(2, fit_mcs // 5)}
+        mcs = params["min_cluster_size"]
+        fit_mcs = max(min(5, mcs), round(mcs * self.max_fit / n))  # never below 5, nor below what was asked
+        fit_params = {**params, "min_cluster_size": fit_mcs, "min_samples": self._min_samples(fit_mcs)}
         fit_vectors = np.ascontiguousarray(vectors[sample], dtype=np.float32)
         fitted = self._fit_all(fit_vectors, fit_params)
         all_labels = np.full(n, -1, dtype=np.int64)
@@ -236,21 +238,21 @@ class _KnnExtender:
             self.index.add(np.ascontiguousarray(fit_vectors, dtype=np.float32))
 
     def place(self, new_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and map positions of ``new_vectors`` (callers with millions pass chunks: see _fit_sampled)."""
         m = len(new_vectors)
         labels = np.full(m, -1, dtype=np.int64)
         coords = np.zeros((m, 2), dtype=np.float32)
         if m == 0 or self.index is None:
             return labels, coords
         k = self.k
-        for start in range(0, m, EXTEND_CHUNK):
-            sl = slice(start, min(m, start + EXTEND_CHUNK))
-            sims, nb = self.index.search(np.ascontiguousarray(new_vectors[sl], dtype=np.float32), k)
-            w = np.maximum(sims, 1e-6)
-            coords[sl] = (self.fit_coords[nb] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
-            out = labels[sl]
-            for j, row in enumerate(self.fit_labels[nb]):
-                lab, cnt = Counter(row.tolist()).most_common(1)[0]
-                out[j] = lab if cnt >= (k // 2 + 1) else -1
+        sims, nb = self.index.search(np.ascontiguousarray(new_vectors, dtype=np.float32), k)
+        w = np.maximum(sims, 1e-6)
+        coords[:] = (self.fit_coords[nb] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+        # Majority label of the k neighbours, vectorised: a label held by more than half of a row is its median.
+        nb_labels = self.fit_labels[nb]
+        median = np.sort(nb_labels, axis=1)[:, k // 2]
+        held = (nb_labels == median[:, None]).sum(axis=1)
+        labels[:] = np.where(held >= k // 2 + 1, median, -1)
         return labels, coords
 
 

@@ -132,6 +132,7 @@ class SentenceTransformerEmbedder:
 ENCODE_CHUNK = 65_536
 """Rows embedded, cached or copied per step: bounds the extra memory of a call (~100 MB at d=384)."""
 
+
 def text_key(text: str) -> bytes:
     """Cache key of one text: the first 16 bytes of its sha256."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
@@ -286,21 +287,27 @@ class CachedEmbedder:
         cache = self._get_cache()
         found = cache.lookup(ukeys) if cache is not None else {}
         missing = [k for k in ukeys if k not in found]
-        dim = self.dim
-        uvecs = np.zeros((len(ukeys), dim), dtype=np.float32)
-        hit_keys = [k for k in ukeys if k in found]
-        for start in range(0, len(hit_keys), ENCODE_CHUNK):
-            chunk = hit_keys[start : start + ENCODE_CHUNK]
-            uvecs[[unique[k] for k in chunk]] = cache.read_rows([found[k] for k in chunk])  # type: ignore[union-attr]
         # An embedder that must see the whole input (the cascade calibrates on it) gets every miss in one call.
         step = max(1, len(missing)) if getattr(self.inner, "encodes_whole_input", False) else ENCODE_CHUNK
-        for start in range(0, len(missing), step):
-            chunk = missing[start : start + step]
-            new = self.inner.encode([first_text[k] for k in chunk], show_progress=show_progress)
-            uvecs[[unique[k] for k in chunk]] = new
+        if missing and not found and len(missing) <= step:
+            # One call embeds every unique text, in order: its output is the result (no second n×d array).
+            uvecs = np.ascontiguousarray(self.inner.encode([first_text[k] for k in missing],
+                                                           show_progress=show_progress), dtype=np.float32)
             if cache is not None:
-                cache.put(chunk, new)
-            del new
+                cache.put(missing, uvecs)
+        else:
+            uvecs = np.zeros((len(ukeys), self.dim), dtype=np.float32)
+            hit_keys = [k for k in ukeys if k in found]
+            for start in range(0, len(hit_keys), ENCODE_CHUNK):
+                chunk = hit_keys[start : start + ENCODE_CHUNK]
+                uvecs[[unique[k] for k in chunk]] = cache.read_rows([found[k] for k in chunk])  # type: ignore[union-attr]
+            for start in range(0, len(missing), step):
+                chunk = missing[start : start + step]
+                new = self.inner.encode([first_text[k] for k in chunk], show_progress=show_progress)
+                uvecs[[unique[k] for k in chunk]] = new
+                if cache is not None:
+                    cache.put(chunk, new)
+                del new
         self.last = CacheStats(hits=len(found), misses=len(missing))
         if len(ukeys) == len(keys):  # no duplicates: unique order is input order
             return uvecs
@@ -319,12 +326,9 @@ def make_embedder(model: str = DEFAULT_MODEL, *, cache: bool = True, cache_dir: 
     ``embedder`` picks the backend (``--embedder``): ``st`` (sentence-transformers, default), or one of the faster
     backends of :mod:`data_advisor.coverage.fast_embed` (``onnx``, ``onnx-int8``, ``static``, ``cascade``).
     """
-    # --- issue 6: --embedder dispatch (fast_embed.py owns the other backends) ---
-    if embedder != "st":
+    root = (cache_dir or default_cache_dir()) if cache else None
+    if embedder != "st":  # fast_embed.py owns the other backends
         from data_advisor.coverage.fast_embed import make_fast_embedder
 
-        return make_fast_embedder(embedder, model, cache_dir=(cache_dir or default_cache_dir()) if cache else None,
-                                  batch_size=batch_size)
-    # --- end issue 6 ---
-    inner = SentenceTransformerEmbedder(model, batch_size=batch_size)
-    return CachedEmbedder(inner, (cache_dir or default_cache_dir()) if cache else None)
+        return make_fast_embedder(embedder, model, cache_dir=root, batch_size=batch_size)
+    return CachedEmbedder(SentenceTransformerEmbedder(model, batch_size=batch_size), root)

@@ -216,8 +216,9 @@ def _prepare(text_field: str, id_field: str | None):
 def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path, *, taxonomy: str = "catqa-11",
                   model: str = "default", embedder: str = "st", text_field: str | None = None,
                   id_field: str | None = "id", batch_size: int = 64, address: str | None = None,
-                  workers: int | None = None, background: bool = True, keep_vectors: bool = False,
-                  cache: bool = True, rows_per_task: int = 1024, show_progress: bool = False) -> dict[str, Any]:
+                  workers: int | None = None, background: bool = True, margin_threshold: float | None = None,
+                  min_score: float | None = None, keep_vectors: bool = False, cache: bool = True,
+                  rows_per_task: int = 1024, show_progress: bool = False) -> dict[str, Any]:
     """Embed and assign every prompt of the shards on Ray; write Parquet results under ``out_dir``.
 
     Returns a summary: prompts, anchored share, counts per anchor, the files written.
@@ -249,7 +250,8 @@ def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path
         ds = ds.map(_prepare(field, id_field if id_field in columns else None))
         ds = ds.map_batches(EmbedAssign, batch_size=rows_per_task, batch_format="numpy", concurrency=n_workers,
                             num_cpus=1, fn_constructor_kwargs=_udf_kwargs(model, embedder, batch_size, cache, anchors,
-                                                                          None, None, background, keep_vectors))
+                                                                          margin_threshold, min_score, background,
+                                                                          keep_vectors))
         ds = ds.materialize()
         ds.write_parquet(str(out_dir))
         counts: dict[str, int] = {}

@@ -360,12 +360,13 @@ def duplicates_body(report: CoverageReport) -> Raw:
     p_rows = [[Num(float(p.get("similarity", 0.0)), num(float(p.get("similarity", 0.0)), 3)),
                str(p.get("a", {}).get("text", "")), str(p.get("b", {}).get("text", ""))] for p in pairs]
     n_groups = int(d.get("n_exact_groups", len(groups)))
+    method = m.get("near_duplicate_method")
+    search = f"; search: {method}" if method else ""  # reports written before the field existed lack it
     return join(
         para(f"Exact duplicate rate {pct(m.get('exact_duplicate_rate'))} ({n_groups:,} "
              f"{'group' if n_groups == 1 else 'groups'} of identical prompts "
              f"after normalising case and spacing); near-duplicate rate {pct(m.get('near_duplicate_rate'))} "
-             f"(nearest neighbour cosine ≥ {m.get('near_duplicate_threshold', '')}"
-             + (f"; search: {m['near_duplicate_method']}" if m.get("near_duplicate_method") else "") + ")."),
+             f"(nearest neighbour cosine ≥ {m.get('near_duplicate_threshold', '')}{search})."),
         Raw(f"<h3>Exact duplicate groups (largest {len(groups)} of {n_groups:,})</h3>"),
         table([Col("Copies", "num"), Col("Text", "text"), Col("IDs")], g_rows, empty="No exact duplicates."),
         Raw(f"<h3>Near-duplicate pairs (top {len(pairs)})</h3>"),

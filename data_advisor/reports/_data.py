@@ -16,6 +16,7 @@ import numpy as np
 
 from data_advisor.coverage.report import CoverageReport
 from data_advisor.errors import InputError
+from data_advisor.io import split_lines
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -25,7 +26,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     only when that fails is the file re-parsed line by line to name the bad line.
     """
     path = Path(path)
-    lines = [ln for ln in path.read_text("utf-8").splitlines() if ln.strip()]
+    text = path.read_text("utf-8")
+    lines = [ln for ln in split_lines(text) if ln.strip()]
     try:
         rows = json.loads("[" + ",".join(lines) + "]")
         if all(isinstance(r, dict) for r in rows):
@@ -33,7 +35,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     except ValueError:
         pass
     rows = []
-    for lineno, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+    for lineno, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
         try:

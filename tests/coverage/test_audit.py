@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from collections import Counter
@@ -24,7 +23,6 @@ TOP_KEYS = {"schema_version", "dataset", "taxonomy", "anchors", "unanchored", "m
             "discovery", "settings"}
 ANCHOR_KEYS = {"id", "name", "count", "share", "target_share", "gap"}
 ROW_KEYS = {"id", "text", "anchor_id", "score", "margin", "cluster_id"}
-HAS_HTML = importlib.util.find_spec("data_advisor.reports.html") is not None
 
 
 def read_rows(out: Path) -> list[dict[str, Any]]:
@@ -212,7 +210,6 @@ def test_unknown_taxonomy(sample_prompts: list[str]) -> None:
         data_advisor.audit(sample_prompts, taxonomy="nope-42", render_html=False)
 
 
-@pytest.mark.skipif(not HAS_HTML, reason="data_advisor/reports/html.py not written yet")
 def test_html_report_written(tmp_path: Path, embedder: CachedEmbedder, sample_prompts: list[str]) -> None:
     out = tmp_path / "o"
     data_advisor.audit(sample_prompts, taxonomy="catqa-11", out=out, embedder=embedder, render_html=True)

@@ -264,6 +264,15 @@ def test_cli_accepts_embedder_and_engine_options() -> None:
     assert build_parser().parse_args(["audit", "x.jsonl", "--out", "o"]).embedder == "st"
 
 
+def test_onnx_export_gives_the_transformer_vectors(embedder, sample_prompts: list[str]) -> None:
+    """The default run exercises the ONNX path end to end (export from the bundled model, fused graph, session)."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is the optional `fast` extra")
+    texts = list(sample_prompts)
+    got = OnnxEmbedder(variant="fp32").encode(texts)
+    assert got.shape == (len(texts), embedder.dim)
+    assert float((got * embedder.encode(texts)).sum(1).min()) > 0.9999
+
+
 # ------------------------------------------------------------------------------------------- real models (slow)
 def _labelled(datasets_dir: Path) -> list[str]:
     import csv
@@ -300,6 +309,7 @@ def test_cascade_agrees_with_the_transformer_on_harmbench_and_do_not_answer(data
         attach_anchors(cas, anchors)
         got = _ids(AnchorAssigner().fit(anchors).assign(cas.encode(texts)))
         agree = float((got == ref).mean())
+        assert float((own == ref).mean()) >= 0.35  # README: ~45% for the static model alone
         print(f"{name}: static alone {float((own == ref).mean()):.3f} same anchor; cascade {agree:.4f} "
               f"with {cas.last.exact_share:.1%} re-embedded (estimated {cas.last.estimated_agreement:.4f})")
         assert cas.last.mode == "cascade"
@@ -325,3 +335,4 @@ def test_onnx_fp32_reproduces_the_transformer(datasets_dir: Path, embedder) -> N
     a8 = _ids(AnchorAssigner().fit(build_anchors(tax, int8, bg)).assign(v8))
     print(f"onnx fp32 {float((a32 == r).mean()):.4f}, int8 {float((a8 == r).mean()):.4f} same anchor")
     assert float((a32 == r).mean()) >= 0.999
+    assert float((a8 == r).mean()) >= 0.90  # README: ~93–95% (benchmarks/scale.py)

@@ -31,15 +31,15 @@ def _load(name: str) -> Taxonomy:
 
 
 def _require_builtin(name: str) -> Taxonomy:
-    if name not in builtin_taxonomies():
-        pytest.skip(f"built-in taxonomy {name!r} is not present (yet)")
+    assert name in builtin_taxonomies(), f"built-in taxonomy {name!r} is missing"
     return load_taxonomy(name)
 
 
 # --------------------------------------------------------------------------------------------- built-ins
 def test_expected_builtins_present() -> None:
     names = builtin_taxonomies()
-    for name in ("catqa-11", "harmbench", "do-not-answer", "jailbreakbench-10", "simplesafetytests-5"):
+    for name in ("catqa-11", "harmbench", "do-not-answer", "jailbreakbench-10", "simplesafetytests-5", "llamaguard3",
+                 "beavertails-14", "mlcommons-ailuminate"):
         assert name in names
     assert "background" not in names  # the benign anchor set is not a harm taxonomy
 
@@ -122,10 +122,7 @@ def test_names_true_to_source(name: str) -> None:
 
 
 def test_llamaguard3_ids_are_s1_to_s14() -> None:
-    names = [n for n in builtin_taxonomies() if re.search(r"llama.?guard.?3", n, re.I)]
-    if not names:
-        pytest.skip("no Llama Guard 3 taxonomy built in (yet)")
-    t = load_taxonomy(names[0])
+    t = load_taxonomy("llamaguard3")
     assert [p.id for p in t.leaves()] == [f"S{i}" for i in range(1, 15)]
     expected = ["Violent Crimes", "Non-Violent Crimes", "Sex-Related Crimes", "Child Sexual Exploitation", "Defamation",
                 "Specialized Advice", "Privacy", "Intellectual Property", "Indiscriminate Weapons", "Hate",

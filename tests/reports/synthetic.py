@@ -141,6 +141,7 @@ def build_report(rows: list[dict[str, Any]], *, hierarchical: bool = True, hosti
         "normalized_entropy": round(ent, 6), "gini": 0.2, "kl_target_actual": 0.05, "effective_anchors": 5.1,
         "vendi_score": 42.5, "vendi_method": "exact", "distinct_1": 0.3, "distinct_2": 0.6,
         "exact_duplicate_rate": 0.01, "near_duplicate_rate": 0.02, "near_duplicate_threshold": 0.95,
+        "near_duplicate_method": "exact: FAISS flat <b>inner-product</b> search",  # markup must stay text
         "mean_score": 0.45, "mean_margin": 0.1, "n_clusters": len(clusters), "noise_share": 0.08,
         "n_emergent_clusters": 1, "unanchored_share": n_un / n,
     }

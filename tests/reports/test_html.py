@@ -105,6 +105,9 @@ def test_audit_report_content(reports: dict[str, Path]) -> None:
     assert "\\u003cpre class" not in src and '<pre class="json">' in src  # settings block
     assert "umap+hdbscan" in src
     assert "deterministic sample" not in src  # 605 points < max_points: nothing sampled
+    # how near-duplicates were searched is stated, as text (markup in it is escaped)
+    assert "cosine ≥ 0.95; search: exact: FAISS flat &lt;b&gt;inner-product&lt;/b&gt; search)." in src
+    assert "<b>inner-product" not in src
 
 
 def test_flat_taxonomy_has_no_tree(tmp_path: Path) -> None:
