@@ -73,9 +73,11 @@ def cmd_curate(args: argparse.Namespace) -> int:
 def cmd_respond(args: argparse.Namespace) -> int:
     from data_advisor import _env
     from data_advisor.advisor.responses import respond
+    from data_advisor.advisor.store import read_run
     from data_advisor.llm.client import LLMClient, LLMSettings
 
     run_dir = Path(args.run)
+    read_run(run_dir)  # a missing or damaged run folder is refused before the LLM client writes its ledger there
     settings = LLMSettings(model=args.model, api_base=args.api_base, timeout_s=args.timeout,
                            max_retries=args.max_retries, concurrency=args.concurrency,
                            cache_dir=_env.cache_root() / "llm", max_tokens=args.max_tokens)

@@ -146,3 +146,20 @@ def test_respond_cli(llm_server: LLMServer, openai_key: str, tmp_path: Path) -> 
     [line] = [x for x in err.getvalue().splitlines() if x.strip()]
     assert line.startswith("error: ") and "not a run folder" in line
     json.dumps(rows)  # plain JSON types only
+
+
+@pytest.mark.parametrize("damage", ["config", "missing"])
+def test_respond_cli_refuses_a_damaged_or_missing_run_before_writing(llm_server: LLMServer, openai_key: str,
+                                                                     tmp_path: Path, damage: str) -> None:
+    """A damaged config.json was a traceback; a missing folder got a ledger file (and its parents) created."""
+    run = make_run(tmp_path / "run") if damage == "config" else tmp_path / "no" / "run"
+    if damage == "config":
+        (run / "config.json").write_bytes(b'{"method": "advi')
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["respond", str(run), "--model", TEST_MODEL, "--api-base", llm_server.base_url, "-q"])
+    assert rc == 2
+    [line] = [x for x in err.getvalue().splitlines() if x.strip()]
+    assert line.startswith("error: ") and ("config.json" in line or "not a run folder" in line) and "fix:" in line
+    assert not (run / "llm_calls_respond.jsonl").exists() and not (tmp_path / "no").exists()
+    assert llm_server.request_count == 0
