@@ -127,7 +127,16 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     )
     weakest = result.report.gap_table()[:3]
     _eprint("largest gaps: " + "; ".join(f"{a.name} ({a.count}, gap {a.gap:+.3f})" for a in weakest))
+    _print_warnings(result.report.warnings)
     return 0
+
+
+def _print_warnings(items: list[dict]) -> None:
+    """One stderr line per guard-rail warning of the report (printed with -q too: they are not progress)."""
+    from data_advisor.coverage.warnings import warnings_from_dicts
+
+    for w in warnings_from_dicts(items):
+        _eprint(f"warning: {w.one_line()}")
 
 
 def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSettings, out: Path, t0: float) -> int:
@@ -185,21 +194,42 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
         raise DataAdvisorError(f"`taxonomy {args.action}` needs a name or path", "e.g. data-advisor taxonomy show catqa-11")
     t = load_taxonomy(args.name)
     if args.action == "validate":
+        from data_advisor.coverage.warnings import taxonomy_warnings
+
         n_ex = sum(len(p.examples) for p in t.principles)
         print(f"ok: {t.id} — {len(t.principles)} principles ({len(t.leaves())} leaves), {n_ex} examples")
-        return 0
+        found = taxonomy_warnings(t)
+        for w in found:
+            _eprint(f"warning: {w.one_line()}")
+        return 1 if found and args.strict else 0
     if args.json:
         print(json.dumps(t.to_dict(), indent=2, ensure_ascii=False))
         return 0
-    print(f"{t.name}  (id {t.id}, version {t.version})")
+    _show_taxonomy(t)
+    return 0
+
+
+def _one(text: str) -> str:
+    """A taxonomy string on one terminal line (YAML text may hold newlines or control characters)."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
+def _show_taxonomy(t: Taxonomy) -> None:
+    """Every principle with its target, description and examples, indented by depth."""
+    print(f"{_one(t.name)}  (id {_one(t.id)}, version {_one(t.version)})")
     if t.source:
-        print(f"source: {t.source}")
+        print(f"source: {_one(t.source)}")
+    if t.description:
+        print(f"description: {_one(t.description)}")
     shares = t.target_shares()
     for p in t.principles:
-        depth = len(t.ancestors(p.id))
+        pad = "  " * len(t.ancestors(p.id))
         target = f"  target {shares[p.id]:.1%}" if p.id in shares else ""
-        print(f"{'  ' * depth}- {p.id}: {p.name}{target}  [{len(p.examples)} examples]")
-    return 0
+        print(f"{pad}- {_one(p.id)}: {_one(p.name)}{target}  [{len(p.examples)} examples]")
+        if p.description:
+            print(f"{pad}    {_one(p.description)}")
+        for ex in p.examples:
+            print(f"{pad}    · {_one(ex)}")
 
 
 # ------------------------------------------------------------------------------------------------ parser
@@ -257,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "show", "validate"])
     p.add_argument("name", nargs="?", help="built-in name or path to a taxonomy YAML")
     p.add_argument("--json", action="store_true", help="print the taxonomy as JSON (show)")
+    p.add_argument("--strict", action="store_true", help="validate: exit 1 when there are warnings")
     p.set_defaults(func=cmd_taxonomy)
 
     for extra in _EXTRA_COMMANDS:
