@@ -283,7 +283,7 @@ def main() -> None:
     ds = C.require_datasets(args.datasets)
     started = time.perf_counter()
 
-    from data_advisor.coverage.embed import make_embedder
+    from data_advisor.coverage.embedders import make_embedder
     from data_advisor.coverage.taxonomy import load_taxonomy
 
     embedder = make_embedder()  # default model behind the shared DATA_ADVISOR_CACHE

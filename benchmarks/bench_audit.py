@@ -68,7 +68,7 @@ def worker_stages(ds: Path, n: int, seed: int, fill_cache: bool = True) -> dict:
         from data_advisor.coverage.assign import AnchorAssigner, build_anchors
         from data_advisor.coverage.audit import AuditSettings, build_report
         from data_advisor.coverage.cluster import ClusterDiscovery
-        from data_advisor.coverage.embed import make_embedder
+        from data_advisor.coverage.embedders import make_embedder
         from data_advisor.coverage.taxonomy import load_background, load_taxonomy
         from data_advisor.data import PromptSet
     rss["after_imports"] = C.peak_rss_mib_self()
@@ -167,7 +167,7 @@ def worker_audit_breakdown(path: Path, out: Path, seed: int) -> dict:
     t = mark("load_taxonomy_and_prompts", t)
     from data_advisor.coverage.assign import AnchorAssigner, build_anchors
     from data_advisor.coverage.audit import AuditResult, build_report
-    from data_advisor.coverage.embed import make_embedder
+    from data_advisor.coverage.embedders import make_embedder
     from data_advisor.coverage.taxonomy import load_background
 
     t = mark("import_pipeline_modules", t)
@@ -191,8 +191,7 @@ def worker_audit_breakdown(path: Path, out: Path, seed: int) -> dict:
     report = build_report(prompts, vectors, taxonomy, anchors, assignments, clusters, settings,
                           model_id=embedder.model_id)
     t = mark("metrics_report", t)
-    AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings).write(
-        out, render_html=False)
+    AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings).write(out)
     t = mark("write_outputs", t)
     return {"steps_s": steps, "total_in_process_s": round(time.perf_counter() - t0, 3),
             "cache_hits": stats.hits, "cache_misses": stats.misses,

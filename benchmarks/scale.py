@@ -426,7 +426,7 @@ def phase_discovery(ds: Path, args: argparse.Namespace) -> dict[str, Any]:
 def phase_ray(ds: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``embed_texts`` on a local Ray (2 workers, 1 CPU each) against the local backend, same prompts, same process."""
     os.environ["DATA_ADVISOR_CACHE"] = str(args.model_cache)
-    from data_advisor.coverage.embed import make_embedder
+    from data_advisor.coverage.embedders import make_embedder
     from data_advisor.engines.ray_engine import embed_texts, ray_session
 
     out: dict[str, Any] = {"workers": 2, "note": "one local Ray session (started once, not timed); the first "

@@ -44,7 +44,7 @@ def w_ours(ds: Path, n: int, seed: int) -> dict[str, Any]:
         import umap  # noqa: F401
 
         from data_advisor.coverage.audit import AuditSettings, run_audit
-        from data_advisor.coverage.embed import make_embedder
+        from data_advisor.coverage.embedders import make_embedder
         from data_advisor.coverage.taxonomy import load_taxonomy
         from data_advisor.data import PromptSet
     prompts = PromptSet.from_texts(C.scale_prompts(ds, n, seed=0))
@@ -72,7 +72,7 @@ def w_bertopic(ds: Path, n: int, seed: int, precomputed: bool, second_fit: bool)
         from bertopic import BERTopic
         from umap import UMAP
 
-        from data_advisor.coverage.embed import make_embedder
+        from data_advisor.coverage.embedders import make_embedder
     texts = C.scale_prompts(ds, n, seed=0)
 
     def model(st: Any) -> Any:
@@ -133,7 +133,7 @@ def w_incremental(ds: Path, n: int, seed: int, repeats: int) -> dict[str, Any]:
 
     from data_advisor.advisor.monitor import CoverageMonitor
     from data_advisor.coverage.audit import AuditSettings, run_audit
-    from data_advisor.coverage.embed import make_embedder
+    from data_advisor.coverage.embedders import make_embedder
     from data_advisor.coverage.taxonomy import load_taxonomy
     from data_advisor.data import PromptSet
 

@@ -17,7 +17,7 @@ from data_advisor import _env  # noqa: F401  (offline-safe defaults before anyth
 __version__ = "0.1.0"
 
 _LAZY = {
-    "audit": ("data_advisor.coverage.audit", "audit"),
+    "audit": ("data_advisor.api", "audit"),
     "audit_full": ("data_advisor.coverage.audit", "audit_full"),
     "AuditSettings": ("data_advisor.coverage.audit", "AuditSettings"),
     "CoverageReport": ("data_advisor.coverage.report", "CoverageReport"),
@@ -31,7 +31,8 @@ _LAZY = {
 __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:  # static names for type checkers and IDEs
-    from data_advisor.coverage.audit import AuditSettings, audit, audit_full  # noqa: F401
+    from data_advisor.api import audit  # noqa: F401
+    from data_advisor.coverage.audit import AuditSettings, audit_full  # noqa: F401
     from data_advisor.coverage.report import CoverageReport  # noqa: F401
     from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy  # noqa: F401
     from data_advisor.data import PromptSet, load_prompts  # noqa: F401

@@ -93,7 +93,7 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
             + (f" (truncated {prompts.n_truncated})" if prompts.n_truncated else ""))
 
     from data_advisor.coverage.audit import run_audit
-    from data_advisor.coverage.embed import make_embedder
+    from data_advisor.coverage.embedders import make_embedder
 
     embedder = make_embedder(args.model, cache=not args.no_cache, batch_size=args.batch_size,
                              embedder=args.embedder)
@@ -114,10 +114,11 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     stats = getattr(embedder, "last", None)
     if stats is not None and vectors is None and not line:
         _eprint(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
-    from data_advisor.advisor.labels import make_labeler
+    from data_advisor.api import write_audit
+    from data_advisor.llm.labels import make_labeler
 
-    result.write(out, plotlyjs=args.plotlyjs, render_html=not args.no_html,
-                 labeler=make_labeler(args.label_model, args.api_base))
+    write_audit(result, out, plotlyjs=args.plotlyjs, render_html=not args.no_html,
+                labeler=make_labeler(args.label_model, args.api_base))
     m = result.report.metrics
     _eprint(
         f"audit done in {time.perf_counter() - t0:.1f}s: {m['n_prompts']:,} prompts, "

@@ -62,6 +62,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: The fake OpenAI-compatible server and its client fixtures, for every test folder.
+pytest_plugins = ["tests.llm.fixtures"]
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _OWN_CACHE:
@@ -87,7 +90,7 @@ def datasets_dir() -> Path:
 @pytest.fixture(scope="session")
 def embedder():  # returns a CachedEmbedder (imported lazily so collection stays fast)
     """The real default embedder (bundled all-MiniLM-L6-v2, offline) behind the session's disk cache."""
-    from data_advisor.coverage.embed import make_embedder
+    from data_advisor.coverage.embedders import make_embedder
 
     return make_embedder()
 

@@ -14,7 +14,6 @@ Three modes, one contract (``advise(context) -> Advice``):
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from pydantic import BaseModel, Field
 from data_advisor.advisor import prompts as P
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.errors import LLMError
+from data_advisor.llm.untrusted import clean_line
 
 #: The released code's seed summary: ten coarse "harmfulness" categories.
 PAPER_SEED_SUMMARY = "\n".join([
@@ -48,9 +48,7 @@ class Advice:
 
 def clean_issue(text: str) -> str:
     """One short line of plain text: advice text goes into the next prompt, so it is bounded and flattened."""
-    line = " ".join(str(text).split())
-    line = re.sub(r"[\x00-\x1f<>{}`]", "", line).strip(" \"'*-:")
-    return line[:MAX_ISSUE_CHARS]
+    return clean_line(text, MAX_ISSUE_CHARS)
 
 
 def rank_weaknesses(monitor: CoverageMonitor) -> list[tuple[str, int, float, int]]:

@@ -72,8 +72,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 def cmd_respond(args: argparse.Namespace) -> int:
     from data_advisor import _env
-    from data_advisor.advisor.llm import LLMClient, LLMSettings
     from data_advisor.advisor.responses import respond
+    from data_advisor.llm.client import LLMClient, LLMSettings
 
     run_dir = Path(args.run)
     settings = LLMSettings(model=args.model, api_base=args.api_base, timeout_s=args.timeout,

@@ -39,7 +39,7 @@ from data_advisor.advisor.generate import (
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.advisor.store import RunStore
 from data_advisor.coverage.audit import AuditSettings
-from data_advisor.coverage.embed import make_embedder
+from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
 from data_advisor.data import load_prompts
 from data_advisor.errors import DataAdvisorError, InputError, LLMError
@@ -147,7 +147,7 @@ def load_seed_prompts(config: RunConfig, taxonomy: Taxonomy) -> list[str]:
 
 def _make_client(model: str, config: RunConfig, run_dir: Path) -> Any:
     from data_advisor import _env
-    from data_advisor.advisor.llm import LLMClient, LLMSettings
+    from data_advisor.llm.client import LLMClient, LLMSettings
 
     settings = LLMSettings(model=model, api_base=config.api_base, timeout_s=config.timeout_s,
                            max_retries=config.max_retries, concurrency=config.concurrency,
@@ -400,7 +400,7 @@ class AdvisorLoop:
         if not len(self.monitor):
             return
         result = self.monitor.result(recluster=True, source=str(self.out / "prompts.jsonl"))
-        result.write(self.out, render_html=False)
+        result.write(self.out)
         from data_advisor.reports.html import render_run_report
 
         render_run_report(self.out, self.out / "report.html")

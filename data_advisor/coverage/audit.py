@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from data_advisor.coverage.assign import (
     build_anchors,
 )
 from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, keyword_labels
-from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder, make_embedder
+from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
+from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.report import AnchorCoverage, ClusterInfo, CoverageReport
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
@@ -103,12 +104,14 @@ class AuditResult:
                 "x": round(float(self.clusters.coords[i, 0]), 5), "y": round(float(self.clusters.coords[i, 1]), 5),
             }
 
-    def write(self, out_dir: Path, *, save_embeddings: bool = True, render_html: bool = True,
-              plotlyjs: str = "inline", labeler: Any = None) -> Path:
-        """Write coverage.json, assignments.jsonl, embeddings.npy and report.html into ``out_dir``.
+    def write(self, out_dir: Path, *, save_embeddings: bool = True,
+              extra_outputs: Sequence[Callable[[Path], None]] = ()) -> Path:
+        """Write coverage.json, assignments.jsonl and embeddings.npy (plus ``extra_outputs``) into ``out_dir``.
 
-        All files are first written to a temporary folder next to ``out_dir`` and moved into place only once
-        every one of them is complete, so a failure leaves the previous outputs (or nothing) behind.
+        ``extra_outputs`` are callables given the temporary folder that already holds the JSON outputs; they add
+        files beside them (the caller renders ``report.html`` this way, so this layer never imports the reports
+        layer).  Every file is first written to a temporary folder next to ``out_dir`` and moved into place only
+        once all of them are complete, so a failure leaves the previous outputs (or nothing) behind.
         """
         out_dir = ensure_writable_dir(Path(out_dir))
         tmp = Path(tempfile.mkdtemp(prefix=".audit-", dir=out_dir))
@@ -117,10 +120,8 @@ class AuditResult:
             write_jsonl_atomic(tmp / "assignments.jsonl", self.rows())
             if save_embeddings and len(self.vectors) <= SAVE_EMBEDDINGS_MAX:
                 save_npy_atomic(tmp / "embeddings.npy", self.vectors.astype(np.float16))
-            if render_html:
-                from data_advisor.reports.html import render_audit_report
-
-                render_audit_report(tmp, tmp / "report.html", plotlyjs=plotlyjs, labeler=labeler)
+            for add_output in extra_outputs:
+                add_output(tmp)
             for f in sorted(tmp.iterdir()):
                 f.replace(out_dir / f.name)
         except OSError as exc:
@@ -362,37 +363,6 @@ def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, a
 
 
 # ------------------------------------------------------------------------------------------------ public API
-def audit(
-    source: str | Path | PromptSet | Sequence[str],
-    *,
-    taxonomy: str | Path | Taxonomy = "catqa-11",
-    model: str = DEFAULT_MODEL,
-    out: str | Path | None = None,
-    seed: int = 0,
-    text_field: str | None = None,
-    embedder: Embedder | None = None,
-    embedder_kind: str = "st",
-    cache: bool = True,
-    show_progress: bool = False,
-    render_html: bool = True,
-    **settings: Any,
-) -> CoverageReport:
-    """Audit a prompt set against a taxonomy and return its :class:`CoverageReport`.
-
-    ``source`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
-    (coverage.json, assignments.jsonl, embeddings.npy, report.html) are written there. Extra keyword
-    arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``).
-    ``embedder_kind`` picks the backend as ``--embedder`` does (``st``, ``onnx``, ``onnx-int8``, ``static``,
-    ``cascade``) when no ``embedder`` object is passed.
-    """
-    result = audit_full(source, taxonomy=taxonomy, model=model, seed=seed, text_field=text_field,
-                        embedder=embedder, embedder_kind=embedder_kind, cache=cache, show_progress=show_progress,
-                        out=out, **settings)
-    if out is not None:
-        result.write(Path(out), render_html=render_html)
-    return result.report
-
-
 def audit_full(
     source: str | Path | PromptSet | Sequence[str],
     *,
@@ -407,7 +377,10 @@ def audit_full(
     out: str | Path | None = None,
     **settings: Any,
 ) -> AuditResult:
-    """Like :func:`audit` but returns the per-prompt arrays too (and writes nothing)."""
+    """Audit a prompt set and return the report with its per-prompt arrays (writes nothing).
+
+    :func:`data_advisor.audit` (in :mod:`data_advisor.api`) wraps this and writes the outputs and the HTML report.
+    """
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     if out is not None:
         ensure_writable_dir(Path(out))  # fail before the expensive part

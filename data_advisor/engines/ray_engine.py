@@ -13,7 +13,7 @@ Two entry points:
   ``nearest_anchor_id``, ``score``, ``margin``, ``background_score``, ``anchored`` and optionally ``vector``):
   nothing but the anchor counts comes back to the driver, so it scales past one machine's memory.
 
-Both workers and the local engine call the same :func:`~data_advisor.coverage.embed.make_embedder` backend and
+Both workers and the local engine call the same :func:`~data_advisor.coverage.embedders.make_embedder` backend and
 the same :class:`~data_advisor.coverage.assign.AnchorAssigner` with anchors embedded once on the driver, so the
 same model and inputs give the same anchors (``tests/test_ray_engine.py`` checks it with 2 workers).
 The stateful ``cascade`` embedder (it calibrates on a sample of the whole input) is not supported here.
@@ -98,7 +98,7 @@ class EmbedAssign:
     def __init__(self, model: str, embedder: str, batch_size: int, cache: bool, anchors: Any = None,
                  margin_threshold: float | None = None, min_score: float | None = None,
                  use_background: bool = True, keep_vectors: bool = True) -> None:
-        from data_advisor.coverage.embed import make_embedder
+        from data_advisor.coverage.embedders import make_embedder
 
         self.embedder = make_embedder(model, embedder=embedder, cache=cache, batch_size=batch_size)
         self.keep_vectors = keep_vectors
@@ -225,7 +225,7 @@ def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path
     """
     _check_embedder(embedder)
     from data_advisor.coverage.assign import build_anchors
-    from data_advisor.coverage.embed import make_embedder
+    from data_advisor.coverage.embedders import make_embedder
     from data_advisor.coverage.taxonomy import load_background, load_taxonomy
     from data_advisor.data import TEXT_FIELD_CANDIDATES
 

@@ -28,7 +28,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not (folder / "coverage.json").exists():
         raise InputError(f"{folder} has no coverage.json", "pass an audit --out folder or a finished run folder")
-    from data_advisor.advisor.labels import make_labeler
+    from data_advisor.llm.labels import make_labeler
 
     out = Path(args.out) if args.out else folder / "report.html"
     labeler = make_labeler(args.label_model, args.api_base)
@@ -64,7 +64,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if path.is_dir() and (path / "coverage.json").exists():
             inputs.append((label, path))
             continue
-        from data_advisor.coverage.audit import audit
+        from data_advisor.api import audit
 
         audit_dir = out / "inputs" / label
         _eprint(f"auditing {path} → {audit_dir}")

@@ -1,16 +1,6 @@
-"""Fixtures for LLM-facing tests: one fake OpenAI server per session, reset between tests.
+"""Advisor-loop helpers: a cooperative fake model that answers every kind of request the loop sends.
 
-Why session-scoped: starting a server is cheap, but litellm keeps pooled HTTP clients per endpoint,
-so one stable ``api_base`` for the whole session avoids stale pooled connections between tests.
-Each test gets the server freshly :meth:`~tests.advisor.llm_server.LLMServer.reset` (empty script,
-no recorded requests, echo responder).
-
-Use in a test::
-
-    def test_x(llm_server, make_llm_client):
-        llm_server.script(Reply.error(500), "fine")
-        client = make_llm_client(max_retries=2)
-        assert client.complete([{"role": "user", "content": "hi"}]).text == "fine"
+The fake OpenAI server and its client fixtures live in :mod:`tests.llm.fixtures` (registered for every folder).
 """
 
 from __future__ import annotations
@@ -21,89 +11,23 @@ from typing import Any
 
 import pytest
 
-from tests.advisor.llm_server import LLMServer
+from tests.llm.fixtures import TEST_API_KEY, TEST_MODEL
+from tests.llm.llm_server import LLMServer
 
-#: The API key every test client sends; tests grep written files and error texts for it.
-TEST_API_KEY = "sk-test-SENTINEL-7f3a9c1e5b2d4086"
-#: The litellm model string tests use against the fake server.
-TEST_MODEL = "openai/test-model"
-
-
-@pytest.fixture(scope="session")
-def llm_server_session() -> Iterator[LLMServer]:
-    """The one fake OpenAI server of this test session (127.0.0.1, ephemeral port)."""
-    server = LLMServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def llm_server(llm_server_session: LLMServer) -> Iterator[LLMServer]:
-    """The session server, reset before and after the test."""
-    llm_server_session.reset()
-    yield llm_server_session
-    llm_server_session.reset()
-
-
-@pytest.fixture
-def llm_settings_factory(llm_server: LLMServer) -> Callable[..., Any]:
-    """Build ``LLMSettings`` for the fake server with fast test policies; keyword args override.
-
-    Defaults: 2 s timeout, 3 retries, 10 ms initial backoff capped at 100 ms, concurrency 4, no cache.
-    """
-    from data_advisor.advisor.llm import LLMSettings
-
-    def make(**overrides: Any) -> LLMSettings:
-        values: dict[str, Any] = {
-            "model": TEST_MODEL,
-            "api_base": llm_server.base_url,
-            "api_key": TEST_API_KEY,
-            "timeout_s": 2.0,
-            "max_retries": 3,
-            "backoff_initial_s": 0.01,
-            "backoff_max_s": 0.1,
-            "concurrency": 4,
-            "cache_dir": None,
-        }
-        values.update(overrides)
-        return LLMSettings(**values)
-
-    return make
-
-
-@pytest.fixture
-def make_llm_client(llm_settings_factory: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
-    """Build ``LLMClient`` instances for the fake server; closes them after the test.
-
-    ``make_llm_client(ledger_path=..., jitter_seed=..., **settings_overrides)``.
-    """
-    from data_advisor.advisor.llm import LLMClient
-
-    clients: list[LLMClient] = []
-
-    def make(*, ledger_path: Path | str | None = None, jitter_seed: int | None = 0, **overrides: Any) -> LLMClient:
-        client = LLMClient(llm_settings_factory(**overrides), ledger_path=ledger_path, jitter_seed=jitter_seed)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
+__all__ = ["TEST_API_KEY", "TEST_MODEL"]
 
 
 # =============================================================================================
 # Advisor-loop helpers: a cooperative fake model that answers every kind of request the loop sends
 # =============================================================================================
-import json as _json  # noqa: E402
-import os as _os  # noqa: E402
-import random as _random  # noqa: E402
-import re as _re  # noqa: E402
-import threading as _threading  # noqa: E402
-from collections import Counter as _Counter  # noqa: E402
+import json as _json
+import os as _os
+import random as _random
+import re as _re
+import threading as _threading
+from collections import Counter as _Counter
 
-from tests.advisor.llm_server import Reply, last_user_message  # noqa: E402
+from tests.llm.llm_server import Reply, last_user_message
 
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests/conftest.py sets it too; kept for running this folder alone
 
@@ -299,8 +223,8 @@ def make_loop(llm_server: LLMServer, tmp_path: Path) -> Iterator[Callable[..., A
     ledger to ``out/llm_calls.jsonl`` like the CLI's; ``finalize=False`` skips the end-of-run report (clustering and
     HTML) for tests that only look at prompts.jsonl / rounds.jsonl.
     """
-    from data_advisor.advisor.llm import LLMClient, LLMSettings
     from data_advisor.advisor.loop import AdvisorLoop, RunConfig
+    from data_advisor.llm.client import LLMClient, LLMSettings
 
     clients: list[Any] = []
 

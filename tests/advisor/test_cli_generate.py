@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from data_advisor.cli import main
-from tests.advisor.conftest import TEST_MODEL
+from tests.llm.fixtures import TEST_MODEL
 
 
 def run(*args: object) -> tuple[int, str]:

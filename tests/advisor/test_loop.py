@@ -42,7 +42,7 @@ from tests.advisor.conftest import (
     read_jsonl,
     request_kind,
 )
-from tests.advisor.llm_server import LLMServer, Reply, last_user_message
+from tests.llm.llm_server import LLMServer, Reply, last_user_message
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CATQA = load_taxonomy("catqa-11")

@@ -18,8 +18,9 @@ from data_advisor.advisor.responses import respond
 from data_advisor.advisor.store import RunStore
 from data_advisor.cli import main
 from data_advisor.errors import DataAdvisorError, LLMError
-from tests.advisor.conftest import TEST_API_KEY, TEST_MODEL, read_jsonl
-from tests.advisor.llm_server import LLMServer, Reply, last_user_message
+from tests.advisor.conftest import read_jsonl
+from tests.llm.fixtures import TEST_API_KEY, TEST_MODEL
+from tests.llm.llm_server import LLMServer, Reply, last_user_message
 
 PROMPTS = [f"Question {i}: how would someone get around safety rule number {i}?" for i in range(12)]
 

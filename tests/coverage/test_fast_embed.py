@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from data_advisor.coverage.assign import AnchorAssigner, AnchorSet
-from data_advisor.coverage.embed import CachedEmbedder, SentenceTransformerEmbedder, _slug, make_embedder
+from data_advisor.coverage.embed import CachedEmbedder, SentenceTransformerEmbedder, _slug
+from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.fast_embed import (
     EMBEDDERS,
     STATIC_FORMAT,

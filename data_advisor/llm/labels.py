@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from data_advisor.advisor import prompts as P
-from data_advisor.advisor.advise import clean_issue
+from data_advisor.llm import untrusted as P
 
 LABEL_SYSTEM = ("You name clusters of prompts from a dataset audit. " + P.UNTRUSTED_NOTE
                 + " Answer with one JSON object only.")
@@ -34,7 +33,7 @@ def llm_labeler(client: Any) -> Callable[[list[str]], str]:
 
     def label(examples: list[str]) -> str:
         answer = client.complete_json(label_messages(examples), ClusterLabel, temperature=0.0, max_tokens=60)
-        return clean_issue(answer.label)[:60] or "unlabelled"
+        return P.clean_line(answer.label)[:60] or "unlabelled"
 
     return label
 
@@ -44,7 +43,7 @@ def make_labeler(model: str | None, api_base: str | None = None) -> Callable[[li
     if not model:
         return None
     from data_advisor import _env
-    from data_advisor.advisor.llm import LLMClient, LLMSettings
+    from data_advisor.llm.client import LLMClient, LLMSettings
 
     client = LLMClient(LLMSettings(model=model, api_base=api_base, cache_dir=_env.cache_root() / "llm",
                                    max_retries=2, timeout_s=30.0))

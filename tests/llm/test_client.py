@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from data_advisor.advisor.llm import (
+from data_advisor.errors import LLMError
+from data_advisor.llm.client import (
     CACHE_FILENAME,
     LLMCallError,
     LLMClient,
@@ -25,9 +26,8 @@ from data_advisor.advisor.llm import (
     LLMSettings,
     extract_json_object,
 )
-from data_advisor.errors import LLMError
-from tests.advisor.conftest import TEST_API_KEY, TEST_MODEL
-from tests.advisor.llm_server import LLMServer, Reply, last_user_message
+from tests.llm.fixtures import TEST_API_KEY, TEST_MODEL
+from tests.llm.llm_server import LLMServer, Reply, last_user_message
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -473,7 +473,7 @@ def test_backoff_is_seedable_exponential_and_capped() -> None:
 
 def test_import_does_not_import_litellm() -> None:
     code = (
-        "import sys, data_advisor.advisor.llm as m; "
+        "import sys, data_advisor.llm.client as m; "
         "assert 'litellm' not in sys.modules, 'litellm imported'; "
         "assert 'openai' not in sys.modules, 'openai imported'; "
         "print('ok')"
