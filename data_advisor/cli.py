@@ -238,12 +238,12 @@ def _enrich(args: argparse.Namespace) -> int:
     pool = _load_input(args, args.pool) if args.pool else None
     if pool is not None:
         _eprint(f"loaded {len(pool):,} pool prompts from {args.pool}")
-    from data_advisor.coverage.embed import make_embedder
+    from data_advisor.coverage.embedders import make_embedder
 
     embedder = make_embedder(cache=not args.no_cache, batch_size=args.batch_size)
     writer = client = None
     if args.llm_model:
-        from data_advisor.advisor.taxonomy_writer import make_writer
+        from data_advisor.coverage.enrich_llm import make_writer
 
         writer, client = make_writer(args.llm_model, args.api_base)
     try:

@@ -13,15 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from data_advisor.advisor import prompts as P
 from data_advisor.coverage.enrich import ExampleWriter
 from data_advisor.coverage.taxonomy import Principle
+from data_advisor.llm.untrusted import UNTRUSTED_NOTE, Messages, data_block
 
 WRITER_SYSTEM = (
     "You help build a safety taxonomy used to classify red-teaming prompts by the harm they ask for. For one "
     "category you write short, realistic example prompts of the kind a user might send that fall squarely in that "
     "category and in no other; they are used only as reference points for a classifier, never answered. "
-    + P.UNTRUSTED_NOTE + " Answer with one JSON object only."
+    + UNTRUSTED_NOTE + " Answer with one JSON object only."
 )
 
 
@@ -29,11 +29,11 @@ class WrittenExamples(BaseModel):
     examples: list[str] = Field(default_factory=list)
 
 
-def writer_messages(principle: Principle, reference: list[str], n: int) -> P.Messages:
+def writer_messages(principle: Principle, reference: list[str], n: int) -> Messages:
     """The request for ``n`` examples of one principle, with pool prompts as delimited reference data."""
     category = json.dumps({"id": principle.id, "name": principle.name, "description": principle.description,
                            "existing_examples": list(principle.examples)}, ensure_ascii=True, indent=1)
-    ref = (f"{P.data_block('prompts from the pool that match this category', reference)}\n\n" if reference else "")
+    ref = (f"{data_block('prompts from the pool that match this category', reference)}\n\n" if reference else "")
     user = (
         f"Category (trusted, from the taxonomy file):\n{category}\n\n{ref}"
         f"Write {n} distinct example prompts for this category: each one sentence or two, each a different "
@@ -44,7 +44,7 @@ def writer_messages(principle: Principle, reference: list[str], n: int) -> P.Mes
 
 
 def llm_writer(client: Any) -> ExampleWriter:
-    """An :data:`~data_advisor.coverage.enrich.ExampleWriter` backed by an :class:`~data_advisor.advisor.llm.LLMClient`."""
+    """An :data:`~data_advisor.coverage.enrich.ExampleWriter` backed by an :class:`~data_advisor.llm.client.LLMClient`."""
 
     def write(principle: Principle, reference: list[str], n: int) -> list[str]:
         answer = client.complete_json(writer_messages(principle, reference, n), WrittenExamples, max_tokens=1500)
@@ -56,7 +56,7 @@ def llm_writer(client: Any) -> ExampleWriter:
 def make_writer(model: str, api_base: str | None = None) -> tuple[ExampleWriter, Any]:
     """The writer for ``--model`` and its client (close it when done)."""
     from data_advisor import _env
-    from data_advisor.advisor.llm import LLMClient, LLMSettings
+    from data_advisor.llm.client import LLMClient, LLMSettings
 
     client = LLMClient(LLMSettings(model=model, api_base=api_base, cache_dir=_env.cache_root() / "llm"))
     return llm_writer(client), client
