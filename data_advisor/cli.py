@@ -128,7 +128,16 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     )
     weakest = result.report.gap_table()[:3]
     _eprint("largest gaps: " + "; ".join(f"{a.name} ({a.count}, gap {a.gap:+.3f})" for a in weakest))
+    _print_warnings(result.report.warnings)
     return 0
+
+
+def _print_warnings(items: list[dict]) -> None:
+    """One stderr line per guard-rail warning of the report (printed with -q too: they are not progress)."""
+    from data_advisor.coverage.warnings import warnings_from_dicts
+
+    for w in warnings_from_dicts(items):
+        _eprint(f"warning: {w.one_line()}")
 
 
 def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSettings, out: Path, t0: float) -> int:
@@ -184,23 +193,98 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise DataAdvisorError(f"`taxonomy {args.action}` needs a name or path", "e.g. data-advisor taxonomy show catqa-11")
+    if args.action == "enrich":
+        return _enrich(args)
     t = load_taxonomy(args.name)
     if args.action == "validate":
+        from data_advisor.coverage.warnings import taxonomy_warnings
+
         n_ex = sum(len(p.examples) for p in t.principles)
         print(f"ok: {t.id} — {len(t.principles)} principles ({len(t.leaves())} leaves), {n_ex} examples")
-        return 0
+        found = taxonomy_warnings(t)
+        for w in found:
+            _eprint(f"warning: {w.one_line()}")
+        return 1 if found and args.strict else 0
     if args.json:
         print(json.dumps(t.to_dict(), indent=2, ensure_ascii=False))
         return 0
-    print(f"{t.name}  (id {t.id}, version {t.version})")
+    _show_taxonomy(t)
+    return 0
+
+
+def _enrich(args: argparse.Namespace) -> int:
+    """``taxonomy enrich TAXONOMY --from POOL --out NEW.yaml``: propose examples per principle, review, then use."""
+    from data_advisor.coverage.enrich import EnrichSettings, enrich_taxonomy, write_enriched
+    from data_advisor.coverage.taxonomy import load_taxonomy
+
+    t0 = time.perf_counter()
+    if not args.out:
+        raise DataAdvisorError("`taxonomy enrich` needs --out NEW.yaml", "e.g. --out my-taxonomy-enriched.yaml")
+    if not args.pool and not args.llm_model:
+        raise DataAdvisorError("`taxonomy enrich` needs examples to come from somewhere",
+                               "pass --from POOL (a prompts file to mine) and/or --model (an LLM that writes them)")
+    out = Path(args.out).expanduser()
+    if out.exists() and not args.force:
+        raise DataAdvisorError(f"{out} already exists", "choose another --out, or pass --force to replace it")
+    if out.exists() and out.is_dir():
+        raise DataAdvisorError(f"--out {out} is a folder", "pass a file path such as enriched.yaml")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise DataAdvisorError(f"cannot write {out}: folder {out.parent} does not exist or is not writable",
+                               "create the folder or choose another --out")
+    if args.batch_size < 1 or args.max_chars < 1:
+        raise DataAdvisorError("--batch-size and --max-chars must be at least 1", "pass positive numbers")
+    settings = EnrichSettings(per_principle=args.per_principle)
+    taxonomy = load_taxonomy(args.name)
+    pool = _load_input(args, args.pool) if args.pool else None
+    if pool is not None:
+        _eprint(f"loaded {len(pool):,} pool prompts from {args.pool}")
+    from data_advisor.coverage.embedders import make_embedder
+
+    embedder = make_embedder(cache=not args.no_cache, batch_size=args.batch_size)
+    writer = client = None
+    if args.llm_model:
+        from data_advisor.coverage.enrich_llm import make_writer
+
+        writer, client = make_writer(args.llm_model, args.api_base)
+    try:
+        result = enrich_taxonomy(taxonomy, embedder, pool=pool, settings=settings, writer=writer, seed=args.seed)
+    finally:
+        if client is not None:
+            client.close()
+    origin = f"written by {args.llm_model}" if args.llm_model else f"mined from {args.pool}"
+    header = [f"Enriched by `data-advisor taxonomy enrich` from {taxonomy.path or taxonomy.id}.",
+              f"Examples under a '# proposed' comment were {origin}: NOT reviewed. Read, edit or delete them "
+              "before using this taxonomy."]
+    write_enriched(result, taxonomy, out, header=header)
+    n_new = sum(len(v) for v in result.proposed.values())
+    _eprint(f"proposed {n_new} examples for {len(result.proposed)} principles ({origin}) in "
+            f"{time.perf_counter() - t0:.1f}s → {out}; review them before use")
+    for line in result.notes:
+        _eprint(f"note: {_one(line)}")
+    return 0
+
+
+def _one(text: str) -> str:
+    """A taxonomy string on one terminal line (YAML text may hold newlines or control characters)."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
+def _show_taxonomy(t: Taxonomy) -> None:
+    """Every principle with its target, description and examples, indented by depth."""
+    print(f"{_one(t.name)}  (id {_one(t.id)}, version {_one(t.version)})")
     if t.source:
-        print(f"source: {t.source}")
+        print(f"source: {_one(t.source)}")
+    if t.description:
+        print(f"description: {_one(t.description)}")
     shares = t.target_shares()
     for p in t.principles:
-        depth = len(t.ancestors(p.id))
+        pad = "  " * len(t.ancestors(p.id))
         target = f"  target {shares[p.id]:.1%}" if p.id in shares else ""
-        print(f"{'  ' * depth}- {p.id}: {p.name}{target}  [{len(p.examples)} examples]")
-    return 0
+        print(f"{pad}- {_one(p.id)}: {_one(p.name)}{target}  [{len(p.examples)} examples]")
+        if p.description:
+            print(f"{pad}    {_one(p.description)}")
+        for ex in p.examples:
+            print(f"{pad}    · {_one(ex)}")
 
 
 # ------------------------------------------------------------------------------------------------ parser
@@ -255,9 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("taxonomy", help="list, show or validate taxonomies")
-    p.add_argument("action", choices=["list", "show", "validate"])
+    p.add_argument("action", choices=["list", "show", "validate", "enrich"])
     p.add_argument("name", nargs="?", help="built-in name or path to a taxonomy YAML")
+    g = p.add_argument_group("enrich", "propose example prompts per principle (review them before use)")
+    g.add_argument("--from", dest="pool", help="prompt pool to mine examples from (any file or folder audit reads)")
+    g.add_argument("--out", help="the enriched taxonomy YAML to write (never replaced without --force)")
+    g.add_argument("--per-principle", type=int, default=5, help="examples proposed per principle (default 5)")
+    g.add_argument("--force", action="store_true", help="replace --out if it exists (even the input taxonomy)")
+    g.add_argument("--model", dest="llm_model", help="LLM (any litellm model) that writes the examples, with the "
+                                                      "pool's confident prompts as reference")
+    g.add_argument("--api-base", help="OpenAI-compatible endpoint for --model")
+    g.add_argument("--seed", type=int, default=0, help="seed (enrich)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    g.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
+    _add_input_args(g)
     p.add_argument("--json", action="store_true", help="print the taxonomy as JSON (show)")
+    p.add_argument("--strict", action="store_true", help="validate: exit 1 when there are warnings")
     p.set_defaults(func=cmd_taxonomy)
 
     for extra in _EXTRA_COMMANDS:

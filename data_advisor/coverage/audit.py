@@ -31,6 +31,7 @@ from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
 from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.report import AnchorCoverage, ClusterInfo, CoverageReport
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
+from data_advisor.coverage.warnings import audit_warnings
 from data_advisor.data import PromptSet, load_prompts
 from data_advisor.errors import OutputError
 from data_advisor.io import ensure_writable_dir, save_npy_atomic, write_jsonl_atomic
@@ -316,6 +317,8 @@ def build_report(
         discovery={"method": clusters.method, "notes": list(clusters.notes), "n_clusters": clusters.n_clusters,
                    "noise_share": clusters.noise_share},
         settings=report_settings,
+        warnings=[w.to_dict() for w in audit_warnings(taxonomy=taxonomy, leaf_counts=counts, n_prompts=n,
+                                                      n_unanchored=n_un, source=str(prompts.source or ""))],
     )
 
 

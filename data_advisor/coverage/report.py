@@ -5,7 +5,9 @@ timestamp, and floats are rounded, so the same input and seed give byte-identica
 
 Top-level keys: ``schema_version``, ``dataset``, ``taxonomy``, ``anchors`` (leaves and their parents, each
 with ``id``, ``name``, ``count``, ``share``, ``target_share``, ``gap`` …), ``unanchored``, ``metrics``,
-``clusters``, ``duplicates``, ``discovery``, ``settings``.
+``clusters``, ``duplicates``, ``discovery``, ``settings``, ``warnings`` (guard-rail findings of
+:mod:`data_advisor.coverage.warnings`: ``code``, ``problem``, ``cause``, ``fix``, ``value``, ``threshold``,
+``principles``; absent in reports written before them, read as none).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class CoverageReport:
     duplicates: dict[str, Any]
     discovery: dict[str, Any]
     settings: dict[str, Any]
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
 
     # -- queries used by the advisor and the reports ------------------------------------------------------

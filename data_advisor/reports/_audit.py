@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from data_advisor.coverage.report import AnchorCoverage, ClusterInfo, CoverageReport
+from data_advisor.coverage.warnings import warnings_from_dicts
 from data_advisor.reports._data import AuditInput, Points, pca_2d, stratified_sample
 from data_advisor.reports._page import (
     NEUTRAL_COLOR,
@@ -114,6 +115,20 @@ def summary_cards(report: CoverageReport) -> Raw:
 def subtitle(report: CoverageReport) -> str:
     src = report.dataset.get("source") or "prompts"
     return f"{src} · taxonomy: {report.taxonomy.get('name') or report.taxonomy.get('id', '')}"
+
+
+# ------------------------------------------------------------------------------------------------ warnings
+def warnings_banner(report: CoverageReport) -> Raw | None:
+    """The guard-rail warnings of ``coverage.json`` as a banner (None when there are none); every field is
+    escaped, because principle names and the source path come from the user's files."""
+    items = warnings_from_dicts(report.warnings)
+    if not items:
+        return None
+    rows = "".join(
+        f'<li data-code="{esc(w.code)}"><strong>{esc(w.problem)}</strong>'
+        f'<div class="cause">Likely cause: {esc(w.cause)}</div><div class="fix">Fix: {esc(w.fix)}</div></li>'
+        for w in items)
+    return Raw(f'<div class="banner" role="alert"><ul>{rows}</ul></div>')
 
 
 # ------------------------------------------------------------------------------------------- coverage bars
@@ -427,6 +442,11 @@ def add_audit_sections(page: Page, data: AuditInput, *, prefix: str = "", title_
     report = data.report
     labels, label_notes = cluster_labels(report, labeler)
     t = title_prefix
+    banner = warnings_banner(report)
+    if banner is not None:
+        page.add(f"{prefix}warnings", f"{t}Check before trusting these numbers", banner,
+                 "The audit found signs that the prompt → principle assignment, or the data, is not what the "
+                 "numbers below assume.")
     if with_summary:
         body = summary_cards(report)
         if data.notes:

@@ -399,6 +399,10 @@ pre.json { background:#f8f9fa; border:1px solid var(--border); border-radius:6px
   max-height:480px; font-size:12px; margin:0; white-space:pre-wrap; overflow-wrap:anywhere; }
 details { margin:6px 0; } details summary { cursor:pointer; color:var(--accent); margin:4px 0; }
 .muted { color:var(--muted); }
+.banner { background:#fff4e6; border:1px solid #ffa94d; border-left:5px solid #e8590c; border-radius:6px;
+  padding:8px 14px; font-size:13px; }
+.banner ul { margin:0; padding-left:18px; } .banner li { margin:4px 0; overflow-wrap:anywhere; }
+.banner .cause, .banner .fix { color:var(--fg); }
 .fig { width:100%; }
 h3 { font-size:14px; margin:14px 0 6px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:8px 24px 28px; }
