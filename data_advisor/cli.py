@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from data_advisor.coverage.taxonomy import Taxonomy
 
 Handler = Callable[[argparse.Namespace], int]
+#: What `audit` writes into --out (an input of the same name there would be overwritten).
+AUDIT_OUTPUTS = ("coverage.json", "assignments.jsonl", "embeddings.npy", "report.html", "anchor_counts.json", "assignments")
 
 
 def _eprint(msg: str) -> None:
@@ -71,14 +73,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     )
     if args.assign_only and args.engine != "ray":
         raise DataAdvisorError("--assign-only runs on Ray workers", "add --engine ray (and --ray-address for a cluster)")
+    from data_advisor.io import check_disjoint, removed_on_failure
+
     out = Path(args.out)
-    created = not out.exists()
-    try:
+    check_disjoint([Path(args.input)], out, AUDIT_OUTPUTS)
+    with removed_on_failure(out):  # leave no folder behind (nor its new parents) when the audit never wrote anything
         return _run_audit(args, taxonomy, settings, t0)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # leave nothing behind when the audit never produced an output
-        raise
 
 
 def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSettings, t0: float) -> int:
@@ -145,13 +145,12 @@ def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSe
     counts come back, so the input may exceed this machine's memory.  Writes ``assignments/*.parquet`` (one row per
     prompt) and ``anchor_counts.json`` (counts, shares, targets and gaps), each moved into place only when complete."""
     import shutil
-    import tempfile
 
     from data_advisor.coverage import metrics as M
     from data_advisor.engines.ray_engine import assign_shards
-    from data_advisor.io import write_json_atomic
+    from data_advisor.io import make_temp_dir, write_json_atomic
 
-    work = Path(tempfile.mkdtemp(prefix=".assign-", dir=out))
+    work = make_temp_dir(out, ".assign-")
     try:
         summary = assign_shards(args.input, work / "assignments", taxonomy=args.taxonomy, model=args.model,
                                 embedder=args.embedder, text_field=args.text_field,

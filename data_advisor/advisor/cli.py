@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from data_advisor.errors import InputError
+
 
 def _eprint(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -48,12 +50,22 @@ def _config_from(args: argparse.Namespace, **fixed: Any):
     )
 
 
+def _check_inputs_outside(out: str, source: str | None) -> None:
+    """The run folder must not overlap the pool / seed file (a run file of the same name would overwrite it)."""
+    from data_advisor.advisor.store import RUN_FILES
+    from data_advisor.io import check_disjoint
+
+    if source:
+        check_disjoint([Path(source)], Path(out), RUN_FILES)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from data_advisor.advisor.loop import run_method
 
     config = _config_from(args, method=args.method, model=args.model, advisor_model=args.advisor_model,
                           advice=args.advice, per_call=args.per_call, seed_prompts=args.seed_prompts,
                           pool_admission=args.pool_admission, temperature=args.temperature)
+    _check_inputs_outside(args.out, args.seed_prompts)
     summary = run_method(config, Path(args.out), progress=not args.quiet)
     _eprint(("resumed: " if summary.resumed else "") + summary.line())
     return 0
@@ -65,6 +77,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     method = "curate-random" if args.strategy == "random" else "curate"
     config = _config_from(args, method=method, pool=args.pool, pool_text_field=args.text_field,
                           advice=args.advice, model=args.model, advisor_model=args.advisor_model)
+    _check_inputs_outside(args.out, args.pool)
     summary = run_method(config, Path(args.out), progress=not args.quiet)
     _eprint(("resumed: " if summary.resumed else "") + summary.line())
     return 0
@@ -78,6 +91,10 @@ def cmd_respond(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     read_run(run_dir)  # a missing or damaged run folder is refused before the LLM client writes its ledger there
+    if args.output and Path(args.output).resolve().parent == run_dir.resolve() and Path(args.output).name in (
+            "config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "llm_calls.jsonl"):
+        raise InputError(f"--output {args.output} would write into the run's own {Path(args.output).name}",
+                         "pass another file, e.g. RUN/responses.jsonl (the default)")
     settings = LLMSettings(model=args.model, api_base=args.api_base, timeout_s=args.timeout,
                            max_retries=args.max_retries, concurrency=args.concurrency,
                            cache_dir=_env.cache_root() / "llm", max_tokens=args.max_tokens)

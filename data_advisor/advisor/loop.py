@@ -37,7 +37,7 @@ from data_advisor.advisor.generate import (
     SelfInstructPaperGenerator,
 )
 from data_advisor.advisor.monitor import CoverageMonitor
-from data_advisor.advisor.store import RunStore
+from data_advisor.advisor.store import RunStore, discard_new_run_on_failure
 from data_advisor.coverage.audit import AuditSettings
 from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
@@ -408,5 +408,6 @@ class AdvisorLoop:
 
 def run_method(config: RunConfig, out: Path, *, progress: bool = True) -> RunSummary:
     """Create or resume the run in ``out`` and run it to ``config.n`` prompts."""
-    loop = AdvisorLoop(config, out, progress=progress)
+    with discard_new_run_on_failure(out):  # a bad pool or seed file leaves no config.json (nor folder) behind
+        loop = AdvisorLoop(config, out, progress=progress)
     return loop.run()

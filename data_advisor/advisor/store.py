@@ -14,17 +14,21 @@ on the same folder resumes; a different configuration is refused with the differ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError, OutputError, RunConfigError
-from data_advisor.io import ensure_writable_dir, write_json_atomic
+from data_advisor.io import ensure_writable_dir, removed_on_failure, write_json_atomic
 
+#: Files a run writes into its folder (an input file of the same name there would be overwritten).
+RUN_FILES = ("config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
+             "report.html", "llm_calls.jsonl", "responses.jsonl", "llm_calls_respond.jsonl")
 #: Config keys that may differ on resume without changing what the run produces.
 RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries"})
 
@@ -99,8 +103,9 @@ def _repair_jsonl(path: Path, valid: Callable[[Any], bool] = lambda row: isinsta
 
 
 def _valid_prompt(row: Any) -> bool:
+    rnd = row.get("round", 0) if isinstance(row, dict) else None
     return (isinstance(row, dict) and isinstance(row.get("id"), str) and isinstance(row.get("text"), str)
-            and isinstance(row.get("round"), int) and not isinstance(row.get("round"), bool))
+            and isinstance(rnd, int) and not isinstance(rnd, bool))
 
 
 def _valid_round(row: Any) -> bool:
@@ -188,7 +193,7 @@ class RunStore:
         logged = {r.get("round") for r in self.state.rounds}
         missing: dict[int, int] = {}
         for p in self.state.prompts:
-            if p.get("round") not in logged:
+            if "round" in p and p["round"] not in logged:
                 missing[p["round"]] = missing.get(p["round"], 0) + 1
         counts = {p.get("round"): n for n, p in enumerate(self.state.prompts, start=1)}
         for rnd in sorted(missing):
@@ -211,6 +216,35 @@ class RunStore:
             raise OutputError(f"cannot append to {self.rounds_path}: {exc.strerror}",
                               "free disk space, then re-run the same command to resume") from None
         self.state.rounds.append(record)
+
+
+@contextlib.contextmanager
+def discard_new_run_on_failure(run_dir: Path) -> Iterator[None]:
+    """If the block fails before a new run folder holds any record, remove what it created (config.json, empty
+    files, new folders).
+
+    Why: a `curate` whose pool has a bad line failed after config.json was written; once the pool was fixed the
+    folder was refused as "a run with a different configuration" — and `--out a/deep/er` left empty folders.
+    """
+    run_dir = Path(run_dir)
+    fresh = not (run_dir / "config.json").exists()
+    with removed_on_failure(run_dir):
+        try:
+            yield
+        except BaseException:
+            if fresh:
+                _discard_empty_run(run_dir)
+            raise
+
+
+def _discard_empty_run(run_dir: Path) -> None:
+    if any((run_dir / name).exists() and (run_dir / name).stat().st_size for name in ("prompts.jsonl", "rounds.jsonl")):
+        return  # records were written: they are the user's, keep everything
+    with contextlib.suppress(OSError):
+        for name in RUN_FILES:
+            f = run_dir / name
+            if f.is_file() and (name == "config.json" or f.stat().st_size == 0):
+                f.unlink()
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:

@@ -8,7 +8,6 @@ Thin on purpose: each stage is its own module with a typed contract and can be s
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,7 @@ from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxon
 from data_advisor.coverage.warnings import audit_warnings
 from data_advisor.data import PromptSet, load_prompts
 from data_advisor.errors import OutputError
-from data_advisor.io import ensure_writable_dir, save_npy_atomic, write_jsonl_atomic
+from data_advisor.io import ensure_writable_dir, make_temp_dir, save_npy_atomic, write_jsonl_atomic
 
 #: A cluster whose centroid is less similar than this to every principle is "far from every anchor".
 DEFAULT_EMERGENT_THRESHOLD = 0.45
@@ -114,7 +113,7 @@ class AuditResult:
         once all of them are complete, so a failure leaves the previous outputs (or nothing) behind.
         """
         out_dir = ensure_writable_dir(Path(out_dir))
-        tmp = Path(tempfile.mkdtemp(prefix=".audit-", dir=out_dir))
+        tmp = make_temp_dir(out_dir, ".audit-")  # pid in the name: a killed writer's folder is removed next time
         try:
             self.report.save(tmp / "coverage.json")
             write_jsonl_atomic(tmp / "assignments.jsonl", self.rows())

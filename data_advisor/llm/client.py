@@ -465,6 +465,38 @@ def _json_default(obj: Any) -> Any:
 
 
 _KEYLIKE = re.compile(r"\b(sk|pk|rk|api|key)[-_][A-Za-z0-9_\-]{8,}", re.IGNORECASE)
+#: Environment variables holding credentials (OPENAI_API_KEY, ANTHROPIC_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...).
+_SECRET_ENV = re.compile(r"(?:^|_)(?:API_KEY|KEY|TOKEN|SECRET|SECRET_KEY|ACCESS_KEY|PASSWORD)$", re.IGNORECASE)
+#: Shorter values are not treated as secrets: replacing a short common string would mangle ordinary text.
+_MIN_SECRET_CHARS = 8
+
+
+def _looks_secret(value: str) -> bool:
+    """A credential-like value: long enough, one token, and not a plain word (``disabled``, ``readonly``)."""
+    value = value.strip()
+    return (len(value) >= _MIN_SECRET_CHARS and not any(c.isspace() for c in value)
+            and (len(value) >= 16 or not value.isalpha()))
+
+
+def secret_values(api_key: str | None = None) -> list[str]:
+    """The secrets to scrub from LLM text: the api_key in use and every credential-like environment variable's value.
+
+    Why the environment too: litellm reads the provider key from it (``OPENAI_API_KEY`` ...) when no api_key is
+    passed, and an endpoint (a proxy, a hostile server) can echo the request's Authorization header back in its
+    answer or error body; pattern matching (``sk-...``) misses keys of other shapes.  Longest first, so a secret
+    that contains another is replaced whole.
+    """
+    found = {api_key.strip()} if api_key and _looks_secret(api_key) else set()
+    found |= {v.strip() for k, v in os.environ.items() if _SECRET_ENV.search(k) and v and _looks_secret(v)}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***`` (the text is otherwise unchanged)."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return text
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
 
@@ -915,7 +947,7 @@ class LLMClient:
 
     # ---- internals --------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
-        return [self.settings.api_key] if self.settings.api_key else []
+        return secret_values(self.settings.api_key)
 
     def _params(
         self,
@@ -1034,7 +1066,7 @@ class LLMClient:
                 self._record(ok=True, started=started, attempts=0, cached=True)
                 return (
                     LLMResult(
-                        text=hit.text,
+                        text=redact(hit.text, self._secrets()),  # a cache written before redaction existed
                         prompt_tokens=0,
                         completion_tokens=0,
                         cost_usd=0.0,
@@ -1112,7 +1144,7 @@ class LLMClient:
                     completion_tokens=completion_tokens_spent,
                     error_kind=failure.kind,
                 )
-                logger.warning(
+                logger.info(  # not WARNING: the raised error is the one line the user sees
                     "LLM call to %s failed (%s) after %d attempt(s): %s",
                     s.model,
                     failure.kind,
@@ -1145,7 +1177,7 @@ class LLMClient:
             return _Failure("empty_answer", True, None, f"the model returned no text (finish_reason={finish_reason})")
         usage = getattr(response, "usage", None)
         return _Answer(
-            text=content,
+            text=redact(content, secrets),  # before the answer is cached, returned or written anywhere
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             prompt_tokens=_usage_int(usage, "prompt_tokens"),
             completion_tokens=_usage_int(usage, "completion_tokens"),
