@@ -142,6 +142,16 @@ class CoverageReport:
         if not path.exists():
             raise InputError(f"no coverage report at {path}", "run `data-advisor audit` first, or pass the audit folder")
         try:
-            return cls.from_dict(json.loads(path.read_text("utf-8")))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"cannot read coverage report {path}: {exc}", "re-run the audit to rewrite it") from None
+            d = json.loads(path.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise InputError(f"cannot read coverage report {path}: {exc.strerror or exc}",
+                             "re-run the audit to rewrite it") from None
+        except ValueError as exc:  # UnicodeDecodeError included: a damaged file
+            raise InputError(f"coverage report {path} is damaged: {str(exc)[:160]}", "re-run the audit to rewrite it") from None
+        if not isinstance(d, dict):
+            raise InputError(f"coverage report {path} is damaged: not a JSON object", "re-run the audit to rewrite it")
+        try:
+            return cls.from_dict(d)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"coverage report {path} is damaged: {type(exc).__name__} {str(exc)[:160]}",
+                             "re-run the audit to rewrite it") from None
