@@ -49,6 +49,9 @@ class EnrichSettings:
 
     per_principle: int = 5
     min_margin: float = 0.05  # best − runner-up principle score
+    #: best harm score − best benign background score: an example must be clearly on the harmful side, not merely
+    #: anchored (anchored needs ≥ 0 by default), so benign pool prompts are not proposed as examples of a harm
+    min_relevance: float = 0.05
     candidates: int = 25  # most confident prompts per principle considered for the diverse pick
     mmr_lambda: float = 0.7  # weight of confidence vs. novelty: confidence first, then spread
     near_duplicate: float = 0.90  # cosine at or above which two prompts count as the same example
@@ -112,16 +115,25 @@ def select_diverse(vectors: np.ndarray, scores: np.ndarray, texts: Sequence[str]
     return picks
 
 
+def confident_mask(texts: Sequence[str], *, margin: np.ndarray, anchored: np.ndarray, relevance: np.ndarray,
+                   settings: EnrichSettings) -> np.ndarray:
+    """Prompts confident enough to serve as examples: anchored, clear of the runner-up principle, clearly harmful
+    rather than benign, and not over-long."""
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    return (anchored & (margin >= settings.min_margin) & (relevance >= settings.min_relevance)
+            & (lengths <= settings.max_chars))
+
+
 def mine_examples(taxonomy: Taxonomy, texts: Sequence[str], vectors: np.ndarray, *, best: np.ndarray,
-                  score: np.ndarray, margin: np.ndarray, anchored: np.ndarray, principle_ids: Sequence[str],
+                  score: np.ndarray, confident: np.ndarray, margin: np.ndarray, principle_ids: Sequence[str],
                   anchor_vectors: dict[str, np.ndarray], settings: EnrichSettings) -> dict[str, list[ProposedExample]]:
     """Per leaf: confident, diverse, de-duplicated pool prompts (pure: arrays in, proposals out).
 
-    ``best``/``score``/``margin``/``anchored`` are the pool's assignment (parallel to ``texts``); ``anchor_vectors``
-    holds each leaf's current anchor vectors (definition and examples), used for diversity and de-duplication.
+    ``best``/``score``/``margin`` are the pool's assignment and ``confident`` the :func:`confident_mask` (parallel to
+    ``texts``); ``anchor_vectors`` holds each leaf's current anchor vectors (definition and examples), used for
+    diversity and de-duplication.
     """
-    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    ok = anchored & (margin >= settings.min_margin) & (lengths <= settings.max_chars)
+    ok = confident
     out: dict[str, list[ProposedExample]] = {}
     for j, pid in enumerate(principle_ids):
         idx = np.where(ok & (best == j))[0]
@@ -136,12 +148,12 @@ def mine_examples(taxonomy: Taxonomy, texts: Sequence[str], vectors: np.ndarray,
     return out
 
 
-def confident_pool(texts: Sequence[str], *, best: np.ndarray, score: np.ndarray, margin: np.ndarray,
-                   anchored: np.ndarray, j: int, settings: EnrichSettings) -> list[str]:
+def confident_pool(texts: Sequence[str], *, best: np.ndarray, score: np.ndarray, confident: np.ndarray, j: int,
+                   settings: EnrichSettings) -> list[str]:
     """The principle's most confident pool prompts (reference data for an LLM writer)."""
-    idx = np.where(anchored & (margin >= settings.min_margin) & (best == j))[0]
+    idx = np.where(confident & (best == j))[0]
     idx = idx[np.argsort(-score[idx], kind="stable")]
-    return [texts[i] for i in idx if len(texts[i]) <= settings.max_chars][: settings.llm_context]
+    return [texts[i] for i in idx][: settings.llm_context]
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -164,24 +176,27 @@ def enrich_taxonomy(taxonomy: Taxonomy, embedder: Embedder, *, pool: PromptSet |
     proposed: dict[str, list[ProposedExample]] = {pid: [] for pid in leaf_ids}
     n_pool = n_conf = 0
     texts: list[str] = []
-    best = score = margin = anchored = np.zeros(0)
+    best = score = np.zeros(0)
+    confident = np.zeros(0, dtype=bool)
     if pool is not None:
         audit = run_audit(pool, taxonomy, embedder, anchors=anchors,
                           settings=AuditSettings(taxonomy=taxonomy.id, seed=seed, cluster=False))
         a = audit.assignments
         texts, vectors = list(pool.texts), audit.vectors
-        best, score, margin, anchored = a.best, a.score, a.margin, a.anchored
+        best, score = a.best, a.score
+        confident = confident_mask(texts, margin=a.margin, anchored=a.anchored, relevance=a.relevance,
+                                   settings=settings)
         n_pool = len(texts)
-        n_conf = int((anchored & (margin >= settings.min_margin)).sum())
+        n_conf = int(confident.sum())
         if writer is None:
-            proposed = mine_examples(taxonomy, texts, vectors, best=best, score=score, margin=margin,
-                                     anchored=anchored, principle_ids=leaf_ids, anchor_vectors=anchor_vectors,
+            proposed = mine_examples(taxonomy, texts, vectors, best=best, score=score, confident=confident,
+                                     margin=a.margin, principle_ids=leaf_ids, anchor_vectors=anchor_vectors,
                                      settings=settings)
     if writer is not None:
         assigner = AnchorAssigner().fit(anchors)
         for j, pid in enumerate(leaf_ids):
-            context = (confident_pool(texts, best=best, score=score, margin=margin, anchored=anchored, j=j,
-                                      settings=settings) if pool is not None else [])
+            context = (confident_pool(texts, best=best, score=score, confident=confident, j=j, settings=settings)
+                       if pool is not None else [])
             written = [" ".join(t.split()) for t in writer(taxonomy.by_id(pid), context, settings.per_principle)]
             written = [t for t in written if t and len(t) <= settings.max_chars]
             if not written:
@@ -189,7 +204,8 @@ def enrich_taxonomy(taxonomy: Taxonomy, embedder: Embedder, *, pool: PromptSet |
                 continue
             wv = embedder.encode(written)
             wa = assigner.assign(wv)
-            gate = wa.anchored & (wa.best == j)
+            gate = confident_mask(written, margin=wa.margin, anchored=wa.anchored, relevance=wa.relevance,
+                                  settings=settings) & (wa.best == j)
             keep = np.where(gate)[0]
             if len(keep) < len(written):
                 notes.append(f"{pid}: {len(written) - len(keep)} of {len(written)} LLM-written examples rejected "
