@@ -114,6 +114,19 @@ class AuditInput:
     points: Points | None
     embeddings: np.ndarray | None
     notes: list[str] = field(default_factory=list)
+    run_notes: list[str] = field(default_factory=list)  # run_info.json: facts of the run that wrote the folder
+
+
+def _run_notes(path: Path) -> list[str]:
+    """Notes from ``run_info.json`` (e.g. "clusters read from the cluster cache"); absent or unreadable = none."""
+    import json
+
+    try:
+        doc = json.loads((path / "run_info.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    notes = doc.get("notes") if isinstance(doc, dict) else None
+    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
@@ -141,7 +154,7 @@ def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
             notes.append(f"embeddings.npy has shape {tuple(emb.shape)}, which does not match "
                          f"{0 if points is None else len(points)} assignments; it is ignored.")
             emb = None
-    return AuditInput(path, report, points, emb, notes)
+    return AuditInput(path, report, points, emb, notes, _run_notes(path))
 
 
 # ------------------------------------------------------------------------------------------------ sampling
