@@ -302,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Before any command imports torch/transformers/tqdm: their progress bars read these switches at import.
     args.quiet = bool(args.quiet_global or getattr(args, "quiet", False))
+    saved_env = {k: os.environ.get(k) for k in _env.QUIET_ENV}  # -q must not outlive an in-process call
     _env.configure_logging(quiet=args.quiet)
     try:
         return int(args.func(args) or 0)
@@ -313,6 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         os._exit(1)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 if __name__ == "__main__":

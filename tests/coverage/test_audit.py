@@ -41,7 +41,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory, embedder: CachedEmbedder,
 def test_outputs_and_schema(audited: tuple[CoverageReport, Path], sample_prompts: list[str]) -> None:
     report, out = audited
     assert isinstance(report, CoverageReport)
-    assert sorted(p.name for p in out.iterdir()) == ["assignments.jsonl", "coverage.json", "embeddings.npy"]
+    assert sorted(p.name for p in out.iterdir()) == ["assignments.jsonl", "coverage.json", "embeddings.npy",
+                                                     "run_info.json"]
     cov = json.loads((out / "coverage.json").read_text("utf-8"))
     assert set(cov) >= TOP_KEYS
     assert cov["schema_version"] == report.schema_version
@@ -57,7 +58,7 @@ def test_outputs_and_schema(audited: tuple[CoverageReport, Path], sample_prompts
     assert cov["settings"]["seed"] == 0
     assert cov["settings"]["taxonomy_fingerprint"] == load_taxonomy("catqa-11").fingerprint()
     assert cov["settings"]["model_id"].startswith("sentence-transformers/all-MiniLM-L6-v2")
-    assert cov["discovery"]["method"] == "umap+hdbscan"  # 36 prompts: the full pipeline ran
+    assert cov["discovery"]["method"] == "spectral+hdbscan"  # 36 prompts: the small-input path (no UMAP) ran
     for c in cov["clusters"]:
         assert c["kind"] in {"anchored", "emergent", "background"}
 
