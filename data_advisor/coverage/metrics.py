@@ -6,6 +6,7 @@ and reused unchanged by the audit, the advisor loop and the benchmarks.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -117,16 +118,26 @@ def gram_sum(vectors: np.ndarray, *, chunk_rows: int = 65_536) -> np.ndarray:
 def _blas_limits(limit: int = 1):
     """Cap BLAS/OpenMP pools for a small dense eigensolve.
 
-    Why: after FAISS has run, its OpenMP threads and OpenBLAS's spin-waiting threads compete on a 2-core machine and a
-    384×384 ``eigvalsh`` took tens of milliseconds instead of a few; one thread is fastest at this size.
+    Why: after FAISS has run, its OpenMP threads (and its own OpenBLAS) and numpy's OpenBLAS threads spin-wait
+    against each other on a 2-core machine; one thread is fastest for a 384×384 ``eigvalsh`` (measured in
+    ``benchmarks/bench_audit.py``, metrics section).  The controller is built once (scanning the loaded libraries
+    costs ~3 ms; limiting through it ~20 µs).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+    controller = _thread_controller()
+    if controller is None:  # pragma: no cover - threadpoolctl comes with scikit-learn
         import contextlib
 
         return contextlib.nullcontext()
-    return threadpool_limits(limits=limit)
+    return controller.limit(limits=limit)
+
+
+@functools.cache
+def _thread_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return None
+    return ThreadpoolController()
 
 
 def _vendi_from_eigenvalues(ev: np.ndarray) -> float:
