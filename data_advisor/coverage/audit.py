@@ -204,20 +204,20 @@ class _GroupVendi:
         self.d = vectors.shape[1] if vectors.ndim == 2 else 0
 
     def of(self, idx: Sequence[int], grams: dict[str, np.ndarray], key: str) -> float:
-        rows = self.vectors[np.asarray(idx, dtype=np.int64)]
-        grams[key] = M.gram_sum(rows) if len(rows) else np.zeros((self.d, self.d))
+        rows = np.asarray(idx, dtype=np.int64)
+        grams[key] = M.gram_sum(self.vectors, rows=rows)
         if not len(rows):
             return 0.0
-        return M.vendi_score(rows) if len(rows) < self.d else M.vendi_from_gram(grams[key], len(rows))
+        return M.vendi_score(self.vectors[rows]) if len(rows) < self.d else M.vendi_from_gram(grams[key], len(rows))
 
     def whole(self, grams: dict[str, np.ndarray], rest: np.ndarray) -> float:
         n = len(self.vectors)
-        if n == 0:
-            return 0.0
-        total = M.gram_sum(self.vectors[rest]) if len(rest) else np.zeros((self.d, self.d))
+        if n < self.d:
+            return M.vendi_score(self.vectors)
+        total = M.gram_sum(self.vectors, rows=rest)
         for g in grams.values():
             total += g
-        return M.vendi_from_gram(total, n) if n >= self.d else M.vendi_score(self.vectors)
+        return M.vendi_from_gram(total, n)
 
 
 def _examples(ids: Sequence[str], texts: Sequence[str], order: Sequence[int], k: int) -> list[dict[str, str]]:

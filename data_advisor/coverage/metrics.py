@@ -100,16 +100,20 @@ def anchor_gaps(counts: Mapping[str, int], targets: Mapping[str, float]) -> dict
 
 
 # --------------------------------------------------------------------------------------- vector diversity
-def gram_sum(vectors: np.ndarray, *, chunk_rows: int = 65_536) -> np.ndarray:
-    """Σ uᵢuᵢᵀ over the L2-normalised rows uᵢ (d×d, float64), accumulated ``chunk_rows`` at a time.
+def gram_sum(vectors: np.ndarray, *, rows: np.ndarray | None = None, chunk_rows: int = 65_536) -> np.ndarray:
+    """Σ uᵢuᵢᵀ over the L2-normalised rows uᵢ (of ``vectors``, or of ``vectors[rows]``): d×d, float64.
 
     Additive over disjoint groups, so a parent principle's Gram is the sum of its leaves' and the dataset's the sum of
     every group's: :func:`vendi_from_gram` then gives each Vendi score without another pass over the vectors.
+    Accumulated ``chunk_rows`` at a time (rows are gathered chunk by chunk: no copy of a large group).
     """
     x = np.asarray(vectors)
-    gram = np.zeros((x.shape[1], x.shape[1])) if x.ndim == 2 else np.zeros((0, 0))
-    for start in range(0, len(x), chunk_rows):
-        block = x[start : start + chunk_rows].astype(np.float64)
+    d = x.shape[1] if x.ndim == 2 else 0
+    gram = np.zeros((d, d))
+    total = len(x) if rows is None else len(rows)
+    for start in range(0, total, chunk_rows):
+        part = x[start : start + chunk_rows] if rows is None else x[rows[start : start + chunk_rows]]
+        block = part.astype(np.float64)
         block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), EPS)
         gram += block.T @ block
     return gram
