@@ -104,6 +104,8 @@ class SentenceTransformerEmbedder:
         if self._st is None:
             if self._local:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the hub
+            _env.log.info(f"loading the embedding model {self.model!r} (torch + sentence-transformers, ~5-10 s; "
+                          "later runs read cached embeddings and skip this)")
             from sentence_transformers import SentenceTransformer
 
             try:

@@ -489,7 +489,7 @@ def add_audit_sections(page: Page, data: AuditInput, *, prefix: str = "", title_
              "Repeated prompts inflate counts without adding coverage.")
     page.add(f"{prefix}unanchored", f"{t}Unanchored prompts", unanchored_body(data),
              "Prompts the taxonomy does not explain.")
-    page.add(f"{prefix}discovery", f"{t}Discovery notes", discovery_body(report, label_notes),
+    page.add(f"{prefix}discovery", f"{t}Discovery notes", discovery_body(report, [*data.run_notes, *label_notes]),
              "How clusters were found, and anything the pipeline had to work around.")
     page.add(f"{prefix}settings", f"{t}Settings", details("show settings JSON", settings_body(report)),
              "Everything needed to reproduce these numbers.")

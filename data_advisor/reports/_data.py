@@ -139,6 +139,19 @@ class AuditInput:
     points: Points | None
     embeddings: np.ndarray | None
     notes: list[str] = field(default_factory=list)
+    run_notes: list[str] = field(default_factory=list)  # run_info.json: facts of the run that wrote the folder
+
+
+def _run_notes(path: Path) -> list[str]:
+    """Notes from ``run_info.json`` (e.g. "clusters read from the cluster cache"); absent or unreadable = none."""
+    import json
+
+    try:
+        doc = json.loads((path / "run_info.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    notes = doc.get("notes") if isinstance(doc, dict) else None
+    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
@@ -167,7 +180,7 @@ def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
     ep = path / "embeddings.npy"
     if (want_embeddings or (points is not None and not points.has_coords())) and ep.exists():
         emb = _read_embeddings(ep, None if points is None else len(points))
-    return AuditInput(path, report, points, emb, notes)
+    return AuditInput(path, report, points, emb, notes, _run_notes(path))
 
 
 def _read_embeddings(ep: Path, n_points: int | None) -> np.ndarray:
