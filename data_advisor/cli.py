@@ -75,7 +75,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings = AuditSettings(  # validates the numbers before anything expensive happens
         taxonomy=taxonomy.id, model=args.model, seed=args.seed, background=not args.no_background,
         coverage_min_count=args.min_count, cluster=not args.no_cluster, min_cluster_size=args.min_cluster_size,
-        max_fit=args.max_fit,
+        max_fit=args.max_fit, refine=not args.no_refine,
         **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
     )
     if args.assign_only and args.engine != "ray":
@@ -322,8 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="above this many prompts UMAP + HDBSCAN fit a seeded sample of this size and place the rest "
                         "by their nearest fitted prompts (bounds time and memory)")
     p.add_argument("--margin-threshold", type=float, default=None,
-                   help="min (harm score − benign background score) for a prompt to count as on-taxonomy")
+                   help="shift of the calibrated harm boundary a prompt must reach to count as anchored "
+                        "(default 0; positive anchors fewer prompts)")
     p.add_argument("--no-background", action="store_true", help="do not use the benign background anchors")
+    p.add_argument("--no-refine", action="store_true",
+                   help="skip the transductive refinement of principle assignments (k-means step + label spreading "
+                        "over the prompts' 10-NN graph)")
     p.add_argument("--no-cluster", action="store_true", help="skip UMAP + HDBSCAN discovery")
     p.add_argument("--no-html", action="store_true", help="write JSON outputs only")
     p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline",

@@ -62,6 +62,7 @@ class AuditSettings:
     n_neighbors: int = 15
     max_fit: int = 50_000
     n_examples: int = 3
+    refine: bool = True
 
     def __post_init__(self) -> None:
         """Reject impossible settings before any work starts (HDBSCAN's own error would come after embedding)."""
@@ -107,6 +108,7 @@ class AuditResult:
                 "margin": round(float(a.margin[i]), 6), "cluster_id": int(self.clusters.labels[i]),
                 "nearest_anchor_id": a.nearest_id(i),
                 "background_score": round(float(a.background_score[i]), 6),
+                "harm_score": None if a.harm_score is None else round(float(a.harm_score[i]), 6),
                 "x": round(float(self.clusters.coords[i, 0]), 5), "y": round(float(self.clusters.coords[i, 1]), 5),
             }
 
@@ -179,6 +181,16 @@ def run_audit(
     digest = vectors_digest(vectors) if cluster_cache is not None else None
     knn = (shared_knn_graph(vectors, min(settings.n_neighbors, n), cache=cluster_cache, digest=digest)
            if 2 <= n <= M.IVF_ABOVE else None)
+    if settings.refine:
+        from data_advisor.coverage.refine import RefineSettings, refine_assignments
+
+        # Label spreading uses the first k columns of the audit's one kNN graph (self + k neighbours): the same
+        # neighbours an exact k-NN search would give, without a second search.
+        k_refine = RefineSettings().k + 1
+        graph = (knn.idx[:, :k_refine], knn.dists[:, :k_refine]) if knn is not None and knn.k >= k_refine else None
+        assignments, _ = refine_assignments(assignments, vectors, anchors, graph=graph, seed=settings.seed)
+    else:
+        assignments.settings["refine"] = {"ran": False, "reason": "turned off (--no-refine / refine=False)"}  # type: ignore[assignment]
     if settings.cluster:
         discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
                                                   min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)
@@ -340,6 +352,7 @@ def build_report(
         "noise_share": clusters.noise_share,
         "n_emergent_clusters": sum(1 for c in cluster_rows if c.kind == "emergent"),
         "unanchored_share": n_un / n if n else 0.0,
+        "refine_moved": int(refine["n_moved"]) if isinstance(refine := assignments.settings.get("refine"), dict) else 0,
     }
     from data_advisor import __version__
 
