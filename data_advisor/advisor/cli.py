@@ -24,7 +24,7 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
 
 def _add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--taxonomy", default="catqa-11", help="built-in name or YAML path")
-    p.add_argument("--n", type=int, required=True, help="number of prompts the run ends with")
+    p.add_argument("--n", type=int, required=True, help="number of prompts the run adds (the whole set without --base)")
     p.add_argument("--out", required=True, help="run folder (re-running the same command resumes it)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
     p.add_argument("--per-round", type=int, default=12, help="candidates per round")
@@ -35,6 +35,11 @@ def _add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rouge-l", type=float, default=None, help="ROUGE-L F at or above which a candidate is a duplicate")
     p.add_argument("--embedding-model", default="default", help="embedding model for the coverage monitor")
     p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds")
+    p.add_argument("--base", metavar="DATA",
+                   help="your existing data, to extend instead of starting empty: a prompts file (any input format) or "
+                        "an audit --out folder; gaps are measured on base + new, --n counts the additions, and the run "
+                        "folder holds only the additions plus a record of the base (path, count, sha256)")
+    p.add_argument("--base-text-field", help="field holding the prompt in the --base prompts file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -46,7 +51,8 @@ def _config_from(args: argparse.Namespace, **fixed: Any):
         recluster_every=args.recluster_every, on_target=args.on_target, near_dup_cosine=args.near_dup,
         rouge_l_max=args.rouge_l, embedding_model=args.embedding_model, max_rounds=args.max_rounds,
         concurrency=getattr(args, "concurrency", 4), timeout_s=getattr(args, "timeout", 60.0),
-        max_retries=getattr(args, "max_retries", 5), api_base=getattr(args, "api_base", None), **fixed,
+        max_retries=getattr(args, "max_retries", 5), api_base=getattr(args, "api_base", None),
+        base=args.base, base_text_field=args.base_text_field, **fixed,
     )
 
 

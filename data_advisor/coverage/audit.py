@@ -29,7 +29,7 @@ from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, KnnGr
 from data_advisor.coverage.cluster_cache import ClusterCache, shared_knn_graph, vectors_digest
 from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
 from data_advisor.coverage.embedders import make_embedder
-from data_advisor.coverage.report import AnchorCoverage, ClusterInfo, CoverageReport
+from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
 from data_advisor.data import PromptSet, load_prompts
@@ -269,6 +269,7 @@ def build_report(
             members[a].append(i)
     vendi = _GroupVendi(vectors)
     grams: dict[str, np.ndarray] = {}  # per leaf Σuuᵀ: parents and the whole set are sums of these, never recomputed
+    keywords = keyword_labels(texts, clusters.labels) if clusters.n_clusters else {}
     leaf_rows: dict[str, AnchorCoverage] = {}
     for pid in leaf_ids:
         p = taxonomy.by_id(pid)
@@ -283,6 +284,11 @@ def build_report(
             vendi=vendi.of(idx, grams, pid),
             examples=_examples(ids, texts, by_score, settings.n_examples),
         )
+        subs = anchor_subclusters(idx, clusters.labels, vectors, ids, texts, keywords, settings.n_examples)
+        row = leaf_rows[pid]
+        row.subclusters = subs[:MAX_SUBCLUSTERS]
+        row.subcluster_evenness = M.subcluster_evenness([sc.size for sc in subs])
+        row.clustered_share = sum(sc.size for sc in subs) / len(idx) if idx else 0.0
     anchor_rows: list[AnchorCoverage] = []
     total_anchored = sum(counts.values())
     for p in taxonomy.principles:  # file order; parents roll up their leaves
@@ -308,7 +314,7 @@ def build_report(
     un_idx = np.where(~assignments.anchored)[0]
     un_order = un_idx[np.argsort(-(assignments.background_score[un_idx]), kind="stable")]
 
-    cluster_rows = _cluster_rows(prompts, vectors, anchors, assignments, clusters, anchor_of, settings)
+    cluster_rows = _cluster_rows(prompts, vectors, anchors, assignments, clusters, anchor_of, settings, keywords)
 
     nn_sim, nn_idx = M.nearest_neighbor_similarity(vectors, seed=settings.seed, graph=knn)
     exact_groups = M.exact_duplicate_groups(texts)
@@ -391,13 +397,48 @@ def build_report(
     )
 
 
+#: Fewest of an anchor's prompts in one cluster for it to count as a sub-cluster (as ``n_clusters`` counts them).
+SUBCLUSTER_MIN_MEMBERS = 2
+
+
+def anchor_subclusters(members: Sequence[int], labels: np.ndarray, vectors: np.ndarray, ids: Sequence[str],
+                       texts: Sequence[str], keywords: dict[int, list[str]], n_examples: int = 3) -> list[SubCluster]:
+    """The fine-grained groups inside one anchor: its prompts (``members``) split by discovery cluster.
+
+    A cluster holding at least ``SUBCLUSTER_MIN_MEMBERS`` of the anchor's prompts is one of its sub-clusters (noise
+    and singletons are left out, so evenness is not inflated by stragglers).  Largest first, ties by cluster id;
+    examples are the anchor's prompts in the cluster closest to their own centroid.  Shared by the audit report
+    and the advisor loop's monitor, so the advisor sees exactly what coverage.json states.
+    """
+    idx = np.asarray(members, dtype=np.int64)
+    if not len(idx):
+        return []
+    lab = labels[idx]
+    sizes = Counter(int(c) for c in lab.tolist() if c != -1)
+    full = Counter(labels.tolist())
+    rows: list[SubCluster] = []
+    for c, size in sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])):
+        if size < SUBCLUSTER_MIN_MEMBERS:
+            continue
+        sub = idx[lab == c]
+        cent = vectors[sub].astype(np.float32).mean(axis=0)
+        order = sub[np.argsort(-(vectors[sub] @ cent), kind="stable")]
+        kw = keywords.get(c, [])
+        rows.append(SubCluster(cluster_id=c, size=size, share=size / len(idx), cluster_size=int(full[c]),
+                               label=", ".join(kw[:3]) or f"cluster {c}", keywords=kw[:5],
+                               examples=_examples(ids, texts, order.tolist(), min(3, n_examples))))
+    return rows
+
+
 def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, assignments: Assignments,
-                  clusters: ClusterResult, anchor_of: list[str | None], settings: AuditSettings) -> list[ClusterInfo]:
+                  clusters: ClusterResult, anchor_of: list[str | None], settings: AuditSettings,
+                  keywords: dict[int, list[str]] | None = None) -> list[ClusterInfo]:
     labels = clusters.labels
     ids_ = sorted(set(labels.tolist()) - {-1})
     if not ids_:
         return []
-    keywords = keyword_labels(prompts.texts, labels)
+    if keywords is None:
+        keywords = keyword_labels(prompts.texts, labels)
     rows: list[ClusterInfo] = []
     for c in ids_:
         idx = np.where(labels == c)[0]

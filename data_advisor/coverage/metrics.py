@@ -335,3 +335,19 @@ def clusters_per_anchor(anchor_of: Sequence[str | None], cluster_of: Sequence[in
         pairs.setdefault(a, {}).setdefault(c, 0)
         pairs[a][c] += 1
     return {a: sum(1 for v in cs.values() if v >= min_members) for a, cs in pairs.items()}
+
+
+def subcluster_evenness(sizes: Sequence[int]) -> float | None:
+    """Within-anchor evenness: normalised entropy of an anchor's clustered prompts over its sub-clusters.
+
+    ``sizes`` are the anchor's prompt counts per sub-cluster, noise excluded.  H(p) / log(k) for k ≥ 2 sub-clusters
+    (1 = the anchor's prompts are spread evenly over its fine-grained issues, → 0 = nearly all in one); 0.0 for a
+    single sub-cluster (everything is one issue); None when nothing is clustered (no evidence either way).  It is an
+    evenness, not a richness: two equal sub-clusters score 1.0 like ten do — the sub-cluster count says how many.
+    """
+    k = sum(1 for s in sizes if s > 0)
+    if k == 0:
+        return None
+    if k == 1:
+        return 0.0
+    return normalized_entropy([s for s in sizes if s > 0])
