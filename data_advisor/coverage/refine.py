@@ -69,7 +69,8 @@ class RefineInfo:
     settings: dict[str, float | int] | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """For coverage.json: everything but the timing, so the same seed gives byte-identical files."""
+        return {k: v for k, v in asdict(self).items() if k != "seconds"}
 
 
 def principle_score_matrix(vectors: np.ndarray, anchors: AnchorSet, batch_size: int = 32768) -> np.ndarray:
