@@ -163,12 +163,44 @@ def nested(held: list[dict[str, Any]], metric: str) -> dict[str, Any]:
             "mean_delta_per_variant_all_sets": overall}
 
 
+def summary(held: list[dict[str, Any]], dev: list[dict[str, Any]]) -> dict[str, Any]:
+    """The derived figures (means, nested selection, the cost `taxonomy validate` cites) from the measured rows."""
+    return {
+        "examples_cost": {
+            "dev_macro_f1_points": round(100 * float(np.mean([r["delta_macro_f1"] for r in dev])), 1),
+            "dev_sets": len(dev),
+            "held_out_macro_f1_points": round(100 * float(np.mean([r["delta_macro_f1"] for r in held])), 1),
+            "held_out_forced_macro_f1_points": round(100 * float(np.mean([r["delta_forced_macro_f1"] for r in held])), 1),
+            "held_out_sets": len(held),
+        },
+        "mean_delta_macro_f1": round(float(np.mean([r["delta_macro_f1"] for r in held])), 4),
+        "mean_delta_forced_macro_f1": round(float(np.mean([r["delta_forced_macro_f1"] for r in held])), 4),
+        "nested_lodo": [nested(held, "delta_macro_f1"), nested(held, "delta_forced_macro_f1")],
+    }
+
+
+def resummarize(path: Path) -> None:
+    """Recompute the derived figures of an existing result file (after a change to :func:`summary`); the measured
+    rows are not touched."""
+    import json
+
+    doc = json.loads(path.read_text("utf-8"))
+    doc.update(summary(doc["held_out"], doc["dev"]))
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    print(f"re-summarised {path}", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     p = C.base_parser(__doc__ or "")
     p.add_argument("--per-principle", type=int, default=5)
     p.add_argument("--alpaca", type=int, default=5000, help="seeded sample of Alpaca instructions in every pool")
+    p.add_argument("--resummarize", action="store_true",
+                   help="recompute only the derived figures of the existing result file (no measurement)")
     args = p.parse_args()
+    if args.resummarize:
+        resummarize(C.result_path(SCRIPT, args.quick, args.out))
+        return
     ds = C.require_datasets(args.datasets)
     started = time.perf_counter()
     from data_advisor.coverage.embedders import make_embedder
@@ -245,20 +277,12 @@ def main() -> None:
                     "delta_macro_f1": round(w["macro_f1"] - wo["macro_f1"], 4)})
         C.log(f"dev {key}: with examples {w['macro_f1']:.3f}, descriptions only {wo['macro_f1']:.3f}")
 
-    cost = {
-        "dev_macro_f1_points": round(100 * float(np.mean([r["delta_macro_f1"] for r in dev])), 1),
-        "dev_sets": len(dev),
-        "held_out_macro_f1_points": round(100 * float(np.mean([r["delta_macro_f1"] for r in held])), 1),
-        "held_out_sets": len(held),
-    }
     C.emit(SCRIPT, args, {
         "embedding_model": embedder.model_id, "per_principle": args.per_principle, "alpaca_in_pool": len(alpaca),
         "near_duplicate_cosine": NEAR_DUP, "enrich_settings": settings.__dict__,
-        "held_out": held, "dev": dev, "examples_cost": cost,
-        "mean_delta_macro_f1": round(float(np.mean([r["delta_macro_f1"] for r in held])), 4),
-        "mean_delta_forced_macro_f1": round(float(np.mean([r["delta_forced_macro_f1"] for r in held])), 4),
+        "held_out": held, "dev": dev,
         "variant_settings": {n: v.__dict__ for n, v in variants(settings).items()},
-        "nested_lodo": [nested(held, "delta_macro_f1"), nested(held, "delta_forced_macro_f1")],
+        **summary(held, dev),
     }, started=started)
 
 
