@@ -175,57 +175,151 @@ def sec_accuracy(doc: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def sec_bench_audit(doc: dict[str, Any]) -> str:
-    parts = ["## Audit throughput and memory (`bench_audit.py`)\n", provenance(doc) + "\n",
-             f"Prompts: {f(doc['corpus']['alpaca_unique'])} Alpaca instructions + {f(doc['corpus']['harmful_unique'])} "
-             "unique harmful prompts (HarmBench, Do-Not-Answer, AdvBench, JailbreakBench, refusal-direction), "
-             "deduplicated, seeded shuffle; size n is the first n. Each size runs in a fresh process; embedding with "
-             f"the cache disabled; taxonomy `{doc['taxonomy']}`; {doc['embedding_model']}. Stage rates are prompts/s; "
-             "peak RSS is the child's `ru_maxrss` from `os.wait4`. Clustering uses numba kernels already on disk "
-             "(see the compile cost below). The machine was shared with other work "
-             f"({load_range(doc, doc['per_size'])} when recorded), so wall times include waiting for a core; process "
-             "CPU seconds (user + system, all threads) are the steadier measure.\n"]
-    def rate(d: dict[str, Any], digits: int = 0) -> str:
-        cpu = f" ({f(d['prompts_per_cpu_s'], digits)}/CPU s)" if d.get("prompts_per_cpu_s") else ""
-        return f"{f(d['prompts_per_s'], digits)}/s{cpu}"
+def _stages_of(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """Per-size stage results (``stages`` section; older files kept them at the top level)."""
+    if doc.get("stages"):
+        return doc["stages"]
+    return {"sizes": doc.get("sizes"), "per_size": doc["per_size"]} if doc.get("per_size") else None
 
-    rows = []
-    for r in doc["per_size"]:
-        st = r["stages"]
-        rows.append([f(r["n"]), f"{f(st['embedding_cold']['s'], 1)} s; {rate(st['embedding_cold'], 1)}",
-                     rate(st["assignment"]),
-                     f"{f(st['clustering']['s'], 1)} s; {rate(st['clustering'])}",
-                     f"{f(st['metrics']['s'], 2)} s; {rate(st['metrics'])}",
-                     f(r["pipeline_s_excl_imports"], 1), f(r["import_torch_st_s"], 1),
-                     f(r["import_faiss_umap_hdbscan_s"], 1), f(r["model_load_s"], 1), f(r["child_wall_s"], 1),
-                     f(r["child_user_s"] + r["child_sys_s"], 1),
-                     f(r["child_peak_rss_mib"], 0), f(r["n_clusters"]), r["clustering_method"],
-                     ", ".join(f(x, 1) for x in r.get("load_average_after", []))])
-    parts.append(table(["prompts", "embedding (cold)", "assignment", "clustering", "metrics",
-                        "pipeline s", "import torch+ST s", "import faiss/umap/hdbscan s", "model load s",
-                        "process wall s", "process CPU s", "peak RSS MiB", "clusters", "method",
-                        "load avg after (1/5/15 min)"], rows))
-    nc = doc.get("numba_compile")
+
+def _loads(rows: list[dict[str, Any]]) -> str:
+    vals = [r["load_average_before"][0] for r in rows if r.get("load_average_before")]
+    if not vals:
+        return "—"
+    lo, hi = min(vals), max(vals)
+    return f(lo, 1) if abs(hi - lo) < 0.05 else f"{f(lo, 1)}–{f(hi, 1)}"
+
+
+def sec_bench_audit(doc: dict[str, Any]) -> str:
+    parts = ["## Audit throughput and memory (`bench_audit.py`)\n", provenance(doc) + "\n"]
+    carried = doc.get("sections_from_previous_run") or {}
+    if carried:
+        parts.append("Sections kept from an earlier run of the script (code of that time): "
+                     + ", ".join(f"`{k}` ({v})" for k, v in carried.items()) + ".\n")
+    st = _stages_of(doc)
+    if st:
+        parts.append(
+            f"Prompts: {f(doc['corpus']['alpaca_unique'])} Alpaca instructions + {f(doc['corpus']['harmful_unique'])} "
+            "unique harmful prompts (HarmBench, Do-Not-Answer, AdvBench, JailbreakBench, refusal-direction), "
+            "deduplicated, seeded shuffle; size n is the first n. Each size runs in a fresh process; embedding with "
+            f"the cache disabled; taxonomy `{doc['taxonomy']}`; {doc['embedding_model']}. Stage rates are prompts/s; "
+            "peak RSS is the child's `ru_maxrss` from `os.wait4`. Clustering uses numba kernels already on disk "
+            "(see the compile cost below). The machine was shared with other work "
+            f"({load_range(doc, st['per_size'])} when recorded), so wall times include waiting for a core; process "
+            "CPU seconds (user + system, all threads) are the steadier measure.\n")
+
+        def rate(d: dict[str, Any], digits: int = 0) -> str:
+            cpu = f" ({f(d['prompts_per_cpu_s'], digits)}/CPU s)" if d.get("prompts_per_cpu_s") else ""
+            return f"{f(d['prompts_per_s'], digits)}/s{cpu}"
+
+        rows = []
+        for r in st["per_size"]:
+            sg = r["stages"]
+            rows.append([f(r["n"]), f"{f(sg['embedding_cold']['s'], 1)} s; {rate(sg['embedding_cold'], 1)}",
+                         rate(sg["assignment"]),
+                         f"{f(sg['clustering']['s'], 1)} s; {rate(sg['clustering'])}",
+                         f"{f(sg['metrics']['s'], 2)} s; {rate(sg['metrics'])}",
+                         f(r["pipeline_s_excl_imports"], 1), f(r["import_torch_st_s"], 1),
+                         f(r["import_faiss_umap_hdbscan_s"], 1), f(r["model_load_s"], 1), f(r["child_wall_s"], 1),
+                         f(r["child_user_s"] + r["child_sys_s"], 1),
+                         f(r["child_peak_rss_mib"], 0), f(r["n_clusters"]), r["clustering_method"],
+                         ", ".join(f(x, 1) for x in r.get("load_average_after", []))])
+        parts.append(table(["prompts", "embedding (cold)", "assignment", "clustering", "metrics",
+                            "pipeline s", "import torch+ST s", "import faiss/umap/hdbscan s", "model load s",
+                            "process wall s", "process CPU s", "peak RSS MiB", "clusters", "method",
+                            "load avg after (1/5/15 min)"], rows))
+    nc = doc.get("numba") or doc.get("numba_compile")
     if nc:
-        parts.append(f"\nUMAP kernel compilation (a machine's first audit; {nc['note']}): first fit with a fresh "
+        parts.append(f"\nUMAP kernel compilation (a machine's first UMAP fit; {nc['note']}): first fit with a fresh "
                      f"numba cache {f(nc['fresh_numba_cache']['first_fit_s'], 1)} s vs "
                      f"{f(nc['warm_numba_cache']['first_fit_s'], 1)} s with the kernels cached "
                      f"(second fit in the same process: {f(nc['fresh_numba_cache']['second_fit_same_process_s'], 1)} s).\n")
-    c = doc["cached_cli_audit"]
-    seconds = ", ".join(f(s["wall_s"], 1) for s in c["second_runs"])
-    parts.append(f"\n### Second audit of {f(c['n'])} prompts in a cold process, embeddings cached\n")
-    parts.append(f"Command, timed end to end from a parent process: `{c['command']}` ({c['cache']}).\n")
-    parts.append(table(["run", "wall s", "peak RSS MiB", "user CPU s"],
-                       [["first (fills the cache)", f(c["first_run"]["wall_s"], 1), f(c["first_run"]["child_peak_rss_mib"], 0),
-                         f(c["first_run"]["child_user_s"], 1)]] +
-                       [[f"second #{i + 1}", f(s["wall_s"], 1), f(s["child_peak_rss_mib"], 0), f(s["child_user_s"], 1)]
-                        for i, s in enumerate(c["second_runs"])]))
-    parts.append(f"\nSecond-run wall time: **{f(c['second_run_wall_s_median'], 1)} s** (median of {seconds}). "
-                 "The same steps timed one by one in another fresh process "
-                 f"(total {f(c['breakdown']['total_in_process_s'], 1)} s in-process, {f(c['breakdown_wall_s'], 1)} s "
-                 f"process wall incl. interpreter start; cache hits {f(c['breakdown']['cache_hits'])}, misses "
-                 f"{f(c['breakdown']['cache_misses'])}; torch imported: {f(c['breakdown']['torch_imported'])}):\n")
-    parts.append(table(["step", "seconds"], [[k, f(v, 2)] for k, v in c["breakdown"]["steps_s"].items()]))
+    ra = doc.get("reaudit")
+    if ra:
+        parts.append(f"\n### Re-audits of {f(ra['n'])} prompts in a cold process, embeddings cached (cluster cache)\n")
+        parts.append(f"Command, timed end to end from a parent process: `{ra['command']}` ({ra['cache']}). "
+                     f"Variants interleaved, {ra['repeats']} rounds; the load average is read before each run.\n")
+        med = ra["median_wall_s"]
+        variants = [("first audit: clusters computed (no cluster cache)", [ra["first_audit_clusters_computed"]],
+                     med["first_audit_clusters_computed"]),
+                    (f"same taxonomy (`{ra['taxonomy']}`), clusters from the cache", ra["same_taxonomy"], med["same_taxonomy"]),
+                    (f"different taxonomy (`{ra['other_taxonomy']}`), clusters from the cache", ra["other_taxonomy_runs"],
+                     med["other_taxonomy"]),
+                    ("different taxonomy, `--no-cluster`", ra["other_taxonomy_no_cluster"], med["other_taxonomy_no_cluster"])]
+        parts.append(table(["run", "wall s (median)", "each run, wall s", "CPU s (user+sys)", "peak RSS MiB",
+                            "1-min load before"],
+                           [[name, f(m, 1), ", ".join(f(x["wall_s"], 1) for x in rows),
+                             ", ".join(f(x["user_s"] + x["sys_s"], 1) for x in rows),
+                             f(max(x["peak_rss_mib"] for x in rows), 0), _loads(rows)] for name, rows, m in variants]))
+        ratio = f(ra["ratio_other_taxonomy_vs_no_cluster"], 2)
+        parts.append(f"\nDifferent taxonomy with cached clusters / `--no-cluster`: **{ratio}×**. "
+                     f"coverage.json byte-identical whether clusters were computed or read from the cache: "
+                     f"**{f(ra['coverage_json_identical_cached_vs_computed'])}** ({f(ra['n_clusters'])} clusters).\n")
+    bt = doc.get("bertopic")
+    if bt:
+        if bt.get("missing"):
+            parts.append(f"\nBERTopic: not measured ({bt['why']}).\n")
+        else:
+            fits = bt["fits"]
+            parts.append(f"\nBERTopic {bt['bertopic_version']} on the same {f(bt['n'])} precomputed embeddings, same run "
+                         f"({bt['config']}; installed at {bt['installed_at']}): first fit {f(fits[0]['s'], 1)} s "
+                         f"(numba compiling, load {f(fits[0]['load_average'][0], 1)}), second fit in the same process "
+                         f"{f(fits[1]['s'], 1)} s (load {f(fits[1]['load_average'][0], 1)}); import "
+                         f"{f(bt['import_s'], 1)} s.\n")
+    acc = doc.get("acceptance")
+    if acc:
+        parts.append(f"\nIssue 12 figures from this run: a different-taxonomy re-audit takes "
+                     f"**{f(acc['other_taxonomy_reaudit_s'], 1)} s**, {f(acc['ratio_vs_no_cluster'], 2)}× the "
+                     f"`--no-cluster` re-audit; BERTopic's second fit alone takes "
+                     f"{f(acc['bertopic_second_fit_over_our_reaudit'], 2)}× "
+                     "as long as our whole cold-process re-audit; README example first run / second run "
+                     f"{f(acc.get('first_run_ratio'), 2)}×.\n")
+    fr = doc.get("first_run")
+    if fr:
+        parts.append("\n### First run of the README example on an empty cache\n")
+        parts.append(f"`{fr['command']}`; {fr['cache']}.\n")
+        parts.append(table(["pair", "first run s", "second run s", "ratio", "1-min load before (first, second)",
+                            "discovery"],
+                           [[str(i + 1), f(r["first"]["wall_s"], 1), f(r["second"]["wall_s"], 1), f(r["ratio"], 2),
+                             f"{f(r['first']['load_average_before'][0], 1)}, {f(r['second']['load_average_before'][0], 1)}",
+                             r["discovery_method"]] for i, r in enumerate(fr["pairs"])]))
+        parts.append(f"\nMedian first run **{f(fr['median_first_s'], 1)} s**, second {f(fr['median_second_s'], 1)} s, "
+                     f"ratio **{f(fr['median_ratio'], 2)}×**. What the first run prints while it loads the model: "
+                     + "; ".join(f"`{x}`" for x in fr["pairs"][0]["first"]["stderr_tail"][:1]) + "\n")
+    dq = doc.get("discovery")
+    if dq:
+        parts.append("\n### Discovery path for small inputs: cluster quality against dataset labels\n")
+        parts.append("Each labelled set (and all of them pooled, label = set:category) is subsampled (seed 0) to n "
+                     "prompts and clustered three ways: the UMAP path (FAISS k-NN → UMAP 5-D → HDBSCAN), the small-input "
+                     "path (spectral embedding of the same k-NN graph, 5-D → HDBSCAN; no numba), and HDBSCAN on a "
+                     "10-D PCA projection. Same min_cluster_size rule (√n / 2). Purity and ARI are over clustered "
+                     "prompts; ARI (noise as a cluster) and NMI count noise too. Mean over seeds 0–2.\n")
+        groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+        for r in dq["rows"]:
+            groups.setdefault((r["set"], r["n"], r["path"]), []).append(r)
+        rows = []
+        for (name, n, path), rs in groups.items():
+            def mean(k: str, rs: list[dict[str, Any]] = rs) -> float:
+                return sum(x[k] for x in rs) / len(rs)
+            rows.append([name, f(n), path, f(mean("purity")), f(mean("ari_clustered")), f(mean("ari_noise_as_cluster")),
+                         f(mean("nmi")), f(mean("noise_share"), 2), f(mean("n_clusters"), 1), f(mean("s"), 2)])
+        parts.append(table(["set", "n", "path", "purity", "ARI (clustered)", "ARI (noise as cluster)", "NMI",
+                            "noise share", "clusters", "seconds"], rows))
+    me = doc.get("metrics")
+    if me:
+        parts.append(f"\n### Report metrics at {f(me['n'])} prompts\n")
+        sec = {k: f"{f(me[k], 2)} s" for k in ("build_report_without_graph_s", "build_report_with_graph_s",
+                                                "vendi_old_way_s")}
+        parts.append(table(["measure", "value"], [
+            ["`build_report`, near-duplicates by a separate FAISS search (as before)", sec["build_report_without_graph_s"]],
+            ["`build_report` with the audit's shared k-NN graph", sec["build_report_with_graph_s"]],
+            ["Vendi the old way (every leaf, parent and the whole set from its vectors)", sec["vendi_old_way_s"]],
+            ["shared k-NN graph (k = 15), built once", f"{f(me['knn_graph_k15_s'], 2)} s"],
+            ["near-duplicate search alone (k = 3), no longer run", f"{f(me['near_duplicate_search_k3_s'], 2)} s"],
+            ["`eigvalsh` 384×384 right after FAISS, no thread limit", f"{f(me['eigvalsh_384_ms']['unlimited'], 1)} ms"],
+            ["same, BLAS/OpenMP limited to 1 thread (threadpoolctl)", f"{f(me['eigvalsh_384_ms']['limited_1_thread'], 1)} ms"],
+        ]))
+        parts.append(f"\n(load average {', '.join(f(x, 1) for x in me['load_average'])})\n")
     return "\n".join(parts) + "\n"
 
 
@@ -554,17 +648,30 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
             rows.append(["Harmful vs benign AUROC (catqa-11 + background)",
                          f"XSTest {f(sep['auroc_xstest'])}, JailbreakBench {f(sep['auroc_jailbreakbench'])}", acc["mode"]])
     ba = docs.get("bench_audit")
-    if ba:
-        big = ba["per_size"][-1]
+    st = _stages_of(ba) if ba else None
+    if ba and st:
+        big = st["per_size"][-1]
         load = ", ".join(f(x, 1) for x in big.get("load_average_after", [])[:1])
         rows.append([f"Audit of {f(big['n'])} prompts, cold cache ({ba['environment']['cpu_count']} shared CPUs)",
                      f"{f(big['child_wall_s'], 0)} s wall / {f(big['child_user_s'] + big['child_sys_s'], 0)} s CPU "
                      f"(load average {load}), {f(big['child_peak_rss_mib'], 0)} MiB peak RSS", ba["mode"]])
-        c = ba["cached_cli_audit"]
-        cpu = [s_["child_user_s"] + s_["child_sys_s"] for s_ in c["second_runs"]]
-        rows.append([f"Re-audit of {f(c['n'])} prompts, embeddings cached (`data-advisor audit`, fresh process)",
-                     f"{f(c['second_run_wall_s_median'], 1)} s wall (median) / {f(min(cpu), 1)}–{f(max(cpu), 1)} s CPU, "
-                     f"{f(c['second_runs'][0]['child_peak_rss_mib'], 0)} MiB peak RSS", ba["mode"]])
+        ra = ba.get("reaudit")
+        if ra:
+            m = ra["median_wall_s"]
+            rows.append([f"Re-audit of {f(ra['n'])} prompts against another taxonomy, embeddings and clusters cached "
+                         "(`data-advisor audit`, fresh process)",
+                         f"{f(m['other_taxonomy'], 1)} s wall (median; {f(ra['ratio_other_taxonomy_vs_no_cluster'], 2)}× "
+                         f"`--no-cluster`; first audit computing clusters {f(m['first_audit_clusters_computed'], 1)} s; "
+                         f"1-min load {_loads(ra['other_taxonomy_runs'])})", ba["mode"]])
+        bt = ba.get("bertopic")
+        if bt and not bt.get("missing"):
+            rows.append([f"BERTopic fit on the same {f(bt['n'])} embeddings (same run)",
+                         f"{f(bt['fits'][0]['s'], 1)} s first fit, {f(bt['fits'][1]['s'], 1)} s second fit", ba["mode"]])
+        fr = ba.get("first_run")
+        if fr:
+            rows.append(["README example, first run on an empty cache / second run",
+                         f"{f(fr['median_first_s'], 1)} s / {f(fr['median_second_s'], 1)} s "
+                         f"({f(fr['median_ratio'], 2)}×)", ba["mode"]])
     sp = docs.get("speed")
     if sp:
         inc = sp["incremental"]

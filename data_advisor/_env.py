@@ -4,16 +4,27 @@ Why here: litellm fetches its model cost map from the internet at import time un
 ``LITELLM_LOCAL_MODEL_COST_MAP`` is set, and numba recompiles UMAP's kernels in every new
 process unless ``NUMBA_CACHE_DIR`` points somewhere writable.  We only *default* these
 (``setdefault``) so a user's explicit environment always wins.
+
+:func:`set_quiet` is the one switch behind every command's ``-q``: progress bars of tqdm, huggingface_hub,
+transformers ("Loading weights") and sentence-transformers are all driven by environment variables or
+their library's logging, so it sets those before the libraries load (and silences them if they already
+have).  :data:`log` is the toolkit's own logger: informative lines go through ``log.info`` (hidden by
+``-q``), problems the toolkit recovered from through ``log.warning`` (always shown).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
+
+log = logging.getLogger("data_advisor")
+"""The toolkit's logger; :func:`configure_logging` sends it to stderr as plain lines."""
 
 
 def cache_root() -> Path:
-    """Root of every on-disk cache (embeddings, LLM responses, numba). ``DATA_ADVISOR_CACHE`` overrides."""
+    """Root of every on-disk cache (embeddings, clusters, LLM responses, numba). ``DATA_ADVISOR_CACHE`` overrides."""
     env = os.environ.get("DATA_ADVISOR_CACHE")
     if env:
         return Path(env).expanduser()
@@ -27,6 +38,50 @@ def apply_defaults() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+#: Environment switches that turn off every third-party progress bar and info chatter we know of.
+QUIET_ENV = {
+    "TQDM_DISABLE": "1",                        # every tqdm bar (tqdm ≥ 4.66 reads TQDM_* overrides)
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",        # huggingface_hub and transformers' own bars ("Loading weights")
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def set_quiet() -> None:
+    """Silence progress bars and library chatter for this process and its children (``-q``)."""
+    os.environ.update(QUIET_ENV)
+    if "transformers" in sys.modules:  # already imported: its bar switch was read at import time
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    log.setLevel(logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (tests and wrappers swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(*, quiet: bool = False) -> None:
+    """Send :data:`log` to stderr as bare lines (info and up; warnings only when ``quiet``)."""
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    if quiet:
+        set_quiet()
 
 
 apply_defaults()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from data_advisor import __version__, _env  # noqa: F401
+from data_advisor import __version__, _env
 from data_advisor.errors import DataAdvisorError
 
 if TYPE_CHECKING:
@@ -24,10 +24,18 @@ if TYPE_CHECKING:
     from data_advisor.coverage.taxonomy import Taxonomy
 
 Handler = Callable[[argparse.Namespace], int]
+#: What `audit` writes into --out (an input of the same name there would be overwritten).
+AUDIT_OUTPUTS = ("coverage.json", "assignments.jsonl", "embeddings.npy", "report.html", "anchor_counts.json", "assignments")
 
 
 def _eprint(msg: str) -> None:
+    """A line of the final summary (printed even with ``-q``)."""
     print(msg, file=sys.stderr, flush=True)
+
+
+def _info(msg: str) -> None:
+    """A progress line (hidden by ``-q``)."""
+    _env.log.info(msg)
 
 
 # ------------------------------------------------------------------------------------------------ audit
@@ -44,7 +52,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default",
                    help="embedding model: `default` (bundled all-MiniLM-L6-v2, offline), a sentence-transformers "
                         "name, or a local path")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the embedding and cluster caches (everything is recomputed)")
     p.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
 
 
@@ -66,19 +75,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings = AuditSettings(  # validates the numbers before anything expensive happens
         taxonomy=taxonomy.id, model=args.model, seed=args.seed, background=not args.no_background,
         coverage_min_count=args.min_count, cluster=not args.no_cluster, min_cluster_size=args.min_cluster_size,
-        max_fit=args.max_fit,
+        max_fit=args.max_fit, refine=not args.no_refine,
         **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
     )
     if args.assign_only and args.engine != "ray":
         raise DataAdvisorError("--assign-only runs on Ray workers", "add --engine ray (and --ray-address for a cluster)")
+    from data_advisor.io import check_disjoint, removed_on_failure
+
     out = Path(args.out)
-    created = not out.exists()
-    try:
+    check_disjoint([Path(args.input)], out, AUDIT_OUTPUTS)
+    with removed_on_failure(out):  # leave no folder behind (nor its new parents) when the audit never wrote anything
         return _run_audit(args, taxonomy, settings, t0)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # leave nothing behind when the audit never produced an output
-        raise
 
 
 def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSettings, t0: float) -> int:
@@ -88,7 +95,7 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     if args.assign_only:
         return _assign_only(args, taxonomy, settings, out, t0)
     prompts = _load_input(args, args.input)
-    _eprint(f"loaded {len(prompts):,} prompts from {args.input}"
+    _info(f"loaded {len(prompts):,} prompts from {args.input}"
             + (f" (skipped {prompts.n_skipped})" if prompts.n_skipped else "")
             + (f" (truncated {prompts.n_truncated})" if prompts.n_truncated else ""))
 
@@ -107,13 +114,19 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
         vectors = embed_texts(prompts.texts, model=args.model, embedder=args.embedder, batch_size=args.batch_size,
                               address=args.ray_address, workers=args.ray_workers, cache=not args.no_cache,
                               show_progress=not args.quiet)
-    result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet, vectors=vectors)
+    from data_advisor.coverage.cluster_cache import ClusterCache
+
+    cluster_cache = None if args.no_cache else ClusterCache.default()
+    result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet, vectors=vectors,
+                       cluster_cache=cluster_cache)
     line = fast_embed.describe(embedder)
     if line:
-        _eprint(line)
+        _info(line)
     stats = getattr(embedder, "last", None)
     if stats is not None and vectors is None and not line:
-        _eprint(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
+        _info(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
+    for note in cluster_cache.notes if cluster_cache is not None else []:  # its warnings were logged as they happened
+        _info(note)
     from data_advisor.api import write_audit
     from data_advisor.llm.labels import make_labeler
 
@@ -145,13 +158,12 @@ def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSe
     counts come back, so the input may exceed this machine's memory.  Writes ``assignments/*.parquet`` (one row per
     prompt) and ``anchor_counts.json`` (counts, shares, targets and gaps), each moved into place only when complete."""
     import shutil
-    import tempfile
 
     from data_advisor.coverage import metrics as M
     from data_advisor.engines.ray_engine import assign_shards
-    from data_advisor.io import write_json_atomic
+    from data_advisor.io import make_temp_dir, write_json_atomic
 
-    work = Path(tempfile.mkdtemp(prefix=".assign-", dir=out))
+    work = make_temp_dir(out, ".assign-")
     try:
         summary = assign_shards(args.input, work / "assignments", taxonomy=args.taxonomy, model=args.model,
                                 embedder=args.embedder, text_field=args.text_field,
@@ -294,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="What your alignment data covers, what it misses, and what to generate next.",
     )
     parser.add_argument("--version", action="version", version=f"data-advisor {__version__}")
+    parser.add_argument("-q", "--quiet", dest="quiet_global", action="store_true",
+                        help="print only the final summary and warnings (no progress bars), for any command")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("audit", help="coverage report of a prompts file against a taxonomy")
@@ -308,8 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="above this many prompts UMAP + HDBSCAN fit a seeded sample of this size and place the rest "
                         "by their nearest fitted prompts (bounds time and memory)")
     p.add_argument("--margin-threshold", type=float, default=None,
-                   help="min (harm score − benign background score) for a prompt to count as on-taxonomy")
+                   help="shift of the calibrated harm boundary a prompt must reach to count as anchored "
+                        "(default 0; positive anchors fewer prompts)")
     p.add_argument("--no-background", action="store_true", help="do not use the benign background anchors")
+    p.add_argument("--no-refine", action="store_true",
+                   help="skip the transductive refinement of principle assignments (k-means step + label spreading "
+                        "over the prompts' 10-NN graph)")
     p.add_argument("--no-cluster", action="store_true", help="skip UMAP + HDBSCAN discovery")
     p.add_argument("--no-html", action="store_true", help="write JSON outputs only")
     p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline",
@@ -317,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-model", help="LLM (any litellm model) that names clusters in report.html; "
                                          "default: keyword (c-TF-IDF) labels")
     p.add_argument("--api-base", help="OpenAI-compatible endpoint for --label-model")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the final summary and warnings (no progress bars)")
     # embedding backends and engines
     p.add_argument("--embedder", choices=["st", "onnx", "onnx-int8", "static", "cascade"], default="st",
                    help="embedding backend: st (sentence-transformers, default); onnx (same model in ONNX Runtime, "
@@ -359,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for extra in _EXTRA_COMMANDS:
         extra(sub)
+    for sp in sub.choices.values():  # every command takes -q, whoever registered it
+        if "-q" not in sp._option_string_actions:
+            sp.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and warnings")
     return parser
 
 
@@ -379,6 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _register_extras()
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Before any command imports torch/transformers/tqdm: their progress bars read these switches at import.
+    args.quiet = bool(args.quiet_global or getattr(args, "quiet", False))
+    saved_env = {k: os.environ.get(k) for k in _env.QUIET_ENV}  # -q must not outlive an in-process call
+    _env.configure_logging(quiet=args.quiet)
     try:
         return int(args.func(args) or 0)
     except DataAdvisorError as exc:
@@ -389,6 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         os._exit(1)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,9 @@ TEXT_FIELD_CANDIDATES: tuple[str, ...] = (
 )
 #: Default ceiling on one prompt's length, in characters (a 1 MB "prompt" is almost always a bad field).
 DEFAULT_MAX_CHARS = 20_000
+#: C0/C1 control characters (and DEL) other than tab and line breaks (\n, \r, U+0085): never part of a prompt,
+#: stripped on load so a text of only NUL or escape bytes is recognised as empty.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt", ".arrow")
 
 
@@ -180,23 +184,52 @@ def _iter_arrow(path: Path) -> Iterator[tuple[Any, str]]:
     yield from _iter_arrow_table(table)
 
 
+def _read_meta_json(path: Path) -> Any:
+    """A ``datasets`` metadata file (state.json, dataset_dict.json) as JSON, or a one-line error naming it."""
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path} is not a valid datasets metadata file ({exc.__class__.__name__}: {exc})",
+                         "re-save the dataset with save_to_disk, or pass its data files directly") from None
+
+
 def _dataset_files(folder: Path) -> list[Path]:
-    """Files of a ``datasets.save_to_disk`` folder (or a DatasetDict's first split), else data shards."""
+    """Files of a ``datasets.save_to_disk`` folder (or a DatasetDict's first split), else data shards.
+
+    The metadata is trusted only as far as it checks out: a state.json or dataset_dict.json that is not JSON, or
+    that names a file or split that is not there (or outside the folder), is an error naming it, never a silent
+    fallback that would audit some other set of files.
+    """
     state = folder / "state.json"
     if state.exists():
-        try:
-            files = [f["filename"] for f in json.loads(state.read_text("utf-8"))["_data_files"]]
-        except (KeyError, ValueError, TypeError):
-            files = []
+        meta = _read_meta_json(state)
+        entries = meta.get("_data_files") if isinstance(meta, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("filename"), str)
+                                                    for e in entries):
+            raise InputError(f"{state} has no valid _data_files list",
+                             "re-save the dataset with save_to_disk, or pass its .arrow files directly")
+        files = [folder / e["filename"] for e in entries]
+        for f in files:
+            if not f.resolve().is_relative_to(folder.resolve()) or not f.is_file():
+                raise InputError(f"{state} names data file {f.name!r}, which is not in {folder}",
+                                 "restore the missing file, or re-save the dataset with save_to_disk")
         if files:
-            return [folder / f for f in files]
-        return sorted(folder.glob("*.arrow"))
+            return files
+        arrows = sorted(folder.glob("*.arrow"))
+        if not arrows:
+            raise InputError(f"datasets folder {folder} holds no .arrow data files", "re-save the dataset with save_to_disk")
+        return arrows
     dd = folder / "dataset_dict.json"
     if dd.exists():
-        splits = json.loads(dd.read_text("utf-8")).get("splits", [])
-        split = "train" if "train" in splits else (splits[0] if splits else None)
-        if split and (folder / split).is_dir():
-            return _dataset_files(folder / split)
+        meta = _read_meta_json(dd)
+        splits = meta.get("splits") if isinstance(meta, dict) else None
+        if not isinstance(splits, list) or not splits or not all(isinstance(x, str) for x in splits):
+            raise InputError(f"{dd} has no valid list of splits", "re-save the dataset with save_to_disk")
+        split = "train" if "train" in splits else splits[0]
+        if not (folder / split).is_dir() or not (folder / split).resolve().is_relative_to(folder.resolve()):
+            raise InputError(f"{dd} names split {split!r}, but {folder / split} is not a folder",
+                             "restore the split folder, or re-save the dataset with save_to_disk")
+        return _dataset_files(folder / split)
     shards = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
     if not shards:
         raise InputError(
@@ -376,12 +409,29 @@ def load_prompts(
                     kept[k].append(None)
     if n_records == 0:
         raise InputError(f"input holds no prompts: {path}", "pass a file with at least one prompt")
-    numbered = [(rid if rid is not None else str(n), text, loc) for n, (rid, text, loc) in enumerate(records)]
+    numbered = _number_missing_ids(records)
     ps = _validate(numbered, source=str(path), text_field=chosen_field, max_chars=max_chars, truncate=truncate,
                    skip_invalid=skip_invalid, fields=kept)
     if n_missing:
         return PromptSet(ps.ids, ps.texts, ps.source, ps.text_field, ps.n_skipped + n_missing, ps.n_truncated, ps.fields)
     return ps
+
+
+def _number_missing_ids(records: Sequence[tuple[str | None, str | None, str]]) -> list[tuple[str, str | None, str]]:
+    """Give records without an id their position as id (``"0"``, ``"1"``, ...), never one a real record holds.
+
+    Why: a record without an id at position 1 must not be reported as a duplicate of another record's real id
+    ``"1"`` (or silently share it); such positions get a ``#`` prefix (``"#1"``), with more ``#`` until unique.
+    """
+    real = {rid for rid, _, _ in records if rid is not None}
+    out: list[tuple[str, str | None, str]] = []
+    for n, (rid, text, loc) in enumerate(records):
+        if rid is None:
+            rid = str(n)
+            while rid in real:
+                rid = "#" + rid
+        out.append((rid, text, loc))
+    return out
 
 
 def _validate(
@@ -401,17 +451,17 @@ def _validate(
     skipped = truncated = 0
     fname = text_field or "text"
     for n, (rid, text, loc) in enumerate(records):
+        if text is not None:
+            text = _CONTROL.sub("", text)
         if text is None or not text.strip():
             if skip_invalid:
                 skipped += 1
                 continue
-            what = "no usable text" if text is None else "an empty or whitespace-only text"
+            what = "no usable text" if text is None else "an empty or whitespace-only text (control characters ignored)"
             raise InputError(
                 f"{loc} of {source} has {what} in field {fname!r}",
                 "remove that record, or pass --skip-invalid to drop such records",
             )
-        if "\x00" in text:
-            text = text.replace("\x00", "")
         if len(text) > max_chars:
             if not truncate:
                 raise InputError(

@@ -11,8 +11,10 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,10 @@ def split_lines(text: str) -> list[str]:
 
 
 def ensure_writable_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and prove we can write into it, before any expensive work starts."""
+    """Create ``path`` (and parents) and prove we can write into it, before any expensive work starts.
+
+    Also removes temporaries that killed runs of this toolkit left in it (see :func:`remove_stale_temporaries`).
+    """
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -44,13 +49,122 @@ def ensure_writable_dir(path: Path) -> Path:
             f"cannot write to output folder {path}: {reason}",
             "choose a folder you can write to with --out",
         ) from None
+    remove_stale_temporaries(path)
     return path
+
+
+# ----------------------------------------------------------------------------------------------- temporaries
+#: Our temporaries carry the writing process's id: ``.audit-<pid>-xxxx`` folders, ``.<name>.p<pid>.xxxx.tmp`` files.
+_TEMP_DIR = re.compile(r"^\.(?:audit|assign)-(\d+)-[A-Za-z0-9_]+$")
+_TEMP_FILE = re.compile(r"^\..+\.p(\d+)\.[A-Za-z0-9_]+\.tmp$")
+#: Temporaries written before names carried a pid (``.audit-xxxx``) are removed once this old (seconds).
+_UNTAGGED_MAX_AGE_S = 24 * 3600
+_UNTAGGED_DIR = re.compile(r"^\.(?:audit|assign)-[A-Za-z0-9_]{8}$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists but not ours (or not a pid we can judge): leave it alone
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporaries in ``folder`` that a killed run left behind: those whose writing process is gone.
+
+    Why: outputs are written into a temporary and moved into place, so a SIGKILL mid-write leaves the temporary
+    (an audit's can hold megabytes); the pid in its name tells a dead writer's leftovers from a live run's work.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = _TEMP_DIR.match(entry.name) or _TEMP_FILE.match(entry.name)
+        try:
+            if m:
+                stale = not _pid_alive(int(m.group(1)))
+            else:
+                stale = bool(_UNTAGGED_DIR.match(entry.name)) and now - entry.stat().st_mtime > _UNTAGGED_MAX_AGE_S
+            if not stale:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            continue
+    return removed
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A fresh temporary folder ``<prefix><pid>-xxxx`` in ``parent`` (``prefix`` like ``.audit-``), stale ones removed."""
+    remove_stale_temporaries(parent)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+# ----------------------------------------------------------------------------------------------- folders
+@contextlib.contextmanager
+def removed_on_failure(path: Path) -> Iterator[None]:
+    """Folders the block creates at ``path`` and above it are removed again (if still empty) when the block fails.
+
+    Why: an output folder is created before the work, so a failure (a missing input, a bad pool) would otherwise
+    leave ``a/deep/er`` behind, empty.
+    """
+    missing: list[Path] = []
+    cur = Path(path).absolute()
+    while not cur.exists() and cur != cur.parent:
+        missing.append(cur)
+        cur = cur.parent
+    try:
+        yield
+    except BaseException:
+        for folder in missing:  # deepest first
+            try:
+                remove_stale_temporaries(folder)
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or child.is_relative_to(parent)
+
+
+def check_disjoint(inputs: Sequence[Path], out: Path, written: Iterable[str], *, option: str = "--out") -> None:
+    """Refuse an output location that overlaps an input: the same folder, one inside the other, or an input file
+    that an output of the same name would overwrite.
+
+    Why: ``audit DIR --out DIR`` wrote the outputs into the dataset folder, and the next run read them as data.
+    An input *file* beside the outputs (``audit data/p.jsonl --out data``) is fine unless its name is an output's.
+    """
+    out_r = Path(out).resolve()
+    names = set(written)
+    for raw in inputs:
+        src = Path(raw).resolve()
+        if src.is_dir():
+            if _inside(out_r, src) or _inside(src, out_r):
+                where = "is" if out_r == src else ("is inside" if _inside(out_r, src) else "contains")
+                raise OutputError(f"output folder {out} {where} the input folder {raw}",
+                                  f"choose a {option} folder outside the input (and not containing it)")
+        elif src.parent == out_r and src.name in names:
+            raise OutputError(f"input {raw} would be overwritten by the output {src.name} in {out}",
+                              f"choose another {option} folder")
 
 
 def _atomic_write(path: Path, write: Any, mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.p{os.getpid()}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as fh:

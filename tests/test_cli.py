@@ -147,14 +147,18 @@ def test_audit_end_to_end(run_cli: RunCli, tmp_path: Path, sample_prompts: list[
     src.write_text("".join(json.dumps({"id": f"p{i:02d}", "prompt": t}) + "\n" for i, t in enumerate(sample_prompts)),
                    encoding="utf-8")
     out = tmp_path / "out"
+    # What a SIGKILL during an earlier audit's output writing leaves (pid above any pid_max: that writer is gone).
+    stale = out / ".audit-4194305-abcd1234"
+    stale.mkdir(parents=True)
+    (stale / "embeddings.npy").write_bytes(b"\0" * 4096)
     rc, _, err = run_cli("audit", src, "--out", out, "--taxonomy", "catqa-11", "-q", cwd=tmp_path, timeout=600)
     assert rc == 0, err[-3000:]
     assert not [line for line in err.splitlines() if line.startswith("error")]
-    assert f"loaded {len(sample_prompts)} prompts" in err
     assert "audit done" in err
+    assert "loaded" not in err  # -q: the final summary only
     files = {p.name for p in out.iterdir()}
     assert files >= {"coverage.json", "assignments.jsonl", "embeddings.npy", "report.html"}
-    assert not [f for f in files if f.startswith(".")]  # no temp files or folders left
+    assert not [f for f in files if f.startswith(".")]  # no temp files or folders left, the stale one removed
     cov = json.loads((out / "coverage.json").read_text("utf-8"))
     assert cov["dataset"]["n_prompts"] == len(sample_prompts)
     assert cov["dataset"]["text_field"] == "prompt"
@@ -192,6 +196,14 @@ BAD_INPUTS: dict[str, tuple[str, bytes | None, list[str], str]] = {
                               "taxonomy file not found"),
     "unwritable output folder": ("p.jsonl", _jsonl([{"text": "a"}]), ["--out", "{tmp}/a-file/out"],
                                  "cannot write to output folder"),
+    # issue 13: hostile or damaged inputs that were exit 0 or a traceback
+    "NUL-only text": ("p.jsonl", _jsonl([{"text": "ok"}, {"text": "\x00\x00\x00"}]), [], "line 2"),
+    "not-UTF-8 taxonomy": ("p.jsonl", _jsonl([{"text": "a"}]), ["--taxonomy", "{tmp}/latin1.yaml"],
+                           "not valid UTF-8"),
+    "taxonomy folder": ("p.jsonl", _jsonl([{"text": "a"}]), ["--taxonomy", "{tmp}"], "is a folder"),
+    "infinite target": ("p.jsonl", _jsonl([{"text": "a"}]), ["--taxonomy", "{tmp}/inf.yaml"], "invalid target"),
+    "aliased taxonomy": ("p.jsonl", _jsonl([{"text": "a"}]), ["--taxonomy", "{tmp}/alias.yaml"], "alias"),
+    "missing input, deep --out": ("nope.jsonl", None, ["--out", "{tmp}/a/deep/er"], "input file not found"),
 }
 
 
@@ -201,6 +213,10 @@ def test_audit_bad_input(run_cli: RunCli, tmp_path: Path, case: str) -> None:
     (tmp_path / "dup.yaml").write_text(DUPLICATE_ID_TAXONOMY, encoding="utf-8")
     (tmp_path / "cycle.yaml").write_text(CYCLE_TAXONOMY, encoding="utf-8")
     (tmp_path / "a-file").write_text("a regular file", encoding="utf-8")
+    (tmp_path / "latin1.yaml").write_bytes(GOOD_TAXONOMY.replace("Scams", "Scams \u00e0 la").encode("latin-1"))
+    (tmp_path / "inf.yaml").write_text(GOOD_TAXONOMY + "    target: .inf\n", encoding="utf-8")
+    (tmp_path / "alias.yaml").write_text(GOOD_TAXONOMY.replace('examples: ["', 'examples: &ex ["')
+                                         + "    examples: *ex\n", encoding="utf-8")
     src = tmp_path / name
     if data is not None:
         src.write_bytes(data)
@@ -216,6 +232,7 @@ def test_audit_bad_input(run_cli: RunCli, tmp_path: Path, case: str) -> None:
     assert_no_outputs(out)
     assert_no_outputs(tmp_path / "a-file" / "out")
     assert (tmp_path / "a-file").read_text("utf-8") == "a regular file"
+    assert not (tmp_path / "a").exists()  # no empty parent folders left behind
 
 
 def test_bad_input_leaves_previous_results_untouched(run_cli: RunCli, tmp_path: Path) -> None:
@@ -254,3 +271,44 @@ def test_assign_only_needs_the_ray_engine(run_cli: RunCli, tmp_path: Path, sampl
     assert rc == 2, err[-2000:]
     assert "--engine ray" in error_line(err)
     assert_no_outputs(out)
+
+
+# ------------------------------------------------------------------------------------------ folders (issue 13)
+def test_taxonomy_show_never_prints_nan(run_cli: RunCli, tmp_path: Path) -> None:
+    """`target: .inf` validated, and `taxonomy show` printed "nan%" for every share."""
+    p = tmp_path / "inf.yaml"
+    p.write_text(GOOD_TAXONOMY + "    target: .inf\n", encoding="utf-8")
+    for action in ("show", "validate"):
+        rc, out, err = run_cli("taxonomy", action, p)
+        assert rc == 2 and "nan" not in out
+        assert "invalid target" in error_line(err)
+
+
+@pytest.mark.parametrize("layout", ["same folder", "output inside input", "input inside output", "output file name"])
+def test_audit_refuses_overlapping_input_and_output(run_cli: RunCli, tmp_path: Path, layout: str) -> None:
+    """`audit DIR --out DIR` wrote the outputs into the dataset folder; the next run read them as prompts."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "part-0.jsonl").write_bytes(_jsonl([{"text": "one prompt"}, {"text": "another"}]))
+    src, out = {
+        "same folder": (data, data),
+        "output inside input": (data, data / "report"),
+        "input inside output": (data, tmp_path),
+        "output file name": (data / "assignments.jsonl", data),
+    }[layout]
+    if layout == "output file name":
+        (data / "part-0.jsonl").rename(src)
+    before = sorted(p.name for p in data.iterdir())
+    rc, _, err = run_cli("audit", src, "--out", out, "--no-html", "-q")
+    assert rc == 2, err[-2000:]
+    line = error_line(err)
+    assert "--out" in line and ("input" in line or "overwritten" in line)
+    assert sorted(p.name for p in data.iterdir()) == before
+
+
+def test_audit_input_file_beside_the_outputs_is_allowed(tmp_path: Path) -> None:
+    from data_advisor.io import check_disjoint
+
+    src = tmp_path / "prompts.jsonl"
+    src.write_text('{"text": "a"}\n', encoding="utf-8")
+    check_disjoint([src], tmp_path, ["coverage.json", "assignments.jsonl"])  # no error

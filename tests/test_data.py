@@ -446,3 +446,61 @@ def test_records_neither_strings_nor_objects(tmp_path: Path) -> None:
     with pytest.raises(InputError) as ei:
         load_prompts(p)
     check_error(ei.value, str(p))
+
+
+# ------------------------------------------------------------------------------------- hostile inputs (issue 13)
+@pytest.mark.parametrize("text", ["\x00\x00\x00", "\x00 \x1b\x07", "\x7f\x9b"])
+def test_text_of_only_control_characters_is_empty(tmp_path: Path, text: str) -> None:
+    """A NUL-only text was audited as an empty text with exit 0; control characters are stripped first."""
+    p = write_jsonl(tmp_path / "p.jsonl", [{"text": "fine"}, {"text": text}])
+    with pytest.raises(InputError) as ei:
+        load_prompts(p)
+    check_error(ei.value, "line 2", "empty")
+    assert load_prompts(p, skip_invalid=True).n_skipped == 1
+
+
+def test_control_characters_are_stripped_from_texts(tmp_path: Path) -> None:
+    p = write_jsonl(tmp_path / "p.jsonl", [{"text": "a\x00b\x1b[31mc\td\ne"}])
+    assert load_prompts(p).texts == ["ab[31mc\td\ne"]
+
+
+def test_positional_id_never_collides_with_a_real_id(tmp_path: Path) -> None:
+    """Line 2 without an id was reported as "duplicate id '1'" because line 1's real id is "1"."""
+    p = write_jsonl(tmp_path / "p.jsonl", [{"id": 1, "text": "one"}, {"text": "two"}, {"id": "#1", "text": "three"}])
+    ps = load_prompts(p)
+    assert ps.ids == ["1", "##1", "#1"]
+    assert len(set(ps.ids)) == 3
+    # Without any real id, positions are the ids, as before.
+    assert load_prompts(write_jsonl(tmp_path / "q.jsonl", [{"text": "a"}, {"text": "b"}])).ids == ["0", "1"]
+
+
+def test_real_duplicate_ids_are_still_an_error(tmp_path: Path) -> None:
+    p = write_jsonl(tmp_path / "p.jsonl", [{"id": 1, "text": "one"}, {"text": "two"}, {"id": 1, "text": "three"}])
+    with pytest.raises(InputError) as ei:
+        load_prompts(p)
+    check_error(ei.value, "duplicate id '1'", "line 3", "line 1")
+
+
+@pytest.mark.parametrize("damage", ["state not JSON", "state names a missing file", "state escapes the folder",
+                                    "state without _data_files", "dataset_dict not JSON", "dataset_dict split missing"])
+def test_damaged_datasets_folder_is_a_one_line_error(tmp_path: Path, damage: str) -> None:
+    """Damaged save_to_disk metadata was a traceback (or a silent fallback to other files)."""
+    if damage.startswith("dataset_dict"):
+        root = tmp_path / "dd"
+        root.mkdir()
+        _save_to_disk_folder(root / "train", ["train prompt"])
+        meta = root / "dataset_dict.json"
+        meta.write_text('{"splits": ["train"' if damage.endswith("not JSON") else '{"splits": ["validation"]}', "utf-8")
+        needle = "dataset_dict.json"
+    else:
+        root = _save_to_disk_folder(tmp_path / "ds", PROMPTS)
+        meta = root / "state.json"
+        body = {"state not JSON": '{"_data_files": [', "state names a missing file":
+                '{"_data_files": [{"filename": "data-00001-of-00002.arrow"}]}',
+                "state escapes the folder": '{"_data_files": [{"filename": "../../etc/passwd"}]}',
+                "state without _data_files": '{"_fingerprint": "abc"}'}[damage]
+        meta.write_text(body, "utf-8")
+        needle = "state.json"
+    with pytest.raises(InputError) as ei:
+        load_prompts(root)
+    check_error(ei.value, needle)

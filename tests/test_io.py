@@ -190,3 +190,59 @@ def test_jsonl_readers_keep_unicode_line_separators_inside_strings(tmp_path: Pat
     write_jsonl_atomic(tmp_path / "prompts.jsonl", rows)
     _, prompts, rounds = read_run(tmp_path)
     assert prompts == rows and rounds == []
+
+
+# ------------------------------------------------------------------------------ temporaries of killed runs (issue 13)
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    """A SIGKILL while the audit wrote its outputs left a `.audit-*` folder (9 MB) that no later run removed."""
+    from data_advisor.io import make_temp_dir
+
+    dead = _dead_pid()
+    stale_dir = tmp_path / f".audit-{dead}-abcd1234"
+    stale_dir.mkdir()
+    (stale_dir / "embeddings.npy").write_bytes(b"\0" * 1000)
+    stale_file = tmp_path / f".coverage.json.p{dead}.x1y2z3_q.tmp"
+    stale_file.write_text("{", encoding="utf-8")
+    live_dir = tmp_path / f".audit-{os.getpid()}-live5678"  # a run still writing (this process): kept
+    live_dir.mkdir()
+    user_dir = tmp_path / ".audit-notes"  # not ours: kept
+    user_dir.mkdir()
+    ensure_writable_dir(tmp_path)
+    assert not stale_dir.exists() and not stale_file.exists()
+    assert live_dir.is_dir() and user_dir.is_dir()
+    tmp = make_temp_dir(tmp_path, ".audit-")
+    assert tmp.name.startswith(f".audit-{os.getpid()}-") and tmp.is_dir()
+
+
+def test_atomic_write_temp_names_carry_the_pid(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def spy(fh: object) -> None:
+        seen.extend(p.name for p in tmp_path.iterdir())
+
+    from data_advisor.io import _atomic_write
+
+    _atomic_write(tmp_path / "out.json", spy, "w")
+    assert any(name.startswith(f".out.json.p{os.getpid()}.") and name.endswith(".tmp") for name in seen), seen
+
+
+def test_failed_block_removes_the_folders_it_created(tmp_path: Path) -> None:
+    from data_advisor.io import removed_on_failure
+
+    deep = tmp_path / "a" / "deep" / "er"
+    with pytest.raises(RuntimeError), removed_on_failure(deep):
+        ensure_writable_dir(deep)
+        raise RuntimeError("the input was missing")
+    assert not (tmp_path / "a").exists()
+    with removed_on_failure(deep):  # success keeps them
+        ensure_writable_dir(deep)
+    assert deep.is_dir()

@@ -3,10 +3,17 @@
 Three modes, one contract (``advise(context) -> Advice``):
 
 * ``numeric`` — no LLM: the anchor with the largest deficit against its target.
-* ``llm`` (default) — the advisor LLM sees the gap table, clusters and example prompts (as untrusted
-  data) and names a concrete sub-issue.  Its choice of anchor is *constrained* to the few most
-  under-covered anchors; an answer outside that set (a hijacked or confused model) is overridden by the
-  numeric choice and logged as such.
+* ``llm`` (default) — the advisor LLM sees the gap table, and for each of the few most under-covered anchors
+  its fine-grained sub-clusters (sizes and evenness as numbers; keywords and example prompts as untrusted data)
+  and the sub-issues already advised in this run with how many kept prompts each produced, and names a concrete
+  sub-issue not among them.  Its choice of anchor is *constrained* to those candidates; an answer outside that
+  set (a hijacked or confused model) is overridden by the numeric choice and logged as such.
+
+  Repeats: an answer whose issue repeats one already advised in this run (same words after case, punctuation and
+  spacing are normalised, or ROUGE-L F ≥ ``REPEAT_ROUGE_L`` on words — "phishing emails posing as banks" vs
+  "bank phishing emails") is recorded (``advice_repeats`` in the round record) and the advisor is asked once more
+  with the repeated answer named; a second repeat falls back to the numeric choice (``advice_overridden``, with a
+  note), so a model stuck on one sub-issue cannot spend the budget on it.
 * ``summary`` — the paper's monitor, for ablation: an LLM-maintained list of category names proposes a new
   category; the toolkit maps it to its nearest anchor.
 """
@@ -14,15 +21,22 @@ Three modes, one contract (``advise(context) -> Advice``):
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from data_advisor.advisor import prompts as P
 from data_advisor.advisor.monitor import CoverageMonitor
+from data_advisor.coverage import metrics as M
 from data_advisor.errors import LLMError
 from data_advisor.llm.untrusted import clean_line
+from data_advisor.run_records import RoundRecord
+
+if TYPE_CHECKING:
+    from data_advisor.llm.client import LLMClient
 
 #: The released code's seed summary: ten coarse "harmfulness" categories.
 PAPER_SEED_SUMMARY = "\n".join([
@@ -31,6 +45,12 @@ PAPER_SEED_SUMMARY = "\n".join([
     "Violent Harmfulness", "Drug-related Harmfulness", "Self-harm Harmfulness",
 ])
 MAX_ISSUE_CHARS = 160
+#: ROUGE-L F (on words) at or above which an advised issue repeats an earlier one.
+REPEAT_ROUGE_L = 0.8
+#: Earlier advised issues shown to the advisor (the most recent ones of the candidate anchors).
+MAX_HISTORY = 30
+#: Sub-clusters shown per candidate anchor (largest first).
+MAX_SUBCLUSTERS_SHOWN = 6
 
 
 @dataclass
@@ -43,7 +63,53 @@ class Advice:
     mode: str
     overridden: bool = False
     note: str = ""
+    repeats: int = 0  # advisor answers of this round refused as repeats of an earlier advised issue
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AdvisedIssue:
+    """One sub-issue advised earlier in the run and how many prompts were kept for it (the advisor's memory)."""
+
+    round: int
+    anchor_id: str
+    issue: str
+    kept: int
+
+    def to_prompt(self) -> dict[str, Any]:
+        return {"anchor_id": self.anchor_id, "issue": self.issue, "kept_prompts": self.kept}
+
+
+class IssueAdvisor(Protocol):
+    """The advice stage: pick the next round's issue, then hear what the round kept."""
+
+    mode: str
+
+    def advise(self, rng: random.Random) -> Advice: ...
+
+    def observe(self, round_no: int, advice: Advice, kept_texts: list[str]) -> str | None:
+        """Learn from the round; returns the text summary to record (summary mode), else None."""
+        ...
+
+    def restore(self, rounds: Sequence[RoundRecord]) -> None:
+        """Rebuild the memory of a resumed run from its round records."""
+        ...
+
+
+def normalize_issue(text: str) -> list[str]:
+    return M.tokenize(" ".join(text.casefold().split()))
+
+
+def is_repeat(issue: str, history: Sequence[AdvisedIssue]) -> AdvisedIssue | None:
+    """The earlier advised issue ``issue`` repeats (see the module docstring), or None."""
+    toks = normalize_issue(issue)
+    if not toks:
+        return None
+    for h in history:
+        other = normalize_issue(h.issue)
+        if toks == other or M.rouge_l_f(toks, other) >= REPEAT_ROUGE_L:
+            return h
+    return None
 
 
 def clean_issue(text: str) -> str:
@@ -87,8 +153,11 @@ class NumericAdvisor:
         return Advice(issue=p.name, anchor_id=anchor_id,
                       rationale=f"largest deficit against target (gap {gap:+.3f})", mode=self.mode)
 
-    def observe(self, advice: Advice, kept_texts: list[str]) -> dict[str, Any]:
-        return {}
+    def observe(self, round_no: int, advice: Advice, kept_texts: list[str]) -> str | None:
+        return None
+
+    def restore(self, rounds: Sequence[RoundRecord]) -> None:
+        return None
 
 
 class AdviceAnswer(BaseModel):
@@ -104,46 +173,91 @@ class LLMAdvisor(NumericAdvisor):
 
     mode = "llm"
 
-    def __init__(self, monitor: CoverageMonitor, client: Any, *, n_candidates: int = 3, n_examples: int = 3,
+    def __init__(self, monitor: CoverageMonitor, client: LLMClient, *, n_candidates: int = 3, n_examples: int = 3,
                  seed: int = 0) -> None:
         super().__init__(monitor)
         self.client = client
         self.n_candidates = n_candidates
         self.n_examples = n_examples
         self.seed = seed
+        self.history: list[AdvisedIssue] = []
 
     def _examples(self, anchor_ids: list[str], rng: random.Random) -> list[str]:
         m = self.monitor
         a = m.assignments()
         out: list[str] = []
         for aid in anchor_ids:
-            idx = [i for i in range(len(m)) if a.anchored[i] and a.principle_ids[int(a.best[i])] == aid]
+            j = m.principle_ids.index(aid)
+            idx = np.where(a.anchored & (a.best == j))[0].tolist()
             out.extend(m.texts[i] for i in rng.sample(idx, min(len(idx), self.n_examples)))
         return out
+
+    def _clusters(self, candidates: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Per candidate anchor: its sub-clusters as trusted numbers, and their keywords/examples as data."""
+        numbers: list[dict[str, Any]] = []
+        texts: list[dict[str, Any]] = []
+        for aid in candidates:
+            subs = self.monitor.subclusters(aid) if len(self.monitor) >= 3 else []
+            ev = M.subcluster_evenness([s.size for s in subs])
+            numbers.append({"anchor_id": aid, "n_subclusters": len(subs),
+                            "evenness": None if ev is None else round(ev, 3),
+                            "subclusters": [{"cluster": s.cluster_id, "size": s.size}
+                                            for s in subs[:MAX_SUBCLUSTERS_SHOWN]]})
+            texts += [{"anchor_id": aid, "cluster": s.cluster_id, "keywords": s.keywords,
+                       "examples": [e["text"] for e in s.examples]} for s in subs[:MAX_SUBCLUSTERS_SHOWN]]
+        return numbers, texts
+
+    def _ask(self, messages: P.Messages, rng: random.Random) -> AdviceAnswer | str:
+        """The answer, or why it is unusable (a string) when the model returned no valid JSON."""
+        try:
+            return self.client.complete_json(messages, AdviceAnswer, temperature=0.7, max_tokens=300,
+                                             seed=rng.randrange(2**31))
+        except LLMError as exc:
+            if getattr(exc, "kind", "") in ("invalid_json", "empty_answer"):
+                return f"advisor answer unusable ({exc.problem[:120]}); numeric choice used"
+            raise
 
     def advise(self, rng: random.Random) -> Advice:
         numeric = super().advise(rng)
         ranked = rank_weaknesses(self.monitor)
         candidates = [r[0] for r in ranked[: self.n_candidates]]
         over = [r[0] for r in ranked[::-1][:2] if r[3] > 0]
-        clusters: list[dict[str, Any]] = []
-        messages = P.advisor_messages(gap_rows(self.monitor), candidates, self._examples(over, rng),
-                                      self._examples(candidates, rng), clusters)
-        try:
-            answer = self.client.complete_json(messages, AdviceAnswer, temperature=0.7, max_tokens=300,
-                                               seed=rng.randrange(2**31))
-        except LLMError as exc:
-            if getattr(exc, "kind", "") in ("invalid_json", "empty_answer"):
-                return Advice(numeric.issue, numeric.anchor_id, numeric.rationale, self.mode, overridden=True,
-                              note=f"advisor answer unusable ({exc.problem[:120]}); numeric choice used")
-            raise
-        issue = clean_issue(answer.issue)
-        if answer.anchor_id not in candidates or not issue:
-            return Advice(numeric.issue, numeric.anchor_id, numeric.rationale, self.mode, overridden=True,
-                          note=f"advisor chose {clean_issue(answer.anchor_id)[:40]!r}, outside the most under-covered "
-                               f"anchors {candidates}; numeric choice used")
-        return Advice(issue=issue, anchor_id=answer.anchor_id, rationale=clean_issue(answer.rationale)[:300],
-                      mode=self.mode)
+        numbers, cluster_texts = self._clusters(candidates)
+        history = [h.to_prompt() for h in self.history if h.anchor_id in candidates][-MAX_HISTORY:]
+        over_ex, under_ex = self._examples(over, rng), self._examples(candidates, rng)
+
+        def fallback(note: str, repeats: int = 0) -> Advice:
+            return Advice(numeric.issue, numeric.anchor_id, numeric.rationale, self.mode, overridden=True, note=note,
+                          repeats=repeats)
+
+        repeated: list[str] = []
+        while True:
+            messages = P.advisor_messages(gap_rows(self.monitor), candidates, over_ex, under_ex, numbers,
+                                          history, cluster_texts, repeated)
+            answer = self._ask(messages, rng)
+            if isinstance(answer, str):
+                return fallback(answer, len(repeated))
+            issue = clean_issue(answer.issue)
+            if answer.anchor_id not in candidates or not issue:
+                return fallback(f"advisor chose {clean_issue(answer.anchor_id)[:40]!r}, outside the most under-covered "
+                                f"anchors {candidates}; numeric choice used", len(repeated))
+            earlier = is_repeat(issue, self.history)
+            if earlier is None:
+                note = f"re-asked after repeating {repeated[0]!r}" if repeated else ""
+                return Advice(issue=issue, anchor_id=answer.anchor_id, rationale=clean_issue(answer.rationale)[:300],
+                              mode=self.mode, note=note, repeats=len(repeated))
+            repeated.append(issue)
+            if len(repeated) > 1:
+                return fallback(f"advisor repeated already-advised sub-issues {repeated} (first advised in round "
+                                f"{earlier.round}); numeric choice used", len(repeated))
+
+    def observe(self, round_no: int, advice: Advice, kept_texts: list[str]) -> str | None:
+        self.history.append(AdvisedIssue(round_no, advice.anchor_id, advice.issue, len(kept_texts)))
+        return None
+
+    def restore(self, rounds: Sequence[RoundRecord]) -> None:
+        self.history = [AdvisedIssue(r.round, r.anchor_id, r.issue, r.kept) for r in rounds
+                        if r.issue and r.anchor_id and not r.recovered]
 
 
 class SummaryAdvisor(NumericAdvisor):
@@ -151,7 +265,7 @@ class SummaryAdvisor(NumericAdvisor):
 
     mode = "summary"
 
-    def __init__(self, monitor: CoverageMonitor, client: Any, summary: str | None = None) -> None:
+    def __init__(self, monitor: CoverageMonitor, client: LLMClient, summary: str | None = None) -> None:
         super().__init__(monitor)
         self.client = client
         self.summary = summary or PAPER_SEED_SUMMARY
@@ -169,7 +283,7 @@ class SummaryAdvisor(NumericAdvisor):
         return Advice(issue=issue, anchor_id=anchor_id, rationale="new category proposed from the summary",
                       mode=self.mode)
 
-    def observe(self, advice: Advice, kept_texts: list[str]) -> dict[str, Any]:
+    def observe(self, round_no: int, advice: Advice, kept_texts: list[str]) -> str | None:
         """Update the running summary after the round (greedy, like the released code)."""
         try:
             res = self.client.complete(P.summary_update_messages(self.summary, advice.issue, kept_texts[:12]),
@@ -181,4 +295,10 @@ class SummaryAdvisor(NumericAdvisor):
         except LLMError as exc:
             if getattr(exc, "kind", "") not in ("invalid_json", "empty_answer"):
                 raise
-        return {"summary": self.summary}
+        return self.summary
+
+    def restore(self, rounds: Sequence[RoundRecord]) -> None:
+        for r in reversed(rounds):
+            if r.summary:
+                self.summary = r.summary
+                return

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from data_advisor.errors import InputError
+
 
 def _eprint(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -22,7 +24,7 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
 
 def _add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--taxonomy", default="catqa-11", help="built-in name or YAML path")
-    p.add_argument("--n", type=int, required=True, help="number of prompts the run ends with")
+    p.add_argument("--n", type=int, required=True, help="number of prompts the run adds (the whole set without --base)")
     p.add_argument("--out", required=True, help="run folder (re-running the same command resumes it)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
     p.add_argument("--per-round", type=int, default=12, help="candidates per round")
@@ -33,6 +35,11 @@ def _add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rouge-l", type=float, default=None, help="ROUGE-L F at or above which a candidate is a duplicate")
     p.add_argument("--embedding-model", default="default", help="embedding model for the coverage monitor")
     p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds")
+    p.add_argument("--base", metavar="DATA",
+                   help="your existing data, to extend instead of starting empty: a prompts file (any input format) or "
+                        "an audit --out folder; gaps are measured on base + new, --n counts the additions, and the run "
+                        "folder holds only the additions plus a record of the base (path, count, sha256)")
+    p.add_argument("--base-text-field", help="field holding the prompt in the --base prompts file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -44,8 +51,18 @@ def _config_from(args: argparse.Namespace, **fixed: Any):
         recluster_every=args.recluster_every, on_target=args.on_target, near_dup_cosine=args.near_dup,
         rouge_l_max=args.rouge_l, embedding_model=args.embedding_model, max_rounds=args.max_rounds,
         concurrency=getattr(args, "concurrency", 4), timeout_s=getattr(args, "timeout", 60.0),
-        max_retries=getattr(args, "max_retries", 5), api_base=getattr(args, "api_base", None), **fixed,
+        max_retries=getattr(args, "max_retries", 5), api_base=getattr(args, "api_base", None),
+        base=args.base, base_text_field=args.base_text_field, **fixed,
     )
+
+
+def _check_inputs_outside(out: str, source: str | None) -> None:
+    """The run folder must not overlap the pool / seed file (a run file of the same name would overwrite it)."""
+    from data_advisor.advisor.store import RUN_FILES
+    from data_advisor.io import check_disjoint
+
+    if source:
+        check_disjoint([Path(source)], Path(out), RUN_FILES)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -54,6 +71,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = _config_from(args, method=args.method, model=args.model, advisor_model=args.advisor_model,
                           advice=args.advice, per_call=args.per_call, seed_prompts=args.seed_prompts,
                           pool_admission=args.pool_admission, temperature=args.temperature)
+    _check_inputs_outside(args.out, args.seed_prompts)
     summary = run_method(config, Path(args.out), progress=not args.quiet)
     _eprint(("resumed: " if summary.resumed else "") + summary.line())
     return 0
@@ -65,6 +83,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     method = "curate-random" if args.strategy == "random" else "curate"
     config = _config_from(args, method=method, pool=args.pool, pool_text_field=args.text_field,
                           advice=args.advice, model=args.model, advisor_model=args.advisor_model)
+    _check_inputs_outside(args.out, args.pool)
     summary = run_method(config, Path(args.out), progress=not args.quiet)
     _eprint(("resumed: " if summary.resumed else "") + summary.line())
     return 0
@@ -73,9 +92,15 @@ def cmd_curate(args: argparse.Namespace) -> int:
 def cmd_respond(args: argparse.Namespace) -> int:
     from data_advisor import _env
     from data_advisor.advisor.responses import respond
+    from data_advisor.advisor.store import read_run
     from data_advisor.llm.client import LLMClient, LLMSettings
 
     run_dir = Path(args.run)
+    read_run(run_dir)  # a missing or damaged run folder is refused before the LLM client writes its ledger there
+    if args.output and Path(args.output).resolve().parent == run_dir.resolve() and Path(args.output).name in (
+            "config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "llm_calls.jsonl"):
+        raise InputError(f"--output {args.output} would write into the run's own {Path(args.output).name}",
+                         "pass another file, e.g. RUN/responses.jsonl (the default)")
     settings = LLMSettings(model=args.model, api_base=args.api_base, timeout_s=args.timeout,
                            max_retries=args.max_retries, concurrency=args.concurrency,
                            cache_dir=_env.cache_root() / "llm", max_tokens=args.max_tokens)

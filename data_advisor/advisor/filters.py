@@ -40,9 +40,9 @@ def clean_candidate(text: str) -> str:
     return t
 
 
-@dataclass
+@dataclass(frozen=True)
 class FilterConfig:
-    """Which checks run, and their thresholds."""
+    """Which checks run, and their thresholds (each method's preset is a row of ``advisor.config.METHOD_TABLE``)."""
 
     min_chars: int = 20
     max_chars: int = 2000
@@ -54,21 +54,6 @@ class FilterConfig:
     blacklist: tuple[str, ...] = ()
     on_target: str = "keep"  # "keep" (record adherence only) or "reject"
     reject_refusals: bool = True
-
-    @classmethod
-    def for_method(cls, method: str, **overrides: object) -> FilterConfig:
-        if method == "self-instruct":  # canonical: >3 and ≤150 words, blacklist, ROUGE-L ≥ 0.7 rejected
-            base = cls(min_chars=1, min_words=4, max_words=150, near_dup_cosine=None, blacklist=SI_BLACKLIST)
-        elif method == "self-instruct-paper":  # as the Data Advisor authors ran it: length ≥ 20 characters only
-            base = cls(exact_dedup=False, near_dup_cosine=None, rouge_l_max=None)
-        elif method in ("curate", "curate-random"):
-            base = cls(min_chars=1, rouge_l_max=None, reject_refusals=False)
-        else:
-            base = cls()
-        for k, v in overrides.items():
-            if v is not None:
-                setattr(base, k, v)
-        return base
 
 
 @dataclass

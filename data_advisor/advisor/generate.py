@@ -7,6 +7,10 @@
   question per call, first line).
 * :class:`PoolRetriever` — offline curation: the best unused candidates of a pool for the advised issue
   (near the issue, far from what is already chosen: maximal marginal relevance), or random ones.
+
+All four implement :class:`CandidateSource`: ``propose(advice, k, rng, context) -> Candidates``, where the
+:class:`RoundContext` carries what a source may read (the in-context example pool and the coverage monitor).
+The loop holds one source and never asks which kind it is.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel
@@ -28,6 +32,9 @@ from data_advisor.advisor.advise import Advice
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.coverage.taxonomy import Taxonomy
 from data_advisor.errors import LLMError
+
+if TYPE_CHECKING:
+    from data_advisor.llm.client import LLMClient
 
 #: LLM failures that no retry or resume can fix: stop the run at once.
 FATAL_KINDS = frozenset({"auth", "permission", "not_found", "bad_request", "unknown_provider", "context_window"})
@@ -88,6 +95,23 @@ def call_each(fn: Any, batch: Sequence[Any], rng: random.Random, **params: Any) 
         return list(ex.map(one, batch, seeds))
 
 
+@dataclass
+class RoundContext:
+    """What a candidate source may read in a round: the example pool (texts and the anchor of each) and coverage."""
+
+    pool: Sequence[str]
+    pool_anchor: Sequence[str | None]
+    monitor: CoverageMonitor
+
+
+class CandidateSource(Protocol):
+    """Where a round's candidate prompts come from (a generator LLM, a Self-Instruct variant, or a pool)."""
+
+    def propose(self, advice: Advice | None, k: int, rng: random.Random, context: RoundContext) -> Candidates:
+        """At most ``k`` raw candidates for ``advice`` (None for methods without advice), and what they cost."""
+        ...
+
+
 class GeneratedPrompts(BaseModel):
     prompts: list[str]
 
@@ -95,7 +119,7 @@ class GeneratedPrompts(BaseModel):
 class AdvisedGenerator:
     """k prompts for the advised issue, in ``ceil(k / per_call)`` parallel calls."""
 
-    def __init__(self, client: Any, taxonomy: Taxonomy, *, per_call: int = 4, n_examples: int = 3,
+    def __init__(self, client: LLMClient, taxonomy: Taxonomy, *, per_call: int = 4, n_examples: int = 3,
                  temperature: float = 0.9) -> None:
         self.client = client
         self.taxonomy = taxonomy
@@ -115,9 +139,11 @@ class AdvisedGenerator:
             picks += rng.sample(rest, min(len(rest), self.n_examples - len(picks)))
         return picks
 
-    def propose(self, advice: Advice, k: int, rng: random.Random, pool: Sequence[str],
-                pool_anchor: Sequence[str | None]) -> Candidates:
+    def propose(self, advice: Advice | None, k: int, rng: random.Random, context: RoundContext) -> Candidates:
         out = Candidates()
+        if advice is None:
+            raise ValueError("the advised generator needs advice")  # the method table pairs it with an advisor
+        pool, pool_anchor = context.pool, context.pool_anchor
         p = self.taxonomy.by_id(advice.anchor_id)
         n_calls = max(1, math.ceil(k / self.per_call))
         sizes = [self.per_call] * (n_calls - 1) + [k - self.per_call * (n_calls - 1)]  # exactly k in all
@@ -168,7 +194,7 @@ def parse_numbered(text: str, first_number: int) -> list[str]:
 class SelfInstructGenerator:
     """Canonical Self-Instruct: 8 in-context tasks (6 seed + 2 machine), the model continues the list."""
 
-    def __init__(self, client: Any, seeds: Sequence[str], *, n_seed: int = 6, n_machine: int = 2,
+    def __init__(self, client: LLMClient, seeds: Sequence[str], *, n_seed: int = 6, n_machine: int = 2,
                  temperature: float = 0.7) -> None:
         self.client = client
         self.seeds = list(seeds)
@@ -176,11 +202,10 @@ class SelfInstructGenerator:
         self.n_machine = n_machine
         self.temperature = temperature
 
-    def propose(self, advice: Advice | None, k: int, rng: random.Random, pool: Sequence[str],
-                pool_anchor: Sequence[str | None]) -> Candidates:
+    def propose(self, advice: Advice | None, k: int, rng: random.Random, context: RoundContext) -> Candidates:
         out = Candidates()
         seeds = set(self.seeds)
-        machine = [t for t in pool if t not in seeds]
+        machine = [t for t in context.pool if t not in seeds]
         n_calls = max(1, math.ceil(k / 7))
         batch = []
         for _ in range(n_calls):
@@ -202,15 +227,15 @@ class SelfInstructGenerator:
 class SelfInstructPaperGenerator:
     """The Data Advisor authors' baseline: 5 examples sampled from the pool, one question per call."""
 
-    def __init__(self, client: Any, *, n_examples: int = 5, temperature: float = 0.9) -> None:
+    def __init__(self, client: LLMClient, *, n_examples: int = 5, temperature: float = 0.9) -> None:
         self.client = client
         self.n_examples = n_examples
         self.temperature = temperature
 
-    def propose(self, advice: Advice | None, k: int, rng: random.Random, pool: Sequence[str],
-                pool_anchor: Sequence[str | None]) -> Candidates:
+    def propose(self, advice: Advice | None, k: int, rng: random.Random, context: RoundContext) -> Candidates:
         out = Candidates()
-        batch = [P.self_instruct_paper_messages(rng.sample(list(pool), min(len(pool), self.n_examples)))
+        pool = list(context.pool)
+        batch = [P.self_instruct_paper_messages(rng.sample(pool, min(len(pool), self.n_examples)))
                  for _ in range(k)]
         results = call_each(self.client.complete, batch, rng, temperature=self.temperature, max_tokens=256)
         out.n_calls = k
@@ -249,8 +274,9 @@ class PoolRetriever:
     def remaining(self) -> int:
         return len(self.texts) - len(self.used)
 
-    def propose(self, advice: Advice | None, k: int, rng: random.Random, monitor: CoverageMonitor) -> Candidates:
+    def propose(self, advice: Advice | None, k: int, rng: random.Random, context: RoundContext) -> Candidates:
         out = Candidates()
+        monitor = context.monitor
         free = np.array([i for i in range(len(self.texts)) if i not in self.used], dtype=np.int64)
         if not len(free):
             return out

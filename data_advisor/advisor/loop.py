@@ -1,16 +1,16 @@
 """The advisor loop: monitor → weakness → advise → generate → filter → update, round after round.
 
-One orchestrator serves every method, so they differ only where they really differ:
+One orchestrator serves every method; the method table (:mod:`data_advisor.advisor.config`) says where they
+differ (advice, candidate source, example-pool admission, filters), so this module never asks which method runs.
+Stages are typed: an :class:`~data_advisor.advisor.advise.IssueAdvisor` gives :class:`Advice`, a
+:class:`~data_advisor.advisor.generate.CandidateSource` gives :class:`Candidates`, the filters give a
+:class:`FilterResult`, and each round is written as :class:`~data_advisor.run_records.KeptPrompt` lines and one
+:class:`~data_advisor.run_records.RoundRecord` — the same types the run report, ``respond`` and resume read.
 
-=====================  ==========================  ============================  ==================
-method                 advice                      candidates from               pool admission
-=====================  ==========================  ============================  ==================
-advisor                llm / numeric / summary     generator LLM                 first kept / round
-self-instruct          none                        LLM, 6 seed + 2 generated     every kept prompt
-self-instruct-paper    none                        LLM, 5 examples               first kept / round
-curate                 numeric (or llm)            unused prompts of a pool      —
-curate-random          none                        random unused pool prompts    —
-=====================  ==========================  ============================  ==================
+With a base set (``--base``), the monitor starts from the user's prompts: every gap, target and advice is
+measured on base + additions, ``--n`` counts the additions, and the run folder holds only the additions
+(prompts.jsonl) plus a record of the base in config.json (``base_set``: path, kind, count, sha256) and its
+coverage before the run in base.json.
 
 Every random choice draws from ``random.Random((seed, round))``, so a resumed run continues exactly as an
 uninterrupted one would (LLM answers aside), and each kept prompt is appended and fsync'd before the next
@@ -19,98 +19,49 @@ round starts: a SIGKILL at any moment loses at most the round in flight and neve
 
 from __future__ import annotations
 
-import hashlib
+import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from data_advisor.advisor.advise import Advice, LLMAdvisor, NumericAdvisor, SummaryAdvisor, rank_weaknesses
-from data_advisor.advisor.filters import FilterConfig, filter_candidates
+from data_advisor.advisor.advise import (
+    IssueAdvisor,
+    LLMAdvisor,
+    NumericAdvisor,
+    SummaryAdvisor,
+    rank_weaknesses,
+)
+from data_advisor.advisor.base import BaseSet, check_base_unchanged, load_base
+from data_advisor.advisor.config import ADVICE_MODES, METHODS, RunConfig
+from data_advisor.advisor.filters import filter_candidates
 from data_advisor.advisor.generate import (
     AdvisedGenerator,
-    Candidates,
+    CandidateSource,
     PoolRetriever,
+    RoundContext,
     SelfInstructGenerator,
     SelfInstructPaperGenerator,
 )
 from data_advisor.advisor.monitor import CoverageMonitor
-from data_advisor.advisor.store import RunStore
+from data_advisor.advisor.store import RunStore, discard_new_run_on_failure
 from data_advisor.coverage.audit import AuditSettings
 from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
 from data_advisor.data import load_prompts
-from data_advisor.errors import DataAdvisorError, InputError, LLMError
+from data_advisor.errors import DataAdvisorError, LLMError
+from data_advisor.io import write_json_atomic
+from data_advisor.run_records import KeptPrompt, RoundRecord
 
-METHODS = ("advisor", "self-instruct", "self-instruct-paper", "curate", "curate-random")
-ADVICE_MODES = ("llm", "numeric", "summary")
+if TYPE_CHECKING:
+    from data_advisor.llm.client import LLMClient
+
+__all__ = ["ADVICE_MODES", "METHODS", "AdvisorLoop", "RunConfig", "RunSummary", "run_method"]
+
 SEEDS_DIR = Path(__file__).parent / "seeds"
-
-
-def _file_fingerprint(path: str | None) -> str | None:
-    if not path:
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run; stored as config.json and compared on resume."""
-
-    method: str = "advisor"
-    taxonomy: str = "catqa-11"
-    n: int = 100
-    model: str | None = None
-    advisor_model: str | None = None
-    api_base: str | None = None
-    advice: str = "llm"
-    per_round: int = 12
-    per_call: int = 4
-    n_examples: int = 3
-    seed: int = 0
-    recluster_every: int = 10
-    pool_admission: str = "first"
-    on_target: str = "keep"
-    near_dup_cosine: float | None = None
-    rouge_l_max: float | None = None
-    seed_prompts: str | None = None
-    pool: str | None = None
-    pool_text_field: str | None = None
-    embedding_model: str = "default"
-    temperature: float | None = None
-    max_rounds: int | None = None
-    max_idle_rounds: int = 5
-    concurrency: int = 4
-    timeout_s: float = 60.0
-    max_retries: int = 5
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"unknown method {self.method!r}", f"use one of: {', '.join(METHODS)}")
-        if self.advice not in ADVICE_MODES:
-            raise InputError(f"unknown advice mode {self.advice!r}", f"use one of: {', '.join(ADVICE_MODES)}")
-        if self.n < 1 or self.per_round < 1:
-            raise InputError("--n and --per-round must be at least 1", "pass positive numbers")
-        needs_llm = self.method in ("advisor", "self-instruct", "self-instruct-paper") or (
-            self.method == "curate" and self.advice != "numeric")
-        if needs_llm and not (self.model or self.advisor_model):
-            raise InputError(f"method {self.method!r} with advice {self.advice!r} needs an LLM",
-                             "pass --model (any litellm model, e.g. openai/gpt-4o-mini), "
-                             "or use `data-advisor curate` / --advice numeric to run offline")
-        if self.method.startswith("curate") and not self.pool:
-            raise InputError("curation needs a candidate pool", "pass the pool file as the first argument")
-        for what, path in (("pool", self.pool), ("seed prompts", self.seed_prompts)):
-            if path and not Path(path).exists():
-                raise InputError(f"{what} file not found: {path}", "check the path (relative paths start from the "
-                                                                   "current folder)")
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seed_prompts_sha256"] = _file_fingerprint(self.seed_prompts)
-        d["pool_sha256"] = _file_fingerprint(self.pool)
-        return d
 
 
 @dataclass
@@ -118,19 +69,21 @@ class RunSummary:
     """What a finished (or stopped) run did."""
 
     out: Path
-    n_prompts: int
+    n_prompts: int  # prompts the run added (the base set not counted)
     rounds: int
     kept: int
     rejected: int
     cost_usd: float
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # of base + additions
     resumed: bool = False
     stopped_early: str | None = None
+    n_base: int = 0
 
     def line(self) -> str:
         m = self.metrics
         extra = f"; stopped: {self.stopped_early}" if self.stopped_early else ""
-        return (f"{self.n_prompts} prompts in {self.out} after {self.rounds} rounds "
+        base = f" on top of {self.n_base} base prompts" if self.n_base else ""
+        return (f"{self.n_prompts} prompts in {self.out}{base} after {self.rounds} rounds "
                 f"(kept {self.kept}, rejected {self.rejected}, spent ${self.cost_usd:.4f}); "
                 f"entropy {m.get('normalized_entropy', 0):.3f}, coverage {m.get('coverage_ratio', 0):.2f}, "
                 f"Vendi {m.get('vendi_score', 0):.1f}{extra}")
@@ -140,12 +93,12 @@ def load_seed_prompts(config: RunConfig, taxonomy: Taxonomy) -> list[str]:
     """The user's --seed-prompts, else the shipped seeds (safety seeds for harm taxonomies)."""
     if config.seed_prompts:
         return load_prompts(config.seed_prompts).texts
-    name = "instruction_seeds.jsonl" if config.method == "self-instruct" and taxonomy.id == "background" \
+    name = "instruction_seeds.jsonl" if config.spec.benign_seeds and taxonomy.id == "background" \
         else "safety_seeds.jsonl"
     return load_prompts(SEEDS_DIR / name).texts
 
 
-def _make_client(model: str, config: RunConfig, run_dir: Path) -> Any:
+def _make_client(model: str, config: RunConfig, run_dir: Path) -> LLMClient:
     from data_advisor import _env
     from data_advisor.llm.client import LLMClient, LLMSettings
 
@@ -159,60 +112,89 @@ def _make_client(model: str, config: RunConfig, run_dir: Path) -> Any:
 class AdvisorLoop:
     """Runs one configured method into a run folder (create or resume)."""
 
-    def __init__(self, config: RunConfig, out: Path, *, progress: bool = True, clients: dict[str, Any] | None = None):
+    def __init__(self, config: RunConfig, out: Path, *, progress: bool = True,
+                 clients: dict[str, LLMClient] | None = None) -> None:
         config.validate()
         self.config = config
+        self.spec = config.spec
         self.progress = progress
         self.taxonomy = load_taxonomy(config.taxonomy)
-        self.store = RunStore(Path(out), config.to_json())
+        self.base: BaseSet | None = load_base(config.base, text_field=config.base_text_field) if config.base else None
+        stored = self._json_config(Path(out))
+        run_json = config.to_json()
+        if self.base is not None:
+            run_json["base_set"] = self.base.record.to_json()
+            check_base_unchanged(stored.get("base_set"), self.base.record)
+        self.store = RunStore(Path(out), run_json)
         self.out = self.store.dir
         self.embedder = make_embedder(config.embedding_model)
         self.settings = AuditSettings(taxonomy=self.taxonomy.id, model=config.embedding_model, seed=config.seed)
         self.monitor = CoverageMonitor(self.taxonomy, self.embedder, self.settings)
         self.clients = clients or {}
-        self.filters = FilterConfig.for_method(config.method, on_target=config.on_target,
-                                               near_dup_cosine=config.near_dup_cosine, rouge_l_max=config.rouge_l_max)
-        self._build_parts()
+        self.filters = self.spec.filter_config(on_target=config.on_target, near_dup_cosine=config.near_dup_cosine,
+                                               rouge_l_max=config.rouge_l_max)
+        self.seeds = load_seed_prompts(config, self.taxonomy) if self.spec.llm_source else []
+        self.pool_texts: list[str] = []
+        self.pool_anchor: list[str | None] = []
+        self._start_from_base()
+        self.advisor: IssueAdvisor | None = self._make_advisor() if self.spec.advised else None
+        self.pool_retriever: PoolRetriever | None = None
+        self.source: CandidateSource = SOURCE_BUILDERS[self.spec.source](self)
         self._restore()
 
+    @staticmethod
+    def _json_config(out: Path) -> dict[str, object]:
+        """The stored config.json, if any and readable (the store itself reports a damaged one)."""
+        try:
+            d = json.loads((out / "config.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return d if isinstance(d, dict) else {}
+
     # -- construction -------------------------------------------------------------------------------------
-    def _client(self, model: str | None) -> Any:
+    def _client(self, model: str | None) -> LLMClient:
         assert model is not None
         if model not in self.clients:
             self.clients[model] = _make_client(model, self.config, self.out)
         return self.clients[model]
 
-    def _build_parts(self) -> None:
-        c = self.config
-        gen_model = c.model or c.advisor_model
-        self.pool_retriever: PoolRetriever | None = None
-        if c.method.startswith("curate"):
-            self._load_pool()
-        if c.method == "advisor" or c.method == "curate":
-            if c.advice == "numeric":
-                self.advisor: NumericAdvisor | None = NumericAdvisor(self.monitor)
-            elif c.advice == "llm":
-                self.advisor = LLMAdvisor(self.monitor, self._client(c.advisor_model or gen_model),
-                                          seed=c.seed)
-            else:
-                self.advisor = SummaryAdvisor(self.monitor, self._client(c.advisor_model or gen_model))
-        else:
-            self.advisor = None
-        self.seeds = load_seed_prompts(c, self.taxonomy) if not c.method.startswith("curate") else []
-        if c.method == "advisor":
-            self.generator: Any = AdvisedGenerator(self._client(gen_model), self.taxonomy, per_call=c.per_call,
-                                                   n_examples=c.n_examples,
-                                                   temperature=c.temperature if c.temperature is not None else 0.9)
-        elif c.method == "self-instruct":
-            self.generator = SelfInstructGenerator(self._client(gen_model), self.seeds,
-                                                   temperature=c.temperature if c.temperature is not None else 0.7)
-        elif c.method == "self-instruct-paper":
-            self.generator = SelfInstructPaperGenerator(self._client(gen_model),
-                                                        temperature=c.temperature if c.temperature is not None else 0.9)
-        else:
-            self.generator = None
+    @property
+    def _generator_model(self) -> str | None:
+        return self.config.model or self.config.advisor_model
 
-    def _load_pool(self) -> None:
+    def _make_advisor(self) -> IssueAdvisor:
+        c = self.config
+        model = c.advisor_model or self._generator_model
+        builders: dict[str, Callable[[], IssueAdvisor]] = {
+            "numeric": lambda: NumericAdvisor(self.monitor),
+            "llm": lambda: LLMAdvisor(self.monitor, self._client(model), seed=c.seed),
+            "summary": lambda: SummaryAdvisor(self.monitor, self._client(model)),
+        }
+        return builders[c.advice]()
+
+    def _start_from_base(self) -> None:
+        """Seed prompts, then the base set (into the monitor and the example pool), before any round."""
+        if self.seeds:
+            seed_assign = self.monitor.assign(self.monitor.embed(self.seeds))
+            self.pool_texts = list(self.seeds)
+            self.pool_anchor = [seed_assign.anchor_id(i) for i in range(len(self.seeds))]
+        if self.base is None:
+            return
+        b = self.base
+        vectors = b.vectors if b.vectors is not None and b.model_id == self.embedder.model_id else None
+        if vectors is None:
+            vectors = self.embedder.encode(b.texts, show_progress=self.progress)
+        a = self.monitor.add_base(b.ids, b.texts, vectors, b.clusters)
+        if self.spec.admission != "none":  # the user's own prompts are the natural in-context examples
+            self.pool_texts += b.texts
+            self.pool_anchor += [a.anchor_id(i) for i in range(len(b))]
+        before = {"base_set": b.record.to_json(), "anchor_counts": self.monitor.counts(),
+                  "gaps": {k: round(g.gap, 6) for k, g in self.monitor.gaps().items()},
+                  "shares": {k: round(g.share, 6) for k, g in self.monitor.gaps().items()},
+                  "metrics": _rounded(self.monitor.quick_metrics())}
+        write_json_atomic(self.out / "base.json", before)
+
+    def _load_pool(self) -> PoolRetriever:
         c = self.config
         pool = load_prompts(c.pool, text_field=c.pool_text_field, skip_invalid=True, truncate=True)  # type: ignore[arg-type]
         vecs = self.embedder.encode(pool.texts, show_progress=self.progress)
@@ -220,33 +202,33 @@ class AdvisorLoop:
         scores = self.monitor.assigner.principle_scores(vecs)
         self.pool_retriever = PoolRetriever(
             pool.texts, pool.ids, vecs, scores, [a.nearest_id(i) for i in range(len(pool))], a.anchored,
-            a.principle_ids, strategy="random" if c.method == "curate-random" else "mmr")
+            a.principle_ids, strategy="random" if self.spec.source == "pool-random" else "mmr")
+        return self.pool_retriever
+
+    def _admit(self, kept: list[KeptPrompt]) -> None:
+        """Kept prompts joining the in-context example pool, per the method's admission rule."""
+        rule = self.spec.admission
+        if rule == "none":
+            return
+        admitted = kept if (rule == "all" or self.config.pool_admission == "all") else kept[:1]
+        for p in admitted:
+            self.pool_texts.append(p.text)
+            self.pool_anchor.append(p.anchor_id)
 
     def _restore(self) -> None:
-        """Rebuild monitor, example pool, summary and pool usage from the run folder (resume)."""
-        prompts = self.store.state.prompts
+        """Rebuild monitor, example pool, advisor memory and pool usage from the run folder (resume)."""
+        prompts = [KeptPrompt.from_json(p) for p in self.store.state.prompts]
         if prompts:
-            self.monitor.add([p["id"] for p in prompts], [p["text"] for p in prompts])
-        self.pool_texts: list[str] = list(self.seeds)
-        if self.seeds:
-            seed_assign = self.monitor.assign(self.monitor.embed(self.seeds))
-            self.pool_anchor: list[str | None] = [seed_assign.anchor_id(i) for i in range(len(self.seeds))]
-        else:
-            self.pool_anchor = []
-        seen_rounds: set[int] = set()
+            self.monitor.add([p.id for p in prompts], [p.text for p in prompts])
+        by_round: dict[int, list[KeptPrompt]] = {}
         for p in prompts:
-            admit = self.config.pool_admission == "all" or self.config.method == "self-instruct"
-            if admit or p["round"] not in seen_rounds:
-                self.pool_texts.append(p["text"])
-                self.pool_anchor.append(p.get("anchor_id"))
-            seen_rounds.add(p["round"])
-        if isinstance(self.advisor, SummaryAdvisor):
-            for r in reversed(self.store.state.rounds):
-                if r.get("summary"):
-                    self.advisor.summary = r["summary"]
-                    break
+            by_round.setdefault(p.round, []).append(p)
+        for rnd in sorted(by_round):
+            self._admit(by_round[rnd])
+        if self.advisor is not None:
+            self.advisor.restore([RoundRecord.from_json(r) for r in self.store.state.rounds])
         if self.pool_retriever is not None:
-            self.pool_retriever.mark_used([p["source_id"] for p in prompts if p.get("source_id")])
+            self.pool_retriever.mark_used([p.source_id for p in prompts if p.source_id])
 
     # -- the loop -----------------------------------------------------------------------------------------
     def _ledger_totals(self) -> dict[str, float]:
@@ -259,26 +241,25 @@ class AdvisorLoop:
 
     def run(self) -> RunSummary:
         c = self.config
-        n_have = len(self.monitor)
+        m = self.monitor
         round_no = self.store.state.next_round
         max_rounds = c.max_rounds or max(20, 10 * -(-c.n // c.per_round))
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=c.n, initial=min(n_have, c.n), unit="prompt", desc=c.method, file=sys.stderr)
+            bar = tqdm(total=c.n, initial=min(m.n_added, c.n), unit="prompt", desc=c.method, file=sys.stderr)
         kept_total = len(self.store.state.prompts)
-        rejected_total = sum(r.get("rejected", 0) for r in self.store.state.rounds)
+        rejected_total = sum(RoundRecord.from_json(r).rejected for r in self.store.state.rounds)
         idle = 0
         stopped: str | None = None
-        rounds_run = 0
         try:
-            while len(self.monitor) < c.n:
+            while m.n_added < c.n:
                 if round_no >= max_rounds:
-                    stopped = f"reached the round limit ({max_rounds}) with {len(self.monitor)} of {c.n} prompts"
+                    stopped = f"reached the round limit ({max_rounds}) with {m.n_added} of {c.n} prompts"
                     break
                 try:
-                    record = self._round(round_no, c.n - len(self.monitor))
+                    record = self._round(round_no, c.n - m.n_added)
                 except LLMError as exc:
                     # Same error object (its kind/status/attempts stay for callers), with the resume hint added.
                     hint = "re-run the same command: the run resumes where it stopped"
@@ -286,22 +267,21 @@ class AdvisorLoop:
                         exc.fix = f"{exc.fix.rstrip('.')}; then {hint}" if exc.fix else hint
                         exc.args = (exc.one_line(),)
                     raise
-                rounds_run += 1
-                kept_total += record["kept"]
-                rejected_total += record["rejected"]
-                idle = idle + 1 if record["kept"] == 0 else 0
+                kept_total += record.kept
+                rejected_total += record.rejected
+                idle = idle + 1 if record.kept == 0 else 0
                 if bar is not None:
-                    bar.update(record["kept"])
-                    top = rank_weaknesses(self.monitor)[0]
+                    bar.update(record.kept)
+                    top = rank_weaknesses(m)[0]
                     bar.set_postfix_str(f"round {round_no} kept {kept_total} rej {rejected_total} "
-                                        f"top gap {top[0]} {top[2]:+.3f} ${record['cost_usd_total']:.4f}")
-                if self.pool_retriever is not None and self.pool_retriever.remaining == 0 and len(self.monitor) < c.n:
-                    stopped = f"the pool is exhausted with {len(self.monitor)} of {c.n} prompts"
+                                        f"top gap {top[0]} {top[2]:+.3f} ${record.cost_usd_total:.4f}")
+                if self.pool_retriever is not None and self.pool_retriever.remaining == 0 and m.n_added < c.n:
+                    stopped = f"the pool is exhausted with {m.n_added} of {c.n} prompts"
                     break
                 if idle >= c.max_idle_rounds:
                     raise DataAdvisorError(
                         f"no prompt was kept in {idle} consecutive rounds (last rejections: "
-                        f"{record['rejected_reasons']}, problems: {record['problems']})",
+                        f"{record.rejected_reasons}, problems: {record.problems})",
                         "check the model answers in llm_calls.jsonl or loosen the filters, then re-run the same "
                         "command to resume", exit_code=3)
                 round_no += 1
@@ -309,104 +289,119 @@ class AdvisorLoop:
             if bar is not None:
                 bar.close()
         self.finalize()
-        return RunSummary(out=self.out, n_prompts=len(self.monitor), rounds=round_no, kept=kept_total,
+        return RunSummary(out=self.out, n_prompts=m.n_added, rounds=round_no, kept=kept_total,
                           rejected=rejected_total, cost_usd=self._ledger_totals()["cost_usd"],
-                          metrics=self.monitor.quick_metrics(), resumed=self.store.resumed,
-                          stopped_early=stopped)
+                          metrics=m.quick_metrics(), resumed=self.store.resumed, stopped_early=stopped,
+                          n_base=m.n_base)
 
-    def _candidates(self, advice: Advice | None, k: int, rng: random.Random) -> Candidates:
-        if self.pool_retriever is not None:
-            return self.pool_retriever.propose(advice, k, rng, self.monitor)
-        return self.generator.propose(advice, k, rng, self.pool_texts, self.pool_anchor)
-
-    def _round(self, round_no: int, still_needed: int) -> dict[str, Any]:
+    def _round(self, round_no: int, still_needed: int) -> RoundRecord:
         c = self.config
+        m = self.monitor
         rng = random.Random(f"{c.seed}:{round_no}")
         before = self._ledger_totals()
-        gaps_before = {k: round(g.gap, 6) for k, g in self.monitor.gaps().items()}
+        gaps_before = {k: round(g.gap, 6) for k, g in m.gaps().items()}
         advice = self.advisor.advise(rng) if self.advisor is not None else None
-        k = c.per_round
-        cands = self._candidates(advice, k, rng)
-        result = filter_candidates(cands.texts, self.monitor, self.filters,
-                                   advised_anchor=advice.anchor_id if advice else None,
-                                   references=self.seeds if c.method == "self-instruct" else ())
+        cands = self.source.propose(advice, c.per_round, rng, RoundContext(self.pool_texts, self.pool_anchor, m))
+        result = filter_candidates(cands.texts, m, self.filters, advised_anchor=advice.anchor_id if advice else None,
+                                   references=self.seeds if self.spec.seed_references else ())
         take = min(len(result.texts), still_needed)
-        ids = [f"r{round_no:05d}-{j:02d}" for j in range(take)]
-        generator = ("pool:" + Path(c.pool).name) if self.pool_retriever is not None else (c.model or "")
+        generator = ("pool:" + Path(c.pool).name) if self.spec.uses_pool_file and c.pool else (c.model or "")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         kept_vecs = result.vectors[:take] if result.vectors is not None else None
-        assignment = self.monitor.assign(kept_vecs) if take else None
-        records = []
+        assignment = m.assign(kept_vecs) if take and kept_vecs is not None else None
+        kept: list[KeptPrompt] = []
         for j in range(take):
-            rec: dict[str, Any] = {
-                "id": ids[j], "text": result.texts[j], "round": round_no,
-                "issue": advice.issue if advice else None,
-                "advised_anchor_id": advice.anchor_id if advice else None,
-                "anchor_id": assignment.anchor_id(j) if assignment else None,
-                "nearest_anchor_id": result.nearest_anchor[j],
-                "score": round(float(assignment.score[j]), 6) if assignment else None,
-                "on_target": result.on_target[j] if advice else None,
-                "generator": generator, "method": c.method, "timestamp": now,
-            }
-            rec.update(cands.meta[result.source_index[j]])
-            records.append(rec)
+            meta = dict(cands.meta[result.source_index[j]])
+            source_id = meta.pop("source_id", None)
+            kept.append(KeptPrompt(
+                id=f"r{round_no:05d}-{j:02d}", text=result.texts[j], round=round_no,
+                issue=advice.issue if advice else None, advised_anchor_id=advice.anchor_id if advice else None,
+                anchor_id=assignment.anchor_id(j) if assignment else None,
+                nearest_anchor_id=result.nearest_anchor[j],
+                score=round(float(assignment.score[j]), 6) if assignment else None,
+                on_target=result.on_target[j] if advice else None, generator=generator, method=c.method,
+                timestamp=now, source_id=None if source_id is None else str(source_id), extra=meta))
         # The kept prompts are appended (fsync'd) before anything else can fail — the summary advisor's observe()
         # is an LLM call — so a generated, paid-for round is never lost: a kill or an error before the round
         # record below leaves prompts without their record, which the store recovers on resume.
-        self.store.append_prompts(records)
+        self.store.append_prompts([p.to_json() for p in kept])
         if take:
-            self.monitor.add(ids, result.texts[:take], kept_vecs)
-            admit = records if (c.pool_admission == "all" or c.method == "self-instruct") else records[:1]
-            for r in admit:
-                self.pool_texts.append(r["text"])
-                self.pool_anchor.append(r["anchor_id"])
-        observed = self.advisor.observe(advice, result.texts[:take]) if (self.advisor and advice) else {}
+            m.add([p.id for p in kept], result.texts[:take], kept_vecs)
+            self._admit(kept)
+        summary = self.advisor.observe(round_no, advice, result.texts[:take]) if (self.advisor and advice) else None
         after = self._ledger_totals()
-        if c.recluster_every and (round_no + 1) % c.recluster_every == 0 and len(self.monitor) >= 30:
-            self.monitor.clusters(recluster=True)
+        if c.recluster_every and (round_no + 1) % c.recluster_every == 0 and len(m) >= 30:
+            m.clusters(recluster=True)
         rejected = dict(result.rejected)
         if len(result.texts) > take:
             rejected["over_budget"] = len(result.texts) - take
-        record = {
-            "round": round_no,
-            "issue": advice.issue if advice else None,
-            "anchor_id": advice.anchor_id if advice else None,
-            "rationale": advice.rationale if advice else None,
-            "advice_mode": advice.mode if advice else None,
-            "advice_overridden": advice.overridden if advice else False,
-            "advice_note": advice.note if advice else "",
-            "n_generated": len(cands.texts),
-            "kept": take,
-            "rejected": sum(rejected.values()) - rejected.get("over_budget", 0),
-            "rejected_reasons": rejected,
-            "problems": dict(cands.problems),
-            "on_target": int(sum(result.on_target[:take])) if advice else None,
-            "n_calls": cands.n_calls,
-            "prompt_tokens": int(after["prompt_tokens"] - before["prompt_tokens"]),
-            "completion_tokens": int(after["completion_tokens"] - before["completion_tokens"]),
-            "cost_usd": round(after["cost_usd"] - before["cost_usd"], 8),
-            "cost_usd_total": round(after["cost_usd"], 8),
-            "n_prompts": len(self.monitor),
-            "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.monitor.quick_metrics().items()},
-            "anchor_counts": self.monitor.counts(),
-            "gaps_before": gaps_before,
-            **observed,
-        }
-        self.store.append_round(record)
+        record = RoundRecord(
+            round=round_no,
+            issue=advice.issue if advice else None,
+            anchor_id=advice.anchor_id if advice else None,
+            rationale=advice.rationale if advice else None,
+            advice_mode=advice.mode if advice else None,
+            advice_overridden=advice.overridden if advice else False,
+            advice_note=advice.note if advice else "",
+            advice_repeats=advice.repeats if advice else 0,
+            n_generated=len(cands.texts),
+            kept=take,
+            rejected=sum(rejected.values()) - rejected.get("over_budget", 0),
+            rejected_reasons=rejected,
+            problems=dict(cands.problems),
+            on_target=int(sum(result.on_target[:take])) if advice else None,
+            n_calls=cands.n_calls,
+            prompt_tokens=int(after["prompt_tokens"] - before["prompt_tokens"]),
+            completion_tokens=int(after["completion_tokens"] - before["completion_tokens"]),
+            cost_usd=round(after["cost_usd"] - before["cost_usd"], 8),
+            cost_usd_total=round(after["cost_usd"], 8),
+            n_prompts=m.n_added,
+            metrics=_rounded(m.quick_metrics()),
+            anchor_counts=m.counts(),
+            gaps_before=gaps_before,
+            summary=summary,
+        )
+        self.store.append_round(record.to_json())
         return record
 
     def finalize(self) -> None:
-        """Write coverage.json, assignments.jsonl, embeddings.npy and report.html for the run as it stands."""
-        if not len(self.monitor):
+        """Write coverage.json, assignments.jsonl, embeddings.npy and report.html for the run as it stands.
+
+        With a base set they describe base + additions (the data set after the run): assignments.jsonl lists the
+        base prompts first (``base_set.count`` of them in config.json), then the additions in prompts.jsonl order.
+        """
+        if not self.monitor.n_added:
             return
-        result = self.monitor.result(recluster=True, source=str(self.out / "prompts.jsonl"))
-        result.write(self.out)
+        source = str(self.out / "prompts.jsonl")
+        if self.base is not None:
+            source = f"{self.base.record.path} + {source}"
+        result = self.monitor.result(recluster=True, source=source)
         from data_advisor.reports.html import render_run_report
 
+        result.write(self.out)
         render_run_report(self.out, self.out / "report.html")
+
+
+def _rounded(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}
+
+
+#: Candidate source per kind (the ``source`` column of the method table).
+SOURCE_BUILDERS: dict[str, Callable[[AdvisorLoop], CandidateSource]] = {
+    "advised": lambda loop: AdvisedGenerator(loop._client(loop._generator_model), loop.taxonomy,
+                                             per_call=loop.config.per_call, n_examples=loop.config.n_examples,
+                                             temperature=loop.config.generator_temperature),
+    "self-instruct": lambda loop: SelfInstructGenerator(loop._client(loop._generator_model), loop.seeds,
+                                                        temperature=loop.config.generator_temperature),
+    "self-instruct-paper": lambda loop: SelfInstructPaperGenerator(loop._client(loop._generator_model),
+                                                                   temperature=loop.config.generator_temperature),
+    "pool-mmr": lambda loop: loop._load_pool(),
+    "pool-random": lambda loop: loop._load_pool(),
+}
 
 
 def run_method(config: RunConfig, out: Path, *, progress: bool = True) -> RunSummary:
     """Create or resume the run in ``out`` and run it to ``config.n`` prompts."""
-    loop = AdvisorLoop(config, out, progress=progress)
+    with discard_new_run_on_failure(out):  # a bad pool or seed file leaves no config.json (nor folder) behind
+        loop = AdvisorLoop(config, out, progress=progress)
     return loop.run()

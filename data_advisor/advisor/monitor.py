@@ -5,7 +5,12 @@ LLM-written list of category names that never looked at the prompts.  Here each 
 once (the embedding cache makes re-runs free), assigned to its nearest anchor with the audit's fitted
 assigner, and added to a FAISS index used by the filters; counts, gaps, entropy, KL and the Vendi score are
 updated in O(new·d²).  The expensive parts of a full audit (UMAP + HDBSCAN, near-duplicate search) run only
-every ``recluster_every`` rounds and at the end.
+every ``recluster_every`` rounds and at the end; in between, new prompts join the cluster of their nearest
+clustered prompts (:func:`~data_advisor.coverage.cluster.extend_clusters`), so the fine-grained sub-clusters the
+advisor reads (:meth:`CoverageMonitor.subclusters`) stay current at kNN cost.
+
+A run with a base set starts here: :meth:`CoverageMonitor.add_base` adds the user's prompts (and, from an audit
+folder, the audit's own cluster labels) before the first round, so gaps are measured on base + additions.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import numpy as np
 
 from data_advisor.coverage import metrics as M
 from data_advisor.coverage.assign import AnchorAssigner, Assignments, build_anchors
-from data_advisor.coverage.audit import AuditResult, AuditSettings, build_report
-from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, extend_clusters
+from data_advisor.coverage.audit import AuditResult, AuditSettings, anchor_subclusters, build_report
+from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, extend_clusters, keyword_labels
 from data_advisor.coverage.embed import Embedder
-from data_advisor.coverage.report import CoverageReport
+from data_advisor.coverage.report import CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background
 from data_advisor.data import PromptSet
 
@@ -51,6 +56,9 @@ class CoverageMonitor:
         self._norm_seen: set[str] = set()
         self._clusters: ClusterResult | None = None
         self._clustered_n = 0
+        self._fitted_n = 0  # prompts the last UMAP + HDBSCAN fit (or the base audit) covered
+        self._keywords: dict[int, list[str]] | None = None
+        self.n_base = 0
         import faiss
 
         self._index = faiss.IndexFlatIP(dim)
@@ -85,6 +93,22 @@ class CoverageMonitor:
         self._norm_seen.update(M.normalize_for_dedup(t) for t in texts)
         self._index.add(vectors)
         return a
+
+    def add_base(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray | None = None,
+                  clusters: ClusterResult | None = None) -> Assignments:
+        """Start from the user's base set (before any round); ``clusters`` are the base audit's own labels."""
+        if len(self):
+            raise RuntimeError("the base set is added before any other prompt")
+        a = self.add(ids, texts, vectors)
+        self.n_base = len(texts)
+        if clusters is not None and len(clusters.labels) == len(texts):
+            self._clusters, self._clustered_n, self._fitted_n = clusters, len(texts), len(texts)
+        return a
+
+    @property
+    def n_added(self) -> int:
+        """Prompts added on top of the base set (what the run's prompts.jsonl holds)."""
+        return len(self) - self.n_base
 
     # -- queries used by weakness ranking and filters -----------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -139,18 +163,37 @@ class CoverageMonitor:
 
     # -- full report --------------------------------------------------------------------------------------
     def clusters(self, recluster: bool = False) -> ClusterResult:
-        """Cluster labels for all prompts: refit when asked (or never fitted), else extend the last fit."""
+        """Cluster labels for all prompts: refit when asked, when never fitted, or when the last fit covered under
+        half of the prompts (a run that started small would otherwise place everything by a tiny fit); else extend
+        the last fit to the new prompts by their nearest clustered prompts."""
         n = len(self.texts)
-        if self._clusters is None or recluster:
+        if self._clusters is None or recluster or 2 * self._fitted_n < n:
             disc = ClusterDiscovery(seed=self.settings.seed, n_neighbors=self.settings.n_neighbors,
                                     min_cluster_size=self.settings.min_cluster_size, max_fit=self.settings.max_fit)
             self._clusters = disc.fit(self.vectors)
-            self._clustered_n = n
+            self._clustered_n = self._fitted_n = n
+            self._keywords = None
         elif self._clustered_n < n:
             self._clusters = extend_clusters(self._clusters, self.vectors[: self._clustered_n],
                                              self.vectors[self._clustered_n :])
             self._clustered_n = n
         return self._clusters
+
+    def subclusters(self, anchor_id: str, n_examples: int = 2) -> list[SubCluster]:
+        """The anchor's fine-grained groups as they stand (the same rule as coverage.json's ``subclusters``).
+
+        Keywords are computed once per fit: prompts placed by extension join a cluster without re-weighting its
+        words until the next re-clustering.
+        """
+        clusters = self.clusters()
+        if self._keywords is None:
+            fitted = clusters.labels[: self._fitted_n]
+            self._keywords = keyword_labels(self.texts[: self._fitted_n], fitted) if len(fitted) else {}
+        a = self.assignments()
+        j = self.principle_ids.index(anchor_id)
+        members = np.where(a.anchored & (a.best == j))[0]
+        return anchor_subclusters(members, clusters.labels, self.vectors, self.ids, self.texts, self._keywords,
+                                  n_examples)
 
     def result(self, *, recluster: bool = False, source: str = "<run>") -> AuditResult:
         """A full :class:`AuditResult` of everything kept so far (what the run writes as coverage.json)."""

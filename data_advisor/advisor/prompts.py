@@ -28,19 +28,36 @@ ADVISOR_SYSTEM = (
 
 
 def advisor_messages(gap_rows: list[dict[str, Any]], candidates: list[str], over_examples: list[str],
-                     under_examples: list[str], clusters: list[dict[str, Any]]) -> Messages:
-    """The advice request: the numeric gap table plus examples, and the allowed choices."""
+                     under_examples: list[str], clusters: list[dict[str, Any]],
+                     history: Sequence[dict[str, Any]] = (), cluster_examples: Sequence[dict[str, Any]] = (),
+                     repeated: Sequence[str] = ()) -> Messages:
+    """The advice request: the numeric gap table, each candidate anchor's fine-grained clusters, the sub-issues
+    already advised in this run, examples, and the allowed choices.
+
+    ``clusters`` holds trusted numbers only (per candidate anchor: sub-cluster ids and sizes, evenness);
+    ``cluster_examples`` (keywords and example prompts of those sub-clusters) and ``history`` (sub-issues advised
+    earlier in this run, with the kept prompts each produced; model-written text) travel as untrusted data.
+    ``repeated`` lists answers of this round already refused as repeats, for the one re-ask.
+    """
     table = json.dumps(gap_rows, ensure_ascii=True, indent=1)
+    again = ""
+    if repeated:
+        again = (f"Your previous answer {json.dumps(list(repeated), ensure_ascii=True)} repeats a sub-issue already "
+                 "advised in this run. Choose a different sub-issue.\n")
     user = (
         "Coverage of the dataset so far (trusted numbers computed by the toolkit; gap = target share − "
         f"actual share, positive means under-covered):\n{table}\n\n"
-        f"Fine-grained clusters found in the data (trusted numbers, untrusted labels):\n"
+        "Fine-grained clusters of the candidate anchors (trusted numbers: the sizes of the sub-clusters discovery found "
+        "among each anchor's prompts; evenness 1 = spread evenly over them, 0 = all in one):\n"
         f"{json.dumps(clusters, ensure_ascii=True, indent=1)}\n\n"
+        f"{data_block('keywords and example prompts of those sub-clusters', list(cluster_examples))}\n\n"
+        f"{data_block('sub-issues already advised in this run, with the prompts kept for each', list(history))}\n\n"
         f"{data_block('prompts from over-covered issues', over_examples)}\n\n"
         f"{data_block('prompts from under-covered issues', under_examples)}\n\n"
-        f"Choose the next issue to generate for. anchor_id MUST be one of {json.dumps(candidates)}. "
-        "Name a specific, concrete sub-issue of that anchor that the existing prompts do not cover yet "
-        "(at most 12 words), and give a one-sentence rationale.\n"
+        f"{again}Choose the next issue to generate for. anchor_id MUST be one of {json.dumps(candidates)}. "
+        "Name a specific, concrete sub-issue of that anchor that the existing prompts and sub-clusters do not cover "
+        "yet and that is NOT among the sub-issues already advised (at most 12 words), and give a one-sentence "
+        "rationale.\n"
         'Reply with JSON only: {"issue": "...", "anchor_id": "...", "rationale": "..."}'
     )
     return [{"role": "system", "content": ADVISOR_SYSTEM}, {"role": "user", "content": user}]

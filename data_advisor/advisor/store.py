@@ -6,52 +6,122 @@ fsync'd), ``rounds.jsonl`` (one record per round), then ``coverage.json`` / ``as
 
 Why this shape: a run killed at any instant (even SIGKILL) must resume with nothing lost and nothing
 duplicated. Records are appended whole and fsync'd; on open, a torn last line (the only thing a kill can
-leave) is cut off.  Re-running the same command on the same folder resumes; a different configuration is
-refused with the differing keys named.
+leave) is cut off, with a note on stderr.  Damage anywhere else (a bad line in the middle, zero fill, fewer prompt
+records than rounds.jsonl counts) stops with a one-line error naming the file and line: cutting the file there
+would silently delete every record after it, and those may be paid-for LLM outputs.  Re-running the same command
+on the same folder resumes; a different configuration is refused with the differing keys named.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_advisor.errors import OutputError, RunConfigError
-from data_advisor.io import ensure_writable_dir, split_lines, write_json_atomic
+from data_advisor.errors import InputError, OutputError, RunConfigError
+from data_advisor.io import ensure_writable_dir, removed_on_failure, write_json_atomic
 
+#: Files a run writes into its folder (an input file of the same name there would be overwritten).
+RUN_FILES = ("config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
+             "report.html", "llm_calls.jsonl", "responses.jsonl", "llm_calls_respond.jsonl")
 #: Config keys that may differ on resume without changing what the run produces.
 RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries"})
 
 
-def _repair_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file, cutting off a torn (partially written) last line in place."""
+class RunDamagedError(InputError):
+    """A run folder file is damaged somewhere other than a torn last line: never repaired by cutting records."""
+
+
+def _note(msg: str) -> None:
+    """Recovery notes go to stderr: the run goes on, but the user is told what was repaired."""
+    print(f"note: {msg}", file=sys.stderr, flush=True)
+
+
+def _is_torn_tail(line: bytes) -> bool:
+    """What an interrupted append can leave as the last line: the start of a JSON object, cut short (no NUL fill,
+    no newline-terminated garbage from elsewhere)."""
+    return line.lstrip().startswith(b"{") and b"\x00" not in line
+
+
+def _parse_jsonl(path: Path, raw: bytes, valid: Callable[[Any], bool]) -> tuple[list[dict[str, Any]], int]:
+    """Records of an append-only JSONL file and the byte offset where its good part ends.
+
+    Only the *last* line may be bad, and only when it looks like a cut-short append (see :func:`_is_torn_tail`):
+    the caller may then drop it.  A bad line anywhere else (or a last line that is not a torn append, e.g. zero
+    fill) raises :class:`RunDamagedError` naming the file, the line and the fix: cutting there would silently
+    delete every record after it.
+    """
+    rows: list[dict[str, Any]] = []
+    lines = raw.split(b"\n")
+    last_used = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+    pos = 0
+    for lineno, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                ok = valid(row)
+            except ValueError:
+                row, ok = None, False
+            if not ok:
+                if lineno == last_used and _is_torn_tail(line):
+                    return rows, pos
+                raise RunDamagedError(
+                    f"{path} is damaged at line {lineno} (not a complete record); {len(rows)} records before it "
+                    "are intact and the records after it would be lost if the file were cut there",
+                    f"restore {path.name} from a backup, or delete or repair line {lineno} by hand (that record "
+                    "is lost), then re-run the same command to resume",
+                )
+            rows.append(row)
+        pos += len(line) + 1
+    return rows, len(raw)
+
+
+def _repair_jsonl(path: Path, valid: Callable[[Any], bool] = lambda row: isinstance(row, dict)) -> list[dict[str, Any]]:
+    """Read an append-only JSONL file, cutting off a torn (partially written) last line in place — and saying so."""
     if not path.exists():
         return []
     raw = path.read_bytes()
-    rows: list[dict[str, Any]] = []
-    good_end = 0
-    pos = 0
-    for line in raw.splitlines(keepends=True):
-        end = pos + len(line)
-        stripped = line.strip()
-        if stripped:
-            if not line.endswith(b"\n"):
-                break  # torn final line: the write never finished
-            try:
-                rows.append(json.loads(stripped))
-            except ValueError:
-                break
-        good_end = end
-        pos = end
+    rows, good_end = _parse_jsonl(path, raw, valid)
     if good_end < len(raw):
         with open(path, "r+b") as fh:
             fh.truncate(good_end)
             fh.flush()
             os.fsync(fh.fileno())
+        _note(f"{path} ended with a partly written record ({len(raw) - good_end} bytes from an interrupted run); "
+              f"it was removed and that work will be redone; {len(rows)} complete records kept")
+    elif raw.strip() and not raw.endswith(b"\n"):
+        with open(path, "ab") as fh:  # a complete last record whose newline was never written: finish it
+            fh.write(b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
     return rows
+
+
+def _valid_prompt(row: Any) -> bool:
+    rnd = row.get("round", 0) if isinstance(row, dict) else None
+    return (isinstance(row, dict) and isinstance(row.get("id"), str) and isinstance(row.get("text"), str)
+            and isinstance(rnd, int) and not isinstance(rnd, bool))
+
+
+def _valid_round(row: Any) -> bool:
+    return isinstance(row, dict) and isinstance(row.get("round"), int) and not isinstance(row.get("round"), bool)
+
+
+def _check_counts(run_dir: Path, prompts: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> None:
+    """rounds.jsonl records how many prompts the run held after each round: fewer in prompts.jsonl means records
+    were lost (a file cut at a line boundary looks intact on its own)."""
+    recorded = max((r["n_prompts"] for r in rounds if isinstance(r.get("n_prompts"), int)), default=0)
+    if recorded > len(prompts):
+        raise RunDamagedError(
+            f"{run_dir / 'prompts.jsonl'} holds {len(prompts)} prompts but {run_dir / 'rounds.jsonl'} records "
+            f"{recorded}: {recorded - len(prompts)} prompt records are missing",
+            "restore prompts.jsonl from a backup, or start the run again in a new --out folder",
+        )
 
 
 def _append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -111,7 +181,8 @@ class RunStore:
         else:
             write_json_atomic(self.config_path, config)
         self.config = config
-        self.state = RunState(_repair_jsonl(self.prompts_path), _repair_jsonl(self.rounds_path))
+        self.state = RunState(_repair_jsonl(self.prompts_path, _valid_prompt), _repair_jsonl(self.rounds_path, _valid_round))
+        _check_counts(self.dir, self.state.prompts, self.state.rounds)
         self._recover_round_records()
         #: Whether the folder already held records when opened (a resume, not a fresh run).
         self.resumed = bool(self.state.prompts or self.state.rounds)
@@ -122,7 +193,7 @@ class RunStore:
         logged = {r.get("round") for r in self.state.rounds}
         missing: dict[int, int] = {}
         for p in self.state.prompts:
-            if p.get("round") not in logged:
+            if "round" in p and p["round"] not in logged:
                 missing[p["round"]] = missing.get(p["round"], 0) + 1
         counts = {p.get("round"): n for n, p in enumerate(self.state.prompts, start=1)}
         for rnd in sorted(missing):
@@ -147,27 +218,53 @@ class RunStore:
         self.state.rounds.append(record)
 
 
+@contextlib.contextmanager
+def discard_new_run_on_failure(run_dir: Path) -> Iterator[None]:
+    """If the block fails before a new run folder holds any record, remove what it created (config.json, empty
+    files, new folders).
+
+    Why: a `curate` whose pool has a bad line failed after config.json was written; once the pool was fixed the
+    folder was refused as "a run with a different configuration" — and `--out a/deep/er` left empty folders.
+    """
+    run_dir = Path(run_dir)
+    fresh = not (run_dir / "config.json").exists()
+    with removed_on_failure(run_dir):
+        try:
+            yield
+        except BaseException:
+            if fresh:
+                _discard_empty_run(run_dir)
+            raise
+
+
+def _discard_empty_run(run_dir: Path) -> None:
+    if any((run_dir / name).exists() and (run_dir / name).stat().st_size for name in ("prompts.jsonl", "rounds.jsonl")):
+        return  # records were written: they are the user's, keep everything
+    with contextlib.suppress(OSError):
+        for name in RUN_FILES:
+            f = run_dir / name
+            if f.is_file() and (name == "config.json" or f.stat().st_size == 0):
+                f.unlink()
+
+
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """(config, prompts, rounds) of an existing run folder, for reports and `respond` (read-only)."""
     run_dir = Path(run_dir)
     cfg = run_dir / "config.json"
     if not cfg.exists():
-        from data_advisor.errors import InputError
-
         raise InputError(f"{run_dir} is not a run folder (no config.json)",
                          "pass the --out folder of a `data-advisor generate` or `curate` run")
-    config = json.loads(cfg.read_text("utf-8"))
+    try:
+        config = json.loads(cfg.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(f"{cfg} is not valid JSON", "restore it from a backup; the run folder is damaged") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{cfg} does not hold a run configuration", "restore it from a backup; the run folder is damaged")
 
-    def _read(p: Path) -> list[dict[str, Any]]:
-        if not p.exists():
-            return []
-        out = []
-        for line in split_lines(p.read_text("utf-8")):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    break
-        return out
+    def _read(p: Path, valid: Callable[[Any], bool]) -> list[dict[str, Any]]:
+        """Read-only: a torn last line (a run still going, or killed) is skipped; damage elsewhere is an error."""
+        return _parse_jsonl(p, p.read_bytes(), valid)[0] if p.exists() else []
 
-    return config, _read(run_dir / "prompts.jsonl"), _read(run_dir / "rounds.jsonl")
+    prompts, rounds = _read(run_dir / "prompts.jsonl", _valid_prompt), _read(run_dir / "rounds.jsonl", _valid_round)
+    _check_counts(run_dir, prompts, rounds)
+    return config, prompts, rounds

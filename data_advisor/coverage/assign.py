@@ -4,13 +4,16 @@ Anchors: every leaf principle is represented by several vectors — its embedded
 ("name: description") and each written example — because a single mean vector measured worse on
 real labelled sets (harmful prompts sit far from category names: median cosine ≈ 0.23).  A prompt's score
 for a principle is the maximum cosine over that principle's vectors, found with a FAISS inner-product
-index (vectors are normalised, so inner product = cosine).
+index (vectors are normalised, so inner product = cosine).  :mod:`data_advisor.coverage.refine` can then
+sharpen which principle a prompt belongs to using the input itself.
 
-Unanchored: a built-in *background* set of benign principles (everyday tasks and safe-but-scary-sounding
-requests) is scored the same way.  A prompt is ``unanchored`` when its best harm score does not beat its
-best background score by ``margin_threshold`` or falls under ``min_score``.  Both defaults were chosen on
-labelled data (see :data:`DEFAULT_MARGIN_THRESHOLD`), and ``benchmarks/accuracy.py`` reports the AUROC of
-the separation.
+Anchored (harm-relevant): decided by :mod:`data_advisor.coverage.harm`, independent of the audited taxonomy's
+vector count — top-30-mean cosine to a pool of every built-in taxonomy's anchors (plus the audited taxonomy's)
+minus top-30-mean cosine to the built-in *background* of benign principles, against a threshold fitted on the
+shared harmful / benign sets (``harm_calibration.json``).  ``relevance`` is that difference minus the threshold,
+``harm_score`` its logistic map to [0, 1]; a prompt is anchored when ``relevance ≥ margin_threshold`` (default 0:
+the calibrated boundary).  Without a harm pool (``build_anchors(..., harm_pool=False)``) the older rule applies:
+best taxonomy score − best background score ≥ ``margin_threshold`` and best score ≥ ``min_score``.
 """
 
 from __future__ import annotations
@@ -20,15 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data_advisor.coverage.embed import Embedder
+from data_advisor.coverage.harm import HarmCalibration, HarmScorer, harm_pool_texts
 from data_advisor.coverage.taxonomy import Taxonomy
 
-#: A prompt counts as on-taxonomy when (best harm score − best background score) ≥ this.  Chosen on labelled
-#: data: in the sweep of benchmarks/accuracy.py (balanced accuracy on XSTest safe/unsafe plus JailbreakBench
-#: harmful/benign twins, default model) the best threshold per built-in taxonomy lies between −0.05 and +0.05,
-#: and 0 is the best or within 0.03 of the best for every one of them.  0 also reads plainly: "closer to a
-#: harm anchor than to any benign one".
+#: Offset added to the calibrated harm boundary (harm_calibration.json): 0 keeps the boundary fitted on the shared
+#: sets; positive values anchor fewer prompts.  In the legacy rule (no harm pool) it is the margin of the best
+#: taxonomy score over the best background score.
 DEFAULT_MARGIN_THRESHOLD = 0.0
-#: Floor on the best harm score itself (prompts below it are unrelated to every principle).
+#: Floor on the best taxonomy score itself, legacy rule only.
 DEFAULT_MIN_SCORE = 0.20
 
 
@@ -41,6 +43,8 @@ class AnchorSet:
     owner: np.ndarray  # (n_vectors,) index into principle_ids
     background_vectors: np.ndarray | None = None
     model_id: str = ""
+    #: Pooled harm anchors (every built-in taxonomy's leaves plus this taxonomy's); None: legacy unanchored rule.
+    harm_vectors: np.ndarray | None = None
 
     @property
     def n_principles(self) -> int:
@@ -55,8 +59,14 @@ class AnchorSet:
 
 
 def build_anchors(taxonomy: Taxonomy, embedder: Embedder, background: Taxonomy | None = None,
-                  *, use_examples: bool = True) -> AnchorSet:
-    """Embed every leaf's definition and examples (and the background's) into an :class:`AnchorSet`."""
+                  *, use_examples: bool = True, harm_pool: bool = True,
+                  harm_exclude: tuple[str, ...] = ()) -> AnchorSet:
+    """Embed every leaf's definition and examples (and the background's) into an :class:`AnchorSet`.
+
+    With a background and ``harm_pool`` the pooled harm anchors of :mod:`~data_advisor.coverage.harm` are embedded
+    too (``harm_exclude`` leaves built-in taxonomies out of the pool: the benchmark's leave-one-dataset-out runs).
+    """
+
     leaves = taxonomy.leaves()
     texts: list[str] = []
     owner: list[int] = []
@@ -68,13 +78,16 @@ def build_anchors(taxonomy: Taxonomy, embedder: Embedder, background: Taxonomy |
     if background is not None:
         for p in background.leaves():
             bg_texts.extend(p.anchor_texts())
-    vecs = embedder.encode(texts + bg_texts)
+    pool = harm_pool_texts(taxonomy, harm_exclude) if (bg_texts and harm_pool) else []
+    vecs = embedder.encode(texts + bg_texts + pool)
+    nt, nb = len(texts), len(bg_texts)
     return AnchorSet(
         principle_ids=[p.id for p in leaves],
-        vectors=np.ascontiguousarray(vecs[: len(texts)]),
+        vectors=np.ascontiguousarray(vecs[:nt]),
         owner=np.asarray(owner, dtype=np.int64),
-        background_vectors=np.ascontiguousarray(vecs[len(texts):]) if bg_texts else None,
+        background_vectors=np.ascontiguousarray(vecs[nt : nt + nb]) if bg_texts else None,
         model_id=embedder.model_id,
+        harm_vectors=np.ascontiguousarray(vecs[nt + nb :]) if pool else None,
     )
 
 
@@ -89,14 +102,20 @@ class Assignments:
     margin: np.ndarray  # (n,) best − runner-up score
     background_score: np.ndarray  # (n,) best background score (−1 when no background)
     anchored: np.ndarray  # (n,) bool
-    settings: dict[str, float | bool] = field(default_factory=dict)
+    settings: dict[str, float | bool | str] = field(default_factory=dict)
+    #: (n,) calibrated harm relevance in [0, 1] (None under the legacy rule); 0.5 at the decision boundary.
+    harm_score: np.ndarray | None = None
+    #: (n,) harm relevance (pooled top-k harm − background − calibrated threshold); None under the legacy rule.
+    harm_relevance: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.best)
 
     @property
     def relevance(self) -> np.ndarray:
-        """Harm score minus background score: the quantity thresholded for ``anchored``."""
+        """The quantity thresholded (against ``margin_threshold``) for ``anchored``."""
+        if self.harm_relevance is not None:
+            return self.harm_relevance
         return self.score - np.maximum(self.background_score, -1.0)
 
     def anchor_id(self, i: int) -> str | None:
@@ -112,10 +131,12 @@ class AnchorAssigner:
     """Nearest-principle assignment over a FAISS inner-product index (scikit-learn style: fit, then assign)."""
 
     def __init__(self, *, margin_threshold: float = DEFAULT_MARGIN_THRESHOLD,
-                 min_score: float = DEFAULT_MIN_SCORE, use_background: bool = True) -> None:
+                 min_score: float = DEFAULT_MIN_SCORE, use_background: bool = True,
+                 harm_calibration: HarmCalibration | None = None) -> None:
         self.margin_threshold = margin_threshold
         self.min_score = min_score
         self.use_background = use_background
+        self.harm_calibration = harm_calibration
         self.anchors_: AnchorSet | None = None
 
     def fit(self, anchors: AnchorSet) -> AnchorAssigner:
@@ -128,6 +149,10 @@ class AnchorAssigner:
         if self.use_background and anchors.background_vectors is not None and len(anchors.background_vectors):
             self._bg_index = faiss.IndexFlatIP(anchors.background_vectors.shape[1])
             self._bg_index.add(np.ascontiguousarray(anchors.background_vectors, dtype=np.float32))
+        self._harm: HarmScorer | None = None
+        if self._bg_index is not None and anchors.harm_vectors is not None and len(anchors.harm_vectors):
+            self._harm = HarmScorer(anchors.harm_vectors, anchors.background_vectors,  # type: ignore[arg-type]
+                                    self.harm_calibration)
         return self
 
     def principle_scores(self, vectors: np.ndarray) -> np.ndarray:
@@ -176,12 +201,24 @@ class AnchorAssigner:
             second[miss] = full.argmax(axis=1)
             score2[miss] = full.max(axis=1)
         margin = np.where(second >= 0, score - score2, score + 1.0)
-        anchored = score >= self.min_score
-        if self._bg_index is not None:
-            anchored &= (score - bg) >= self.margin_threshold
+        settings: dict[str, float | bool | str] = {"margin_threshold": self.margin_threshold, "min_score": self.min_score,
+                                             "use_background": self._bg_index is not None}
+        harm_score = relevance = None
+        if self._harm is not None:
+            relevance = self._harm.relevance(vectors)
+            harm_score = self._harm.harm_score(relevance)
+            anchored = relevance >= self.margin_threshold
+            cal = self._harm.calibration
+            settings.update({"unanchored_rule": "harm-pool", "harm_threshold": cal.threshold,
+                             "harm_scale": cal.scale, "harm_top_k": cal.k,
+                             "harm_pool_vectors": len(a.harm_vectors)})  # type: ignore[arg-type]
+        else:
+            anchored = score >= self.min_score
+            if self._bg_index is not None:
+                anchored &= (score - bg) >= self.margin_threshold
+            settings["unanchored_rule"] = "taxonomy-vs-background" if self._bg_index is not None else "min-score"
         return Assignments(
             principle_ids=list(a.principle_ids), best=best, score=score, second=second, margin=margin,
-            background_score=bg, anchored=anchored,
-            settings={"margin_threshold": self.margin_threshold, "min_score": self.min_score,
-                      "use_background": self._bg_index is not None},
+            background_score=bg, anchored=anchored, settings=settings, harm_score=harm_score,
+            harm_relevance=relevance,
         )

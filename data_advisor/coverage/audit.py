@@ -8,7 +8,6 @@ Thin on purpose: each stage is its own module with a typed contract and can be s
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,20 +25,23 @@ from data_advisor.coverage.assign import (
     Assignments,
     build_anchors,
 )
-from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, keyword_labels
+from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, KnnGraph, keyword_labels
+from data_advisor.coverage.cluster_cache import ClusterCache, shared_knn_graph, vectors_digest
 from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
 from data_advisor.coverage.embedders import make_embedder
-from data_advisor.coverage.report import AnchorCoverage, ClusterInfo, CoverageReport
+from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
 from data_advisor.data import PromptSet, load_prompts
 from data_advisor.errors import OutputError
-from data_advisor.io import ensure_writable_dir, save_npy_atomic, write_jsonl_atomic
+from data_advisor.io import ensure_writable_dir, make_temp_dir, save_npy_atomic, write_json_atomic, write_jsonl_atomic
 
 #: A cluster whose centroid is less similar than this to every principle is "far from every anchor".
 DEFAULT_EMERGENT_THRESHOLD = 0.45
 #: Above this many prompts, embeddings.npy is not written next to the report (the cache still has them).
 SAVE_EMBEDDINGS_MAX = 300_000
+#: Per-run facts beside coverage.json (cache hits, recoveries); report.html shows them with the discovery notes.
+RUN_INFO = "run_info.json"
 
 
 @dataclass
@@ -60,6 +62,7 @@ class AuditSettings:
     n_neighbors: int = 15
     max_fit: int = 50_000
     n_examples: int = 3
+    refine: bool = True
 
     def __post_init__(self) -> None:
         """Reject impossible settings before any work starts (HDBSCAN's own error would come after embedding)."""
@@ -91,6 +94,10 @@ class AuditResult:
     taxonomy: Taxonomy
     anchors: AnchorSet
     settings: AuditSettings = field(default_factory=AuditSettings)
+    knn: KnnGraph | None = None
+    run_notes: list[str] = field(default_factory=list)
+    """What this run did that is not part of the numbers (e.g. clusters read from the cluster cache): printed by the
+    CLI and shown in report.html through ``run_info.json``, never in coverage.json, which stays byte-identical."""
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """One ``assignments.jsonl`` record per prompt, in input order."""
@@ -101,6 +108,7 @@ class AuditResult:
                 "margin": round(float(a.margin[i]), 6), "cluster_id": int(self.clusters.labels[i]),
                 "nearest_anchor_id": a.nearest_id(i),
                 "background_score": round(float(a.background_score[i]), 6),
+                "harm_score": None if a.harm_score is None else round(float(a.harm_score[i]), 6),
                 "x": round(float(self.clusters.coords[i, 0]), 5), "y": round(float(self.clusters.coords[i, 1]), 5),
             }
 
@@ -114,9 +122,11 @@ class AuditResult:
         once all of them are complete, so a failure leaves the previous outputs (or nothing) behind.
         """
         out_dir = ensure_writable_dir(Path(out_dir))
-        tmp = Path(tempfile.mkdtemp(prefix=".audit-", dir=out_dir))
+        tmp = make_temp_dir(out_dir, ".audit-")  # pid in the name: a killed writer's folder is removed next time
         try:
             self.report.save(tmp / "coverage.json")
+            write_json_atomic(tmp / RUN_INFO, {"clusters_from_cache": self.clusters.from_cache,
+                                               "notes": list(self.run_notes)})
             write_jsonl_atomic(tmp / "assignments.jsonl", self.rows())
             if save_embeddings and len(self.vectors) <= SAVE_EMBEDDINGS_MAX:
                 save_npy_atomic(tmp / "embeddings.npy", self.vectors.astype(np.float16))
@@ -144,8 +154,15 @@ def run_audit(
     anchors: AnchorSet | None = None,
     vectors: np.ndarray | None = None,
     show_progress: bool = False,
+    cluster_cache: ClusterCache | None = None,
 ) -> AuditResult:
-    """Run every stage on an in-memory prompt set. Pass ``vectors`` to skip embedding."""
+    """Run every stage on an in-memory prompt set. Pass ``vectors`` to skip embedding.
+
+    One exact k-NN graph is built per audit (exact search up to :data:`metrics.IVF_ABOVE` prompts) and shared by
+    discovery and the near-duplicate metric; it is returned as ``AuditResult.knn`` for stages that smooth over
+    neighbours.  With ``cluster_cache`` the graph and the discovery result are read from it when these exact vectors
+    were audited with the same discovery settings before (the taxonomy plays no part), and stored otherwise.
+    """
     settings = settings or AuditSettings(taxonomy=taxonomy.id)
     if anchors is None:
         background = load_background() if settings.background else None
@@ -160,16 +177,60 @@ def run_audit(
     assigner = assigner or AnchorAssigner(margin_threshold=settings.margin_threshold, min_score=settings.min_score,
                                           use_background=settings.background)
     assignments = assigner.fit(anchors).assign(vectors)
+    n = len(vectors)
+    digest = vectors_digest(vectors) if cluster_cache is not None else None
+    knn = (shared_knn_graph(vectors, min(settings.n_neighbors, n), cache=cluster_cache, digest=digest)
+           if 2 <= n <= M.IVF_ABOVE else None)
+    if settings.refine:
+        from data_advisor.coverage.refine import RefineSettings, refine_assignments
+
+        # Label spreading uses the first k columns of the audit's one kNN graph (self + k neighbours): the same
+        # neighbours an exact k-NN search would give, without a second search.
+        k_refine = RefineSettings().k + 1
+        graph = (knn.idx[:, :k_refine], knn.dists[:, :k_refine]) if knn is not None and knn.k >= k_refine else None
+        assignments, _ = refine_assignments(assignments, vectors, anchors, graph=graph, seed=settings.seed)
+    else:
+        assignments.settings["refine"] = {"ran": False, "reason": "turned off (--no-refine / refine=False)"}  # type: ignore[assignment]
     if settings.cluster:
         discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
                                                   min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)
-        clusters = discovery.fit(vectors)
+        if cluster_cache is not None and digest is not None:
+            clusters = cluster_cache.fit(discovery, vectors, digest=digest, model_id=embedder.model_id, graph=knn)
+        else:
+            clusters = discovery.fit(vectors, graph=knn)
     else:
-        clusters = ClusterResult(np.full(len(vectors), -1, dtype=np.int64), np.zeros((len(vectors), 2), np.float32),
+        clusters = ClusterResult(np.full(n, -1, dtype=np.int64), np.zeros((n, 2), np.float32),
                                  "disabled", ["discovery disabled (--no-cluster)"], {})
     report = build_report(prompts, vectors, taxonomy, anchors, assignments, clusters, settings,
-                          model_id=embedder.model_id)
-    return AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings)
+                          model_id=embedder.model_id, knn=knn)
+    run_notes = list(cluster_cache.events) if cluster_cache is not None else []
+    return AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings, knn, run_notes)
+
+
+class _GroupVendi:
+    """Vendi scores of groups of rows with one Gram pass: each leaf's d×d Σuuᵀ is kept, parents and the whole set
+    sum them (Vendi of a union = eigen-entropy of the summed Gram / n).  A group smaller than d is scored through its
+    own n×n kernel, which is cheaper to decompose."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+        self.d = vectors.shape[1] if vectors.ndim == 2 else 0
+
+    def of(self, idx: Sequence[int], grams: dict[str, np.ndarray], key: str) -> float:
+        rows = np.asarray(idx, dtype=np.int64)
+        grams[key] = M.gram_sum(self.vectors, rows=rows)
+        if not len(rows):
+            return 0.0
+        return M.vendi_score(self.vectors[rows]) if len(rows) < self.d else M.vendi_from_gram(grams[key], len(rows))
+
+    def whole(self, grams: dict[str, np.ndarray], rest: np.ndarray) -> float:
+        n = len(self.vectors)
+        if n < self.d:
+            return M.vendi_score(self.vectors)
+        total = M.gram_sum(self.vectors, rows=rest)
+        for g in grams.values():
+            total += g
+        return M.vendi_from_gram(total, n)
 
 
 def _examples(ids: Sequence[str], texts: Sequence[str], order: Sequence[int], k: int) -> list[dict[str, str]]:
@@ -186,8 +247,13 @@ def build_report(
     settings: AuditSettings,
     *,
     model_id: str = "",
+    knn: KnnGraph | None = None,
 ) -> CoverageReport:
-    """Compute every number of the report from the stage outputs (no model calls; cheap to repeat)."""
+    """Compute every number of the report from the stage outputs (no model calls; cheap to repeat).
+
+    ``knn`` is the audit's exact k-NN graph of ``vectors`` (self first); near-duplicates are read from it instead of
+    searching again.
+    """
     n = len(prompts)
     ids, texts = prompts.ids, prompts.texts
     leaf_ids = assignments.principle_ids
@@ -201,6 +267,9 @@ def build_report(
     for i, a in enumerate(anchor_of):
         if a is not None:
             members[a].append(i)
+    vendi = _GroupVendi(vectors)
+    grams: dict[str, np.ndarray] = {}  # per leaf Σuuᵀ: parents and the whole set are sums of these, never recomputed
+    keywords = keyword_labels(texts, clusters.labels) if clusters.n_clusters else {}
     leaf_rows: dict[str, AnchorCoverage] = {}
     for pid in leaf_ids:
         p = taxonomy.by_id(pid)
@@ -212,9 +281,14 @@ def build_report(
             deficit=g.deficit, parent=p.parent, is_leaf=True,
             mean_score=float(np.mean(assignments.score[idx])) if idx else 0.0,
             n_clusters=per_anchor_clusters.get(pid, 0),
-            vendi=M.vendi_score(vectors[idx]) if idx else 0.0,
+            vendi=vendi.of(idx, grams, pid),
             examples=_examples(ids, texts, by_score, settings.n_examples),
         )
+        subs = anchor_subclusters(idx, clusters.labels, vectors, ids, texts, keywords, settings.n_examples)
+        row = leaf_rows[pid]
+        row.subclusters = subs[:MAX_SUBCLUSTERS]
+        row.subcluster_evenness = M.subcluster_evenness([sc.size for sc in subs])
+        row.clustered_share = sum(sc.size for sc in subs) / len(idx) if idx else 0.0
     anchor_rows: list[AnchorCoverage] = []
     total_anchored = sum(counts.values())
     for p in taxonomy.principles:  # file order; parents roll up their leaves
@@ -231,7 +305,7 @@ def build_report(
             deficit=sum(r.deficit for r in below), parent=p.parent, is_leaf=False,
             mean_score=float(np.mean(assignments.score[idx])) if idx else 0.0,
             n_clusters=len({int(clusters.labels[i]) for i in idx} - {-1}),
-            vendi=M.vendi_score(vectors[idx]) if idx else 0.0,
+            vendi=M.vendi_from_gram(sum((grams[r.id] for r in below), np.zeros_like(grams[leaf_ids[0]])), len(idx)),
             examples=[ex for r in below for ex in r.examples[:1]][: settings.n_examples],
         ))
 
@@ -240,9 +314,9 @@ def build_report(
     un_idx = np.where(~assignments.anchored)[0]
     un_order = un_idx[np.argsort(-(assignments.background_score[un_idx]), kind="stable")]
 
-    cluster_rows = _cluster_rows(prompts, vectors, anchors, assignments, clusters, anchor_of, settings)
+    cluster_rows = _cluster_rows(prompts, vectors, anchors, assignments, clusters, anchor_of, settings, keywords)
 
-    nn_sim, nn_idx = M.nearest_neighbor_similarity(vectors, seed=settings.seed)
+    nn_sim, nn_idx = M.nearest_neighbor_similarity(vectors, seed=settings.seed, graph=knn)
     exact_groups = M.exact_duplicate_groups(texts)
     near_pairs: list[dict[str, Any]] = []
     seen_pairs: set[tuple[int, int]] = set()
@@ -270,7 +344,7 @@ def build_report(
         "gini": M.gini(leaf_counts),
         "kl_target_actual": M.kl_divergence([targets[k] for k in leaf_ids], leaf_counts),
         "effective_anchors": M.effective_number(leaf_counts),
-        "vendi_score": M.vendi_score(vectors),
+        "vendi_score": vendi.whole(grams, np.where(~assignments.anchored)[0]),
         "vendi_method": "exact: cosine kernel through the d×d Gram matrix (no sampling at any size)",
         "distinct_1": M.distinct_n(texts, 1),
         "distinct_2": M.distinct_n(texts, 2),
@@ -284,6 +358,7 @@ def build_report(
         "noise_share": clusters.noise_share,
         "n_emergent_clusters": sum(1 for c in cluster_rows if c.kind == "emergent"),
         "unanchored_share": n_un / n if n else 0.0,
+        "refine_moved": int(refine["n_moved"]) if isinstance(refine := assignments.settings.get("refine"), dict) else 0,
     }
     from data_advisor import __version__
 
@@ -322,13 +397,48 @@ def build_report(
     )
 
 
+#: Fewest of an anchor's prompts in one cluster for it to count as a sub-cluster (as ``n_clusters`` counts them).
+SUBCLUSTER_MIN_MEMBERS = 2
+
+
+def anchor_subclusters(members: Sequence[int], labels: np.ndarray, vectors: np.ndarray, ids: Sequence[str],
+                       texts: Sequence[str], keywords: dict[int, list[str]], n_examples: int = 3) -> list[SubCluster]:
+    """The fine-grained groups inside one anchor: its prompts (``members``) split by discovery cluster.
+
+    A cluster holding at least ``SUBCLUSTER_MIN_MEMBERS`` of the anchor's prompts is one of its sub-clusters (noise
+    and singletons are left out, so evenness is not inflated by stragglers).  Largest first, ties by cluster id;
+    examples are the anchor's prompts in the cluster closest to their own centroid.  Shared by the audit report
+    and the advisor loop's monitor, so the advisor sees exactly what coverage.json states.
+    """
+    idx = np.asarray(members, dtype=np.int64)
+    if not len(idx):
+        return []
+    lab = labels[idx]
+    sizes = Counter(int(c) for c in lab.tolist() if c != -1)
+    full = Counter(labels.tolist())
+    rows: list[SubCluster] = []
+    for c, size in sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])):
+        if size < SUBCLUSTER_MIN_MEMBERS:
+            continue
+        sub = idx[lab == c]
+        cent = vectors[sub].astype(np.float32).mean(axis=0)
+        order = sub[np.argsort(-(vectors[sub] @ cent), kind="stable")]
+        kw = keywords.get(c, [])
+        rows.append(SubCluster(cluster_id=c, size=size, share=size / len(idx), cluster_size=int(full[c]),
+                               label=", ".join(kw[:3]) or f"cluster {c}", keywords=kw[:5],
+                               examples=_examples(ids, texts, order.tolist(), min(3, n_examples))))
+    return rows
+
+
 def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, assignments: Assignments,
-                  clusters: ClusterResult, anchor_of: list[str | None], settings: AuditSettings) -> list[ClusterInfo]:
+                  clusters: ClusterResult, anchor_of: list[str | None], settings: AuditSettings,
+                  keywords: dict[int, list[str]] | None = None) -> list[ClusterInfo]:
     labels = clusters.labels
     ids_ = sorted(set(labels.tolist()) - {-1})
     if not ids_:
         return []
-    keywords = keyword_labels(prompts.texts, labels)
+    if keywords is None:
+        keywords = keyword_labels(prompts.texts, labels)
     rows: list[ClusterInfo] = []
     for c in ids_:
         idx = np.where(labels == c)[0]
@@ -392,4 +502,5 @@ def audit_full(
         prompts = PromptSet.from_texts(list(source))
     emb = embedder or make_embedder(model, cache=cache, embedder=embedder_kind)
     cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings)
-    return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress)
+    return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress,
+                     cluster_cache=ClusterCache.default() if cache else None)

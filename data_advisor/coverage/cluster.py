@@ -8,34 +8,58 @@ Cost control (measured on 2 CPU cores, see benchmarks/RESULTS.md):
 * above ``max_fit`` prompts UMAP and HDBSCAN are fitted on a seeded sample and the rest are placed by their
   nearest fitted neighbours (the report states the sample size).
 
-Small inputs degrade gracefully and say so in ``notes``: under 3 prompts nothing is clustered; under
-``umap_min_n`` UMAP is skipped and HDBSCAN runs on the raw vectors, with PCA for the 2-D map.
+Small inputs take a path without UMAP (below ``umap_min_n``, 1,000 by default): HDBSCAN on a spectral embedding
+of the k-NN graph (what UMAP itself starts from) and a PCA map.  It needs neither numba compilation (~25 s on a
+fresh cache) nor UMAP's import, and measured about as pure as UMAP on the labelled sets at these sizes, where HDBSCAN
+on a PCA projection was far worse (``benchmarks/bench_audit.py``, discovery path).  Under 3 prompts nothing is
+clustered; under 5 there is only a map.  Every path says what it did in ``notes``.
+
+The exact k-NN graph (FAISS) is built once per audit by :func:`build_knn_graph` and shared: UMAP takes it as
+``precomputed_knn``, the near-duplicate metric reads each prompt's nearest other prompt from it, and other stages
+(transductive refinement) may reuse it.  Heavy modules (umap, numba, hdbscan, sklearn) are imported only on the
+path that needs them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from data_advisor import _env  # noqa: F401  (NUMBA_CACHE_DIR before umap/numba load)
 
+#: Bump when a change to this module changes what ``ClusterDiscovery.fit`` returns for the same input: it is part of
+#: the cluster-cache key, so entries written by older code are never reused.
+DISCOVERY_VERSION = 2
+#: Default size below which discovery skips UMAP (measured: see ``umap_min_n`` in :class:`ClusterDiscovery`).
+UMAP_MIN_N = 1000
+
 
 @dataclass
 class ClusterResult:
-    """Cluster label per prompt (−1 = noise), 2-D map coordinates and how they were obtained."""
+    """Cluster label per prompt (−1 = noise), 2-D map coordinates and how they were obtained.
+
+    ``reduced`` (the space HDBSCAN clustered in: UMAP's 5-D or the PCA projection) and ``probabilities`` (HDBSCAN's
+    membership strength) are kept for callers that refine or explain clusters; ``from_cache`` says the result was
+    read from the cluster cache (run information only: it never reaches coverage.json).
+    """
 
     labels: np.ndarray
     coords: np.ndarray
     method: str
     notes: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    reduced: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    from_cache: bool = False
 
     @property
     def n_clusters(self) -> int:
@@ -70,11 +94,40 @@ def enable_umap_numba_cache() -> None:
     _CACHING_ENABLED = True
 
 
-def knn_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours (self included first) with FAISS; returns (indices, cosine distances)."""
+@dataclass(frozen=True)
+class KnnGraph:
+    """Exact k nearest neighbours of every row by cosine (inner product of unit vectors), self first in column 0.
+
+    ``idx`` (n×k int64) and ``sims`` (n×k float32, column 0 = 1.0).  Built once per audit and shared by discovery
+    (UMAP's ``precomputed_knn``), the near-duplicate metric (column 1 is each row's nearest other row) and any
+    stage that smooths over neighbours.
+    """
+
+    idx: np.ndarray
+    sims: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return int(self.idx.shape[1])
+
+    @property
+    def dists(self) -> np.ndarray:
+        """Cosine distances as UMAP expects them (self at 0)."""
+        d = np.clip(1.0 - self.sims, 0.0, 2.0).astype(np.float32)
+        d[:, 0] = 0.0
+        return d
+
+    def head(self, k: int) -> KnnGraph:
+        """The first ``k`` neighbours of each row (self included)."""
+        return KnnGraph(self.idx[:, :k], self.sims[:, :k])
+
+
+def build_knn_graph(vectors: np.ndarray, k: int) -> KnnGraph:
+    """Exact k-NN graph with FAISS (flat inner product), self forced into column 0 even among exact duplicates."""
     import faiss
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
+    k = max(1, min(k, len(x)))
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
     sims, idx = index.search(x, k)
@@ -91,9 +144,14 @@ def knn_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims[r, p], sims[r, 0] = sims[r, 0], 1.0
     idx[~has_self, 0] = rows[~has_self]
     sims[~has_self, 0] = 1.0
-    dists = np.clip(1.0 - sims, 0.0, 2.0).astype(np.float32)
-    dists[:, 0] = 0.0
-    return idx.astype(np.int64), dists
+    sims[:, 0] = 1.0
+    return KnnGraph(idx.astype(np.int64), sims.astype(np.float32))
+
+
+def knn_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours (self included first); returns (indices, cosine distances) as UMAP takes them."""
+    g = build_knn_graph(vectors, k)
+    return g.idx, g.dists
 
 
 def default_min_cluster_size(n: int) -> int:
@@ -102,11 +160,17 @@ def default_min_cluster_size(n: int) -> int:
 
 
 class ClusterDiscovery:
-    """UMAP + HDBSCAN discovery, seeded; ``fit(vectors) -> ClusterResult``."""
+    """Seeded discovery, ``fit(vectors) -> ClusterResult``: spectral + HDBSCAN below ``umap_min_n`` prompts, UMAP +
+    HDBSCAN from there, a sampled fit above ``max_fit``.
+
+    ``umap_min_n`` defaults to :data:`UMAP_MIN_N`, the size below which HDBSCAN on a spectral embedding of the k-NN
+    graph measured about as pure as the UMAP path on the labelled sets (benchmarks/RESULTS.md, discovery path);
+    the small path also skips UMAP's import and numba compilation, which dominate a first run.
+    """
 
     def __init__(self, *, seed: int = 0, n_neighbors: int = 15, n_components: int = 5,
                  min_cluster_size: int | None = None, min_samples: int | None = None,
-                 umap_min_n: int = 30, max_fit: int = 50_000) -> None:
+                 umap_min_n: int = UMAP_MIN_N, max_fit: int = 50_000) -> None:
         self.seed = seed
         self.n_neighbors = n_neighbors
         self.n_components = n_components
@@ -124,10 +188,20 @@ class ClusterDiscovery:
             "umap_min_n": self.umap_min_n, "max_fit": self.max_fit,
         }
 
+    def cache_params(self, n: int) -> dict[str, Any]:
+        """Everything that decides ``fit``'s output for ``n`` vectors besides the vectors (the cache key's part)."""
+        return {**self.params(n), "discovery_version": DISCOVERY_VERSION, "class": type(self).__name__}
+
     def _min_samples(self, min_cluster_size: int) -> int:
         return self.min_samples or max(2, min_cluster_size // 5)
 
-    def fit(self, vectors: np.ndarray) -> ClusterResult:
+    def graph_k(self, n: int) -> int:
+        """Neighbours (self included) the UMAP path needs from a shared k-NN graph of ``n`` vectors."""
+        return max(2, min(self.n_neighbors, n - 1))
+
+    def fit(self, vectors: np.ndarray, *, graph: KnnGraph | None = None) -> ClusterResult:
+        """Cluster ``vectors``; ``graph`` is an exact k-NN graph of these same vectors (built here when absent or
+        too short, and ignored by the sampled fit, which needs the graph of its sample)."""
         n = len(vectors)
         params = self.params(n)
         if n < 3:
@@ -138,42 +212,78 @@ class ClusterDiscovery:
                                  [f"discovery skipped: {n} prompt(s) are too few to cluster"], params)
         if n > self.max_fit:
             return self._fit_sampled(vectors, params)
-        return self._fit_all(vectors, params)
+        return self._fit_all(vectors, params, graph)
 
-    def _hdbscan(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    def _hdbscan(self, x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         import hdbscan
 
         mcs = min(params["min_cluster_size"], max(2, len(x) // 2))
         ms = min(params["min_samples"], mcs)
         model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, metric="euclidean",
                                 cluster_selection_method="eom", core_dist_n_jobs=1)
-        return model.fit_predict(np.ascontiguousarray(x, dtype=np.float64)).astype(np.int64)
+        labels = model.fit_predict(np.ascontiguousarray(x, dtype=np.float64)).astype(np.int64)
+        return labels, np.asarray(model.probabilities_, dtype=np.float32)
 
-    def _fit_all(self, vectors: np.ndarray, params: dict[str, Any]) -> ClusterResult:
+    def _fit_all(self, vectors: np.ndarray, params: dict[str, Any], graph: KnnGraph | None = None) -> ClusterResult:
         n = len(vectors)
-        notes: list[str] = []
         if n < self.umap_min_n:
-            from sklearn.decomposition import PCA
+            return self._fit_small(vectors, params, graph)
+        reduced, coords = self._umap(vectors, params, graph)
+        labels, probs = self._hdbscan(reduced, params)
+        return ClusterResult(labels, coords, "umap+hdbscan", [], params, reduced, probs)
 
-            coords = PCA(n_components=2, random_state=self.seed).fit_transform(vectors).astype(np.float32)
-            labels = self._hdbscan(vectors, params) if n >= 5 else np.full(n, -1, dtype=np.int64)
-            notes.append(f"UMAP skipped for {n} prompts (< {self.umap_min_n}): HDBSCAN ran on the raw vectors "
-                         "and the map is a PCA projection" if n >= 5 else
-                         f"clustering skipped for {n} prompts (< 5); the map is a PCA projection")
-            return ClusterResult(labels, coords, "pca+hdbscan" if n >= 5 else "pca", notes, params)
-        reduced, coords = self._umap(vectors, params)
-        labels = self._hdbscan(reduced, params)
-        return ClusterResult(labels, coords, "umap+hdbscan", notes, params)
+    def _fit_small(self, vectors: np.ndarray, params: dict[str, Any], graph: KnnGraph | None) -> ClusterResult:
+        """Small inputs: HDBSCAN on a spectral embedding of the k-NN graph, PCA for the 2-D map (no UMAP, no numba).
 
-    def _umap(self, vectors: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        The spectral embedding is what UMAP starts from (its ``init="spectral"``) without UMAP's numba-compiled
+        optimisation; HDBSCAN on a PCA projection measured far less pure (benchmarks/RESULTS.md, discovery path).
+        """
+        import warnings
+
+        from sklearn.decomposition import PCA
+
+        n = len(vectors)
+        x = np.asarray(vectors, dtype=np.float32)
+        coords = PCA(n_components=2, svd_solver="full", random_state=self.seed).fit_transform(x).astype(np.float32)
+        coords = np.ascontiguousarray(coords)  # PCA's signs are fixed by sklearn (svd_flip): deterministic
+        if n < 5:
+            return ClusterResult(np.full(n, -1, dtype=np.int64), coords, "pca",
+                                 [f"clustering skipped for {n} prompts (< 5); the map is a PCA projection"], params)
+        import scipy.sparse as sp
+        from sklearn.manifold import SpectralEmbedding
+
+        k = self.graph_k(n)
+        if graph is None or graph.k < k or len(graph.idx) != n:
+            graph = build_knn_graph(x, k)
+        graph = graph.head(k)
+        rows = np.repeat(np.arange(n), k - 1)
+        weights = np.clip(graph.sims[:, 1:].ravel(), 0.0, 1.0).astype(np.float64)
+        adj = sp.csr_matrix((weights, (rows, graph.idx[:, 1:].ravel())), shape=(n, n))
+        adj = adj.maximum(adj.T)  # symmetric, like UMAP's fuzzy union
+        dim = max(1, min(self.n_components, n - 2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "graph is not fully connected" on tiny or very clumpy inputs
+            reduced = SpectralEmbedding(n_components=dim, affinity="precomputed",
+                                        random_state=self.seed).fit_transform(adj).astype(np.float32)
+        labels, probs = self._hdbscan(reduced, params)
+        note = (f"UMAP skipped for {n} prompts (< {self.umap_min_n}): HDBSCAN ran on a {dim}-D spectral embedding of "
+                f"the {k}-nearest-neighbour graph and the map is a PCA projection (measured about as pure as UMAP on "
+                "the labelled sets at this size, with more noise; no numba compilation)")
+        return ClusterResult(labels, coords, "spectral+hdbscan", [note], params, reduced, probs)
+
+    def _umap(self, vectors: np.ndarray, params: dict[str, Any],
+              graph: KnnGraph | None = None) -> tuple[np.ndarray, np.ndarray]:
         import warnings
 
         enable_umap_numba_cache()
         import umap
 
         n = len(vectors)
-        k = min(self.n_neighbors, n - 1)
-        idx, dists = knn_graph(vectors, k)
+        k = self.graph_k(n)
+        if graph is None or graph.k < k or len(graph.idx) != n:
+            graph = build_knn_graph(vectors, k)
+        graph = graph.head(k)
+        idx, dists = graph.idx, graph.dists
         dim = min(self.n_components, n - 2)
         out = []
         for n_comp, min_dist in ((dim, 0.0), (2, 0.1)):
@@ -209,7 +319,8 @@ class ClusterDiscovery:
             idx = rest[start : start + EXTEND_CHUNK]
             all_labels[idx], all_coords[idx] = extender.place(vectors[idx])
         notes = [*fitted.notes,
-                 f"UMAP and HDBSCAN were fitted on a seeded sample of {self.max_fit:,} of {n:,} prompts "
+                 f"{_METHOD_WORDS.get(fitted.method, fitted.method)} were fitted on a seeded sample of "
+                 f"{self.max_fit:,} of {n:,} prompts "
                  f"(min_cluster_size {params['min_cluster_size']} scaled to {fit_mcs} for the sample); "
                  f"the others take the majority cluster and mean map position of their {KNN_EXTEND_K} nearest "
                  "fitted prompts"]
@@ -217,6 +328,9 @@ class ClusterDiscovery:
                              {**params, "fit_sample": self.max_fit, "fit_min_cluster_size": fit_mcs,
                               "fit_min_samples": fit_params["min_samples"]})
 
+
+_METHOD_WORDS = {"umap+hdbscan": "UMAP and HDBSCAN", "spectral+hdbscan": "the spectral embedding and HDBSCAN",
+                 "pca": "PCA"}
 
 KNN_EXTEND_K = 5
 EXTEND_CHUNK = 65_536
@@ -275,10 +389,34 @@ def extend_clusters(fitted: ClusterResult, fit_vectors: np.ndarray, new_vectors:
 _WORD = re.compile(r"[a-z][a-z'\-]+")
 
 
-def keyword_labels(texts: Sequence[str], labels: np.ndarray, top_n: int = 5) -> dict[int, list[str]]:
-    """c-TF-IDF keywords per cluster (BERTopic's class-based TF-IDF): what a cluster says that others don't."""
+@functools.cache
+def english_stop_words() -> frozenset[str]:
+    """scikit-learn's English stop-word list, read from its module file without importing the sklearn package.
+
+    Why: ``import sklearn`` pulls in scipy.stats and pandas (~2 s idle, ~5 s on a loaded machine) — most of a cached
+    re-audit, which otherwise needs nothing from sklearn.  Falls back to the ordinary import.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "feature_extraction" / "_stop_words.py"
+        file_spec = importlib.util.spec_from_file_location("_data_advisor_stop_words", path)
+        if path.exists() and file_spec is not None and file_spec.loader is not None:
+            module = importlib.util.module_from_spec(file_spec)
+            try:
+                file_spec.loader.exec_module(module)
+                return frozenset(module.ENGLISH_STOP_WORDS)
+            except Exception:  # an unexpected layout in another sklearn version: use the public import
+                break
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+def keyword_labels(texts: Sequence[str], labels: np.ndarray, top_n: int = 5) -> dict[int, list[str]]:
+    """c-TF-IDF keywords per cluster (BERTopic's class-based TF-IDF): what a cluster says that others don't."""
+    stop_words = english_stop_words()
     clusters = sorted(set(labels.tolist()) - {-1})
     if not clusters:
         return {}
@@ -287,7 +425,7 @@ def keyword_labels(texts: Sequence[str], labels: np.ndarray, top_n: int = 5) -> 
         if lab == -1:
             continue
         words = [w.strip("'-") for w in _WORD.findall(t.lower())]
-        counts[lab].update(w for w in words if len(w) > 2 and w not in ENGLISH_STOP_WORDS)
+        counts[lab].update(w for w in words if len(w) > 2 and w not in stop_words)
     total = Counter()
     for c in counts.values():
         total.update(c)

@@ -31,16 +31,19 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from data_advisor import _env
-from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, resolve_model
-from data_advisor.errors import InputError
+from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, notice, resolve_model
+from data_advisor.errors import DataAdvisorError, InputError
+
+T = TypeVar("T")
 
 #: Bump when the distillation recipe or the stored format changes (old cached tables are then rebuilt).
 STATIC_FORMAT = 1
@@ -48,6 +51,10 @@ STATIC_FORMAT = 1
 _REMOVE_TOKENS = re.compile(r"\[unused\d+\]")
 #: SIF coefficient of the Model2Vec recipe (weight = a / (a + p(rank)), p from Zipf's law).
 DEFAULT_SIF = 1e-4
+#: The files of a distilled static model folder (their sha256 sums are kept in its meta.json).
+STATIC_FILES = ("vectors.npy", "token_rows.npy", "tokenizer.json")
+#: The files of an exported ONNX model folder.
+ONNX_FILES = ("fp32.onnx", "int8.onnx", "tokenizer.json")
 
 
 def static_root() -> Path:
@@ -134,7 +141,7 @@ def distill_static(model_path: str | Path, out_dir: str | Path, *, base_model_id
     write_json_atomic(out_dir / "meta.json", {
         "format": STATIC_FORMAT, "recipe": "model2vec (mean of [CLS] t [SEP] outputs, SIF-from-Zipf weights, no PCA)",
         "base_model_id": base_model_id, "sif": sif, "dim": int(table.shape[1]), "n_tokens": len(keep),
-        "max_tokens": max_len,
+        "max_tokens": max_len, "sha256": _file_digests(out_dir, STATIC_FILES),
     })
     return out_dir
 
@@ -145,14 +152,101 @@ def _model_folder(root: Path, base_id: str, key: str) -> Path:
     return root / f"{short}-{_short_hash(key)}"
 
 
-def _meta_matches(meta: Path, fmt: str, base_id: str) -> bool:
-    """Whether an artefact folder's meta.json says it was built in format ``fmt`` from ``base_id``."""
+def _file_digests(folder: Path, names: Sequence[str]) -> dict[str, str]:
+    """sha256 of each named file of an artefact folder (read in 1 MiB blocks; ~0.2 s for the fp32 ONNX model)."""
+    out: dict[str, str] = {}
+    for name in names:
+        h = hashlib.sha256()
+        with open(folder / name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[name] = h.hexdigest()
+    return out
+
+
+class _ArtefactDamaged(Exception):
+    """Internal: an artefact folder's meta.json, a checksum or a file load failed; the folder is rebuilt."""
+
+
+def _artefact_meta(meta: Path, fmt: int, base_id: str) -> dict[str, Any] | None:
+    """The folder's meta.json when it says format ``fmt`` built from ``base_id``; None when missing or stale (an
+    older format: rebuilt without fuss). Raises :class:`_ArtefactDamaged` when it cannot be read."""
     if not meta.exists():
-        return False
-    with contextlib.suppress(ValueError, OSError):
-        m = json.loads(meta.read_text("utf-8"))
-        return m.get("format") == fmt and m.get("base_model_id") == base_id
-    return False
+        return None
+    try:
+        m = json.loads(meta.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        raise _ArtefactDamaged("meta.json is not valid JSON") from None
+    if not isinstance(m, dict):
+        raise _ArtefactDamaged("meta.json is not a JSON object")
+    return m if m.get("format") == fmt and m.get("base_model_id") == base_id else None
+
+
+def _verify_digests(folder: Path, meta: dict[str, Any], names: Sequence[str]) -> None:
+    """Compare the files with the checksums meta.json recorded when they were built (folders built before
+    checksums existed have none: loading them is then the only check)."""
+    sums = meta.get("sha256")
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        raise _ArtefactDamaged("meta.json's checksums are unreadable")
+    try:
+        got = _file_digests(folder, [n for n in names if n in sums])
+    except OSError as exc:
+        raise _ArtefactDamaged(f"a file cannot be read ({exc.strerror or exc})") from None
+    bad = [n for n in got if got[n] != sums[n]]
+    if bad:
+        raise _ArtefactDamaged(f"{', '.join(bad)} changed since it was built")
+
+
+def _load_artefact(folder: Path, *, fmt: int, base_id: str, files: Sequence[str], what: str,
+                   build: Callable[[], None], load: Callable[[dict[str, Any]], T]) -> T:
+    """Build the folder if missing or stale, check its files against meta.json's checksums, then ``load`` it.
+
+    A damaged folder (meta.json unreadable, a checksum mismatch, a file that fails to load) is moved aside
+    (``<folder>.damaged-<time>``) and built again, said in one line on stderr; if even the rebuilt folder fails,
+    one-line :class:`InputError`. ``build`` raises InputError itself when it cannot build (a hub model).
+    """
+    lock = folder.parent / f".{folder.name}.lock"
+    meta_path = folder / "meta.json"
+
+    def attempt() -> T:
+        with _file_lock(lock):
+            meta = _artefact_meta(meta_path, fmt, base_id)
+            if meta is None:
+                build()
+                meta = _artefact_meta(meta_path, fmt, base_id)
+                if meta is None:
+                    raise _ArtefactDamaged("meta.json was not written")
+            _verify_digests(folder, meta, files)
+        try:
+            return load(meta)
+        except DataAdvisorError:
+            raise
+        except Exception as exc:  # tokenizers, numpy, onnxruntime: each has its own error types for a bad file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise _ArtefactDamaged(f"it cannot be loaded: {first}") from None
+
+    try:
+        return attempt()
+    except _ArtefactDamaged as exc:
+        reason = str(exc)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    aside = folder.with_name(f"{folder.name}.damaged-{stamp}-{os.getpid()}")
+    with _file_lock(lock):
+        try:
+            if folder.exists():
+                os.replace(folder, aside)
+        except OSError as exc:
+            raise InputError(f"the {what} in {folder} is damaged ({reason}) and cannot be moved aside",
+                             f"delete {folder} (it is rebuilt from the bundled model): {exc.strerror or exc}") from None
+    notice(f"the {what} in {folder} was damaged ({reason}): moved it to {aside.name} and building it again "
+           "(delete the damaged copy when done)")
+    try:
+        return attempt()
+    except _ArtefactDamaged as exc:
+        raise InputError(f"the {what} in {folder} cannot be loaded even after rebuilding it ({exc})",
+                         f"delete {folder} and retry, or use --embedder st") from None
 
 
 class StaticEmbedder:
@@ -190,28 +284,33 @@ class StaticEmbedder:
         with self._lock:
             if self._table is not None:
                 return
-            folder = self.folder
-            meta = folder / "meta.json"
-            with _file_lock(folder.parent / f".{folder.name}.lock"):
-                ok = _meta_matches(meta, STATIC_FORMAT, self._base_id)
-                if not ok:
-                    if not self._local:
-                        raise InputError(
-                            f"the static embedder distils from a local model; {self.model!r} is not a local folder",
-                            "use --model default (bundled) or a local sentence-transformers folder with --embedder "
-                            "static/cascade, or --embedder st for hub models",
-                        )
-                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                    distill_static(self._load_path, folder, base_model_id=self._base_id, sif=self.sif)
-            from tokenizers import Tokenizer
+            def build() -> None:
+                if not self._local:
+                    raise InputError(
+                        f"the static embedder distils from a local model; {self.model!r} is not a local folder",
+                        "use --model default (bundled) or a local sentence-transformers folder with --embedder "
+                        "static/cascade, or --embedder st for hub models",
+                    )
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                distill_static(self._load_path, folder, base_model_id=self._base_id, sif=self.sif)
 
-            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            m = json.loads(meta.read_text("utf-8"))
-            tok.no_padding()
-            tok.enable_truncation(max_length=int(m.get("max_tokens", 256)))
-            self._rows = np.load(folder / "token_rows.npy")
-            self._tok = tok
-            self._table = np.load(folder / "vectors.npy", mmap_mode=None)
+            def load(m: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                tok.no_padding()
+                tok.enable_truncation(max_length=int(m.get("max_tokens", 256)))
+                rows = np.load(folder / "token_rows.npy", allow_pickle=False)
+                table = np.load(folder / "vectors.npy", allow_pickle=False)
+                if (rows.ndim != 1 or table.ndim != 2 or not np.isfinite(table).all()
+                        or int(rows.max(initial=-1)) >= len(table) or table.shape[1] != int(m.get("dim", table.shape[1]))):
+                    raise ValueError("the token table does not match its row map or holds non-finite numbers")
+                return tok, rows, table
+
+            folder = self.folder
+            self._tok, self._rows, self._table = _load_artefact(
+                folder, fmt=STATIC_FORMAT, base_id=self._base_id, files=STATIC_FILES, what="static embedding model",
+                build=build, load=load)
 
     @property
     def dim(self) -> int:
@@ -316,7 +415,8 @@ def export_onnx(model_path: str | Path, out_dir: str | Path, *, base_model_id: s
     with contextlib.suppress(OSError, ValueError, KeyError):
         max_len = int(json.loads((model_path / "sentence_bert_config.json").read_text("utf-8"))["max_seq_length"])
     write_json_atomic(out_dir / "meta.json", {"format": ONNX_FORMAT, "base_model_id": base_model_id,
-                                              "dim": int(cfg.hidden_size), "max_tokens": max_len, "fused": fused})
+                                              "dim": int(cfg.hidden_size), "max_tokens": max_len, "fused": fused,
+                                              "sha256": _file_digests(out_dir, ONNX_FILES)})
     return out_dir
 
 
@@ -357,35 +457,36 @@ class OnnxEmbedder:
         with self._lock:
             if self._sess is not None:
                 return
-            folder = self.folder
-            meta = folder / "meta.json"
-            with _file_lock(folder.parent / f".{folder.name}.lock"):
-                ok = _meta_matches(meta, ONNX_FORMAT, self._base_id)
-                if not ok:
-                    if not self._local:
-                        raise InputError(f"the onnx embedder exports a local model; {self.model!r} is not one",
-                                         "use --model default (bundled) or a local folder, or --embedder st")
-                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                    export_onnx(self._load_path, folder, base_model_id=self._base_id)
             try:
                 import onnxruntime as ort
             except ImportError:
                 raise InputError("the onnx embedders need onnxruntime", 'pip install "data-advisor[fast]"') from None
-            from tokenizers import Tokenizer
 
-            m = json.loads(meta.read_text("utf-8"))
-            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            tok.no_padding()
-            tok.enable_truncation(max_length=int(m.get("max_tokens", 256)))
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.intra_op_num_threads = self.threads or _cpu_threads()
-            so.inter_op_num_threads = 1
-            so.log_severity_level = 3
-            self._sess = ort.InferenceSession(str(folder / f"{self.variant}.onnx"), so,
-                                              providers=["CPUExecutionProvider"])
-            self._tok = tok
-            self._dim = int(m["dim"])
+            def build() -> None:
+                if not self._local:
+                    raise InputError(f"the onnx embedder exports a local model; {self.model!r} is not one",
+                                     "use --model default (bundled) or a local folder, or --embedder st")
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                export_onnx(self._load_path, folder, base_model_id=self._base_id)
+
+            def load(m: dict[str, Any]) -> tuple[Any, Any, int]:
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                tok.no_padding()
+                tok.enable_truncation(max_length=int(m.get("max_tokens", 256)))
+                so = ort.SessionOptions()
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                so.intra_op_num_threads = self.threads or _cpu_threads()
+                so.inter_op_num_threads = 1
+                so.log_severity_level = 3
+                sess = ort.InferenceSession(str(folder / f"{self.variant}.onnx"), so, providers=["CPUExecutionProvider"])
+                return sess, tok, int(m["dim"])
+
+            folder = self.folder
+            self._sess, self._tok, self._dim = _load_artefact(
+                folder, fmt=ONNX_FORMAT, base_id=self._base_id, files=ONNX_FILES, what="ONNX embedding model",
+                build=build, load=load)
 
     @property
     def dim(self) -> int:

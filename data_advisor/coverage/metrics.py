@@ -6,10 +6,12 @@ and reused unchanged by the audit, the advisor loop and the benchmarks.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -98,6 +100,67 @@ def anchor_gaps(counts: Mapping[str, int], targets: Mapping[str, float]) -> dict
 
 
 # --------------------------------------------------------------------------------------- vector diversity
+def gram_sum(vectors: np.ndarray, *, rows: np.ndarray | None = None, chunk_rows: int = 65_536) -> np.ndarray:
+    """Σ uᵢuᵢᵀ over the L2-normalised rows uᵢ (of ``vectors``, or of ``vectors[rows]``): d×d, float64.
+
+    Additive over disjoint groups, so a parent principle's Gram is the sum of its leaves' and the dataset's the sum of
+    every group's: :func:`vendi_from_gram` then gives each Vendi score without another pass over the vectors.
+    Accumulated ``chunk_rows`` at a time (rows are gathered chunk by chunk: no copy of a large group).
+    """
+    x = np.asarray(vectors)
+    d = x.shape[1] if x.ndim == 2 else 0
+    gram = np.zeros((d, d))
+    total = len(x) if rows is None else len(rows)
+    for start in range(0, total, chunk_rows):
+        part = x[start : start + chunk_rows] if rows is None else x[rows[start : start + chunk_rows]]
+        block = part.astype(np.float64)
+        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), EPS)
+        gram += block.T @ block
+    return gram
+
+
+def _blas_limits(limit: int = 1):
+    """Cap BLAS/OpenMP pools for a small dense eigensolve.
+
+    Why: after FAISS has run, its OpenMP threads (and its own OpenBLAS) and numpy's OpenBLAS threads spin-wait
+    against each other on a 2-core machine; one thread is fastest for a 384×384 ``eigvalsh`` (measured in
+    ``benchmarks/bench_audit.py``, metrics section).  The controller is built once (scanning the loaded libraries
+    costs ~3 ms; limiting through it ~20 µs).
+    """
+    controller = _thread_controller()
+    if controller is None:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+    return controller.limit(limits=limit)
+
+
+@functools.cache
+def _thread_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return None
+    return ThreadpoolController()
+
+
+def _vendi_from_eigenvalues(ev: np.ndarray) -> float:
+    ev = ev[ev > EPS]
+    if not len(ev):
+        return 0.0
+    ev = ev / ev.sum()
+    return float(math.exp(-(ev * np.log(ev)).sum()))
+
+
+def vendi_from_gram(gram: np.ndarray, n: int) -> float:
+    """Vendi score of ``n`` unit vectors from their :func:`gram_sum` (exactly :func:`vendi_score` of them)."""
+    if n == 0:
+        return 0.0
+    with _blas_limits():
+        ev = np.linalg.eigvalsh(gram / n)
+    return _vendi_from_eigenvalues(ev)
+
+
 def vendi_score(vectors: np.ndarray, *, chunk_rows: int = 65_536) -> float:
     """Vendi score with the cosine kernel: exp(entropy of the eigenvalues of K/n), K = X Xᵀ.
 
@@ -116,18 +179,11 @@ def vendi_score(vectors: np.ndarray, *, chunk_rows: int = 65_536) -> float:
         return block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), EPS)
 
     if x.shape[1] < n:
-        gram = np.zeros((x.shape[1], x.shape[1]))
-        for start in range(0, n, chunk_rows):
-            block = unit_rows(x[start : start + chunk_rows])
-            gram += block.T @ block
-        gram /= n
-    else:
-        block = unit_rows(x)
-        gram = (block @ block.T) / n
-    ev = np.linalg.eigvalsh(gram)
-    ev = ev[ev > EPS]
-    ev = ev / ev.sum()
-    return float(math.exp(-(ev * np.log(ev)).sum()))
+        return vendi_from_gram(gram_sum(x, chunk_rows=chunk_rows), n)
+    block = unit_rows(x)
+    with _blas_limits():
+        ev = np.linalg.eigvalsh((block @ block.T) / n)
+    return _vendi_from_eigenvalues(ev)
 
 
 # ----------------------------------------------------------------------------------------- text diversity
@@ -194,19 +250,33 @@ def near_duplicate_method(n: int) -> str:
             "(on 100k prompts it found 96% of the near-duplicates exact search finds; see benchmarks/RESULTS.md)")
 
 
+class NeighbourGraph(Protocol):
+    """An exact k-NN graph with each row itself in column 0 (``coverage.cluster.KnnGraph``)."""
+
+    idx: np.ndarray
+    sims: np.ndarray
+
+
 def nearest_neighbor_similarity(vectors: np.ndarray, *, ivf_above: int = IVF_ABOVE, seed: int = 0,
-                                nprobe: int = IVF_NPROBE) -> tuple[np.ndarray, np.ndarray]:
+                                nprobe: int = IVF_NPROBE,
+                                graph: NeighbourGraph | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each vector's most similar *other* vector: (similarity, index), with FAISS.
 
     Exact (flat) search up to ``ivf_above`` vectors; above it an IVF index with ``4·√n`` lists searched
     ``nprobe`` at a time (approximate: it can miss a neighbour, never invent one; recall in ``benchmarks/scale.py``).
+    With ``graph`` (the audit's exact k-NN graph of these vectors, self in column 0) nothing is searched: column 1
+    is each row's nearest other row.
     """
+    n = len(vectors)
+    if n < 2:
+        return np.full(n, -1.0, dtype=np.float32), np.full(n, -1, dtype=np.int64)
+    if graph is not None and len(graph.idx) == n and graph.idx.shape[1] >= 2:
+        return np.ascontiguousarray(graph.sims[:, 1], dtype=np.float32), np.ascontiguousarray(graph.idx[:, 1],
+                                                                                             dtype=np.int64)
     import faiss
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = x.shape
-    if n < 2:
-        return np.full(n, -1.0, dtype=np.float32), np.full(n, -1, dtype=np.int64)
+    d = x.shape[1]
     if n > ivf_above:
         nlist = ivf_nlist(n)
         quantizer = faiss.IndexFlatIP(d)
@@ -265,3 +335,19 @@ def clusters_per_anchor(anchor_of: Sequence[str | None], cluster_of: Sequence[in
         pairs.setdefault(a, {}).setdefault(c, 0)
         pairs[a][c] += 1
     return {a: sum(1 for v in cs.values() if v >= min_members) for a, cs in pairs.items()}
+
+
+def subcluster_evenness(sizes: Sequence[int]) -> float | None:
+    """Within-anchor evenness: normalised entropy of an anchor's clustered prompts over its sub-clusters.
+
+    ``sizes`` are the anchor's prompt counts per sub-cluster, noise excluded.  H(p) / log(k) for k ≥ 2 sub-clusters
+    (1 = the anchor's prompts are spread evenly over its fine-grained issues, → 0 = nearly all in one); 0.0 for a
+    single sub-cluster (everything is one issue); None when nothing is clustered (no evidence either way).  It is an
+    evenness, not a richness: two equal sub-clusters score 1.0 like ten do — the sub-cluster count says how many.
+    """
+    k = sum(1 for s in sizes if s > 0)
+    if k == 0:
+        return None
+    if k == 1:
+        return 0.0
+    return normalized_entropy([s for s in sizes if s > 0])

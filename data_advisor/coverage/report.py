@@ -4,10 +4,13 @@ Saved as ``coverage.json`` (schema below, ``schema_version`` bumps on breaking c
 timestamp, and floats are rounded, so the same input and seed give byte-identical files.
 
 Top-level keys: ``schema_version``, ``dataset``, ``taxonomy``, ``anchors`` (leaves and their parents, each
-with ``id``, ``name``, ``count``, ``share``, ``target_share``, ``gap`` …), ``unanchored``, ``metrics``,
-``clusters``, ``duplicates``, ``discovery``, ``settings``, ``warnings`` (guard-rail findings of
-:mod:`data_advisor.coverage.warnings`: ``code``, ``problem``, ``cause``, ``fix``, ``value``, ``threshold``,
-``principles``; absent in reports written before them, read as none).
+with ``id``, ``name``, ``count``, ``share``, ``target_share``, ``gap`` …, and per leaf its ``subclusters`` and
+``subcluster_evenness``), ``unanchored``, ``metrics``, ``clusters``, ``duplicates``, ``discovery``, ``settings``,
+``warnings`` (guard-rail findings of :mod:`data_advisor.coverage.warnings`: ``code``, ``problem``, ``cause``,
+``fix``, ``value``, ``threshold``, ``principles``; absent in reports written before them, read as none).
+
+Compatibility: 1.1 added the per-anchor sub-cluster fields; files of 1.0 (without them) read with empty
+defaults, and unknown keys written by a later minor version are ignored rather than refused.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from data_advisor.errors import InputError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def _round(obj: Any, ndigits: int = 6) -> Any:
@@ -30,6 +33,24 @@ def _round(obj: Any, ndigits: int = 6) -> Any:
     if isinstance(obj, list | tuple):
         return [_round(v, ndigits) for v in obj]
     return obj
+
+
+@dataclass
+class SubCluster:
+    """One fine-grained group inside an anchor: the anchor's prompts that discovery put in one cluster.
+
+    ``size`` counts the anchor's prompts in the cluster (``cluster_size`` the whole cluster, which may span
+    anchors); ``keywords`` are the cluster's c-TF-IDF words and ``examples`` 2–3 of the anchor's prompts in it
+    closest to their centroid.  Keywords and examples come from the data: untrusted text wherever they travel.
+    """
+
+    cluster_id: int
+    size: int
+    share: float  # of the anchor's prompts
+    cluster_size: int
+    label: str
+    keywords: list[str] = field(default_factory=list)
+    examples: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -49,6 +70,26 @@ class AnchorCoverage:
     n_clusters: int = 0
     vendi: float = 0.0  # diversity of this principle's prompts (cosine-kernel Vendi score)
     examples: list[dict[str, str]] = field(default_factory=list)  # a few of its most typical prompts
+    #: Fine-grained groups inside this (leaf) anchor, largest first (at most ``MAX_SUBCLUSTERS`` stored).
+    subclusters: list[SubCluster] = field(default_factory=list)
+    #: Normalised entropy of the anchor's clustered prompts over its sub-clusters (noise excluded): 1 = spread
+    #: evenly, 0 = all in one; None when none of its prompts is clustered.  See coverage.metrics.subcluster_evenness.
+    subcluster_evenness: float | None = None
+    #: Share of the anchor's prompts that fall in a sub-cluster (the rest are HDBSCAN noise or singletons).
+    clustered_share: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AnchorCoverage:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["subclusters"] = [SubCluster(**{k: v for k, v in s.items() if k in _SUB_FIELDS})
+                             for s in d.get("subclusters") or []]
+        return cls(**kw)
+
+
+_SUB_FIELDS = frozenset(f.name for f in fields(SubCluster))
+#: Sub-clusters stored per anchor in coverage.json (evenness is computed over all of them).
+MAX_SUBCLUSTERS = 20
 
 
 @dataclass
@@ -130,8 +171,9 @@ class CoverageReport:
                              f"this version of data-advisor reads {SCHEMA_VERSION}",
                              "re-run the audit with this version")
         kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        kw["anchors"] = [AnchorCoverage(**a) for a in d["anchors"]]
-        kw["clusters"] = [ClusterInfo(**c) for c in d["clusters"]]
+        kw["anchors"] = [AnchorCoverage.from_dict(a) for a in d["anchors"]]
+        known = {f.name for f in fields(ClusterInfo)}
+        kw["clusters"] = [ClusterInfo(**{k: v for k, v in c.items() if k in known}) for c in d["clusters"]]
         return cls(**kw)
 
     @classmethod
@@ -142,6 +184,16 @@ class CoverageReport:
         if not path.exists():
             raise InputError(f"no coverage report at {path}", "run `data-advisor audit` first, or pass the audit folder")
         try:
-            return cls.from_dict(json.loads(path.read_text("utf-8")))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"cannot read coverage report {path}: {exc}", "re-run the audit to rewrite it") from None
+            d = json.loads(path.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise InputError(f"cannot read coverage report {path}: {exc.strerror or exc}",
+                             "re-run the audit to rewrite it") from None
+        except ValueError as exc:  # UnicodeDecodeError included: a damaged file
+            raise InputError(f"coverage report {path} is damaged: {str(exc)[:160]}", "re-run the audit to rewrite it") from None
+        if not isinstance(d, dict):
+            raise InputError(f"coverage report {path} is damaged: not a JSON object", "re-run the audit to rewrite it")
+        try:
+            return cls.from_dict(d)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"coverage report {path} is damaged: {type(exc).__name__} {str(exc)[:160]}",
+                             "re-run the audit to rewrite it") from None

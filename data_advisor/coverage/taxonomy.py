@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,12 @@ from data_advisor.errors import TaxonomyError
 
 TOP_KEYS = {"id", "name", "version", "source", "description", "principles"}
 PRINCIPLE_KEYS = {"id", "name", "description", "parent", "examples", "target", "aliases"}
+#: Largest taxonomy file read (bytes): the built-ins are ~25 KB; a bigger file is a mistake or an attack.
+MAX_TAXONOMY_BYTES = 2_000_000
+#: Most YAML nodes (scalars, lists, mappings) a taxonomy may hold: bounds parse time and memory.
+MAX_TAXONOMY_NODES = 200_000
+#: Largest ``target`` weight: weights are relative, and a product of huge weights down the tree would overflow.
+MAX_TARGET = 1e6
 #: Built-in anchor set of benign principles, used to tell off-taxonomy prompts from harmful ones.
 BACKGROUND_ID = "background"
 
@@ -90,6 +97,8 @@ class Taxonomy:
                 w *= self.by_id(a).target
             raw[leaf.id] = w
         total = sum(raw.values())
+        if not 0 < total < math.inf:  # parse_taxonomy refuses such weights; a hand-built Taxonomy may still hold them
+            raise ValueError(f"taxonomy {self.id}: leaf target weights sum to {total}")
         return {k: v / total for k, v in raw.items()}
 
     def alias_map(self) -> dict[str, str]:
@@ -128,16 +137,40 @@ def builtin_taxonomies() -> list[str]:
 def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
     """Load a built-in taxonomy by name, or a YAML file by path, and validate it."""
     p = Path(name_or_path).expanduser()
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or p.is_file():
         if not p.exists():
             raise TaxonomyError(f"taxonomy file not found: {p}", "check the path, or use a built-in name")
-        return parse_taxonomy(p.read_text("utf-8"), str(p))
+        return parse_taxonomy(_read_taxonomy_file(p), str(p))
     builtin = _builtin_dir() / f"{name_or_path}.yaml"
+    if not builtin.exists() and p.exists():
+        _read_taxonomy_file(p)  # a folder or a device: says so
     if not builtin.exists():
         names = ", ".join(builtin_taxonomies())
         raise TaxonomyError(f"unknown taxonomy {str(name_or_path)!r}",
                             f"use one of: {names}; or pass a path to a taxonomy YAML file")
     return parse_taxonomy(builtin.read_text("utf-8"), str(builtin))
+
+
+def _read_taxonomy_file(p: Path) -> str:
+    """The text of a taxonomy file: a regular file, at most :data:`MAX_TAXONOMY_BYTES`, UTF-8."""
+    if not p.is_file():
+        raise TaxonomyError(f"taxonomy path {p} is a folder, not a YAML file" if p.is_dir()
+                            else f"taxonomy path {p} is not a regular file", "pass the path of a taxonomy .yaml file")
+    try:
+        size = p.stat().st_size
+        if size > MAX_TAXONOMY_BYTES:
+            raise TaxonomyError(f"taxonomy file {p} is {size:,} bytes, over the limit of {MAX_TAXONOMY_BYTES:,}",
+                                "check it is a taxonomy file; keep examples few and short")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise TaxonomyError(f"cannot read taxonomy file {p}: {exc.strerror or exc}",
+                            "check the path and its permissions") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TaxonomyError(f"taxonomy file {p} is not valid UTF-8: byte 0x{raw[exc.start:exc.start + 1].hex()} on line {line}",
+                            "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
 def load_background() -> Taxonomy:
@@ -157,16 +190,46 @@ def _str_list(value: Any, where: str, key: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in value if x.strip())
 
 
-def parse_taxonomy(text: str, where: str = "<taxonomy>") -> Taxonomy:
-    """Parse and validate taxonomy YAML text; ``where`` names the file in error messages."""
+def _safe_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` without aliases and with a node budget.
+
+    Why: nested aliases ("billion laughs") make a few hundred bytes expand into gigabytes; taxonomies never need
+    them, so an alias is an error, and a node count cap bounds whatever else a hostile file tries.
+    """
     import yaml
 
+    class _Loader(yaml.SafeLoader):
+        nodes = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise _err(where, f"YAML alias (*name) at line {mark.line + 1}: taxonomy files may not use anchors "
+                                  "and aliases", "write each value out in full")
+            self.nodes += 1
+            if self.nodes > MAX_TAXONOMY_NODES:
+                raise _err(where, f"more than {MAX_TAXONOMY_NODES:,} YAML nodes", "check it is a taxonomy file")
+            return super().compose_node(parent, index)
+
+    if len(text) > MAX_TAXONOMY_BYTES:
+        raise _err(where, f"{len(text):,} characters, over the limit of {MAX_TAXONOMY_BYTES:,}",
+                   "check it is a taxonomy file; keep examples few and short")
+    loader = _Loader(text)
     try:
-        data = yaml.safe_load(text)
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise _err(where, f"invalid YAML{at}: {getattr(exc, 'problem', exc)}", "fix the YAML syntax") from None
+    except RecursionError:
+        raise _err(where, "YAML nested too deeply", "a taxonomy is a flat list of principles") from None
+    finally:
+        loader.dispose()
+
+
+def parse_taxonomy(text: str, where: str = "<taxonomy>") -> Taxonomy:
+    """Parse and validate taxonomy YAML text; ``where`` names the file in error messages."""
+    data = _safe_yaml(text, where)
     if not isinstance(data, dict):
         raise _err(where, "the file is not a YAML mapping", "start the file with `id:`, `name:` and `principles:`")
     unknown = set(data) - TOP_KEYS
@@ -198,8 +261,10 @@ def parse_taxonomy(text: str, where: str = "<taxonomy>") -> Taxonomy:
         if not isinstance(name, str) or not name.strip():
             raise _err(where, f"{label} has no name", "give it a `name`")
         target = item.get("target", 1.0)
-        if isinstance(target, bool) or not isinstance(target, int | float) or not target >= 0:
-            raise _err(where, f"{label} has an invalid target {target!r}", "use a number >= 0 (a relative weight)")
+        if (isinstance(target, bool) or not isinstance(target, int | float) or not math.isfinite(target)
+                or not 0 <= target <= MAX_TARGET):
+            raise _err(where, f"{label} has an invalid target {target!r}",
+                       f"use a finite number from 0 to {MAX_TARGET:g} (a relative weight)")
         parent = item.get("parent")
         description = item.get("description") or ""
         if not isinstance(description, str):
@@ -235,4 +300,11 @@ def parse_taxonomy(text: str, where: str = "<taxonomy>") -> Taxonomy:
     leaves = tax.leaves()
     if sum(p.target for p in leaves) <= 0:
         raise _err(where, "all leaf targets are zero", "give at least one leaf principle a target > 0")
+    try:
+        shares = tax.target_shares()
+    except ValueError:
+        shares = {}
+    if not shares or not all(math.isfinite(v) for v in shares.values()):
+        raise _err(where, "the targets multiplied down the tree are out of range (every leaf's share is zero or "
+                          "not a number)", "use moderate relative weights, e.g. 1 to 10")
     return tax

@@ -20,14 +20,17 @@ this module (e.g. for ``--help``) must stay cheap and must never touch the netwo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import email.utils
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -285,58 +288,155 @@ class ResponseCache:
     Why sqlite: atomic writes, no partial files after a crash, and concurrent readers/writers across
     processes for free.  Only the hash key, the answer text and token counts are stored: no prompts,
     no endpoint, no key.
+
+    Damage: each row carries a checksum of its answer, checked on every read (a row that fails is dropped and
+    asked again); a file sqlite cannot read (truncated, overwritten) is moved aside
+    (``llm_responses.sqlite.damaged-<time>``) and a new cache starts, with one line on stderr.  A cache only holds
+    what can be asked again, so nothing is lost but the money of re-asking.
     """
 
     def __init__(self, directory: Path | str) -> None:
         directory = Path(directory).expanduser()
         self.path = directory / CACHE_FILENAME
+        self.notices: list[str] = []
         self._lock = threading.Lock()
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            self._conn.execute(
+        except OSError as exc:
+            raise self._unusable(exc) from None
+        try:
+            self._conn = self._connect()
+        except sqlite3.Error as exc:
+            if not _sqlite_corrupt(exc):
+                raise self._unusable(exc) from None
+            self._quarantine(f"it cannot be read ({exc})")
+            try:
+                self._conn = self._connect()
+            except sqlite3.Error as exc2:
+                raise self._unusable(exc2) from None
+
+    def _unusable(self, exc: BaseException) -> OutputError:
+        return OutputError(
+            f"cannot open the LLM response cache {self.path}: {getattr(exc, 'strerror', None) or exc}",
+            "choose a writable cache_dir (DATA_ADVISOR_CACHE), free disk space, or disable the cache (cache_dir=None)",
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute(
                 "CREATE TABLE IF NOT EXISTS responses ("
                 " key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL,"
                 " prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
-                " finish_reason TEXT, created REAL NOT NULL)"
+                " finish_reason TEXT, created REAL NOT NULL, checksum TEXT)"
             )
-        except (OSError, sqlite3.Error) as exc:
+            if "checksum" not in {r[1] for r in conn.execute("PRAGMA table_info(responses)")}:
+                with _suppress_duplicate_column():  # another process may migrate at the same moment
+                    conn.execute("ALTER TABLE responses ADD COLUMN checksum TEXT")  # older rows: unchecked
+            conn.execute("SELECT COUNT(*), MAX(created) FROM responses").fetchone()  # reads every page
+        except sqlite3.Error:
+            conn.close()
+            raise
+        return conn
+
+    def _quarantine(self, reason: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{os.getpid()}")
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-journal", "-wal", "-shm"):
+                extra = self.path.with_name(self.path.name + suffix)
+                if extra.exists():
+                    os.replace(extra, aside.with_name(aside.name + suffix))
+        except FileNotFoundError:
+            pass  # another process moved it already
+        except OSError as exc:
             raise OutputError(
-                f"cannot open the LLM response cache {self.path}: {exc}",
-                "choose a writable cache_dir, or disable the cache (cache_dir=None)",
+                f"the LLM response cache {self.path} is damaged ({reason}) and cannot be moved aside: "
+                f"{exc.strerror or exc}",
+                f"delete {self.path} (a cache: answers are asked again), or disable the cache",
             ) from None
+        msg = (f"LLM response cache {self.path} was damaged ({reason}): moved it to {aside.name} and started a new "
+               "one (answers are asked again; delete the damaged copy when done)")
+        self.notices.append(msg)
+        print(msg, file=sys.stderr, flush=True)
+
+    def _run(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on the connection (lock held); a corrupt file is moved aside and ``fn`` runs once on a new one."""
+        with self._lock:
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                if not _sqlite_corrupt(exc):
+                    raise self._unusable(exc) from None
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._quarantine(f"it failed while {what} ({exc})")
+                try:
+                    self._conn = self._connect()
+                    return fn(self._conn)
+                except sqlite3.Error as exc2:
+                    raise self._unusable(exc2) from None
 
     def get(self, key: str) -> _CachedAnswer | None:
-        """The cached answer for ``key``, or ``None``."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT text, model, finish_reason FROM responses WHERE key = ?", (key,)
-            ).fetchone()
-        return _CachedAnswer(text=row[0], model=row[1], finish_reason=row[2]) if row else None
+        """The cached answer for ``key``, or ``None`` (also when the stored row fails its checksum)."""
+        row = self._run("reading", lambda c: c.execute(
+            "SELECT text, model, finish_reason, checksum FROM responses WHERE key = ?", (key,)).fetchone())
+        if row is None:
+            return None
+        text, model, finish_reason, checksum = row
+        if not (isinstance(text, str) and isinstance(model, str) and (finish_reason is None or isinstance(finish_reason, str))) \
+                or (checksum is not None and checksum != _answer_checksum(key, text, model, finish_reason)):
+            self.delete(key)
+            msg = f"LLM response cache {self.path}: a damaged answer was dropped and is asked again"
+            self.notices.append(msg)
+            print(msg, file=sys.stderr, flush=True)
+            return None
+        return _CachedAnswer(text=text, model=model, finish_reason=finish_reason)
 
     def put(
         self, key: str, *, text: str, model: str, prompt_tokens: int, completion_tokens: int, finish_reason: str | None
     ) -> None:
         """Store (or replace) a successful answer."""
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, model, text, prompt_tokens, completion_tokens, finish_reason, time.time()),
-            )
+        row = (key, model, text, prompt_tokens, completion_tokens, finish_reason, time.time(),
+               _answer_checksum(key, text, model, finish_reason))
+        self._run("writing", lambda c: c.execute(
+            "INSERT OR REPLACE INTO responses(key, model, text, prompt_tokens, completion_tokens, finish_reason,"
+            " created, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row))
 
     def delete(self, key: str) -> None:
         """Forget one answer (used when an answer turned out unusable, so a rerun asks again)."""
-        with self._lock:
-            self._conn.execute("DELETE FROM responses WHERE key = ?", (key,))
+        self._run("deleting", lambda c: c.execute("DELETE FROM responses WHERE key = ?", (key,)))
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        return int(self._run("counting", lambda c: c.execute("SELECT COUNT(*) FROM responses").fetchone()[0]))
 
     def close(self) -> None:
         """Close the sqlite connection."""
         with self._lock:
             self._conn.close()
+
+
+
+def _sqlite_corrupt(exc: sqlite3.Error) -> bool:
+    """Whether sqlite says the file itself is damaged (as opposed to locked, read-only or out of space)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text
+
+
+@contextlib.contextmanager
+def _suppress_duplicate_column() -> Any:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc).lower():
+            raise
+
+
+def _answer_checksum(key: str, text: str, model: str, finish_reason: str | None) -> str:
+    payload = json.dumps([key, text, model, finish_reason], ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(payload).hexdigest()[:32]
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,6 +465,38 @@ def _json_default(obj: Any) -> Any:
 
 
 _KEYLIKE = re.compile(r"\b(sk|pk|rk|api|key)[-_][A-Za-z0-9_\-]{8,}", re.IGNORECASE)
+#: Environment variables holding credentials (OPENAI_API_KEY, ANTHROPIC_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...).
+_SECRET_ENV = re.compile(r"(?:^|_)(?:API_KEY|KEY|TOKEN|SECRET|SECRET_KEY|ACCESS_KEY|PASSWORD)$", re.IGNORECASE)
+#: Shorter values are not treated as secrets: replacing a short common string would mangle ordinary text.
+_MIN_SECRET_CHARS = 8
+
+
+def _looks_secret(value: str) -> bool:
+    """A credential-like value: long enough, one token, and not a plain word (``disabled``, ``readonly``)."""
+    value = value.strip()
+    return (len(value) >= _MIN_SECRET_CHARS and not any(c.isspace() for c in value)
+            and (len(value) >= 16 or not value.isalpha()))
+
+
+def secret_values(api_key: str | None = None) -> list[str]:
+    """The secrets to scrub from LLM text: the api_key in use and every credential-like environment variable's value.
+
+    Why the environment too: litellm reads the provider key from it (``OPENAI_API_KEY`` ...) when no api_key is
+    passed, and an endpoint (a proxy, a hostile server) can echo the request's Authorization header back in its
+    answer or error body; pattern matching (``sk-...``) misses keys of other shapes.  Longest first, so a secret
+    that contains another is replaced whole.
+    """
+    found = {api_key.strip()} if api_key and _looks_secret(api_key) else set()
+    found |= {v.strip() for k, v in os.environ.items() if _SECRET_ENV.search(k) and v and _looks_secret(v)}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***`` (the text is otherwise unchanged)."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return text
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
 
@@ -815,7 +947,7 @@ class LLMClient:
 
     # ---- internals --------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
-        return [self.settings.api_key] if self.settings.api_key else []
+        return secret_values(self.settings.api_key)
 
     def _params(
         self,
@@ -934,7 +1066,7 @@ class LLMClient:
                 self._record(ok=True, started=started, attempts=0, cached=True)
                 return (
                     LLMResult(
-                        text=hit.text,
+                        text=redact(hit.text, self._secrets()),  # a cache written before redaction existed
                         prompt_tokens=0,
                         completion_tokens=0,
                         cost_usd=0.0,
@@ -1012,7 +1144,7 @@ class LLMClient:
                     completion_tokens=completion_tokens_spent,
                     error_kind=failure.kind,
                 )
-                logger.warning(
+                logger.info(  # not WARNING: the raised error is the one line the user sees
                     "LLM call to %s failed (%s) after %d attempt(s): %s",
                     s.model,
                     failure.kind,
@@ -1045,7 +1177,7 @@ class LLMClient:
             return _Failure("empty_answer", True, None, f"the model returned no text (finish_reason={finish_reason})")
         usage = getattr(response, "usage", None)
         return _Answer(
-            text=content,
+            text=redact(content, secrets),  # before the answer is cached, returned or written anywhere
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             prompt_tokens=_usage_int(usage, "prompt_tokens"),
             completion_tokens=_usage_int(usage, "completion_tokens"),

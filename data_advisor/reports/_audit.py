@@ -109,7 +109,20 @@ def summary_cards(report: CoverageReport) -> Raw:
         ("Noise share", pct(m.get("noise_share")), "prompts in no discovered cluster"),
         ("Unanchored", pct(m.get("unanchored_share")), "prompts matching no principle"),
         ("Emergent clusters", num(int(m.get("n_emergent_clusters", 0))), "groups far from every principle"),
+        refine_card(report),
     ])
+
+
+def refine_card(report: CoverageReport) -> tuple[str, str, str]:
+    """Whether the transductive refinement ran and how many anchored prompts it moved to another principle."""
+    info = (report.settings.get("assignment") or {}).get("refine")
+    if not isinstance(info, dict) or not info.get("ran"):
+        why = info.get("reason", "") if isinstance(info, dict) else "not recorded"
+        return ("Refinement", "off", str(why) or "principle = nearest anchor")
+    if info.get("fell_back"):
+        return ("Refinement", "fell back", f"kept nearest-anchor assignment: {info.get('reason', '')}")
+    return ("Refinement", num(int(info.get("n_moved", 0))),
+            f"anchored prompts moved ({pct(info.get('moved_share'))}) by the k-means step + label spreading")
 
 
 def subtitle(report: CoverageReport) -> str:
@@ -410,9 +423,10 @@ def unanchored_body(data: AuditInput) -> Raw:
             nearest = names.get(na, na) if na else ""
         rows.append([pid, str(e.get("text", "")), nearest, score])
     return join(
-        para(f"{num(int(un.get('count', 0)))} prompts ({pct(un.get('share'))}) matched no principle closely enough. "
-             "They are either off-taxonomy (benign, or a harm the taxonomy lacks) or phrased far from every "
-             "anchor; the most background-like are listed first."),
+        para(f"{num(int(un.get('count', 0)))} prompts ({pct(un.get('share'))}) fell under the harm boundary (harm "
+             "score < 0.5: closer to the benign background than to the pooled harm anchors of every built-in "
+             "taxonomy and this one). They are either benign or phrased far from every harm anchor; the most "
+             "background-like are listed first."),
         table([Col("ID"), Col("Text", "text"), Col("Nearest principle"), Col("Best score", "num")], rows,
               empty="Every prompt is anchored."),
     )
@@ -489,7 +503,7 @@ def add_audit_sections(page: Page, data: AuditInput, *, prefix: str = "", title_
              "Repeated prompts inflate counts without adding coverage.")
     page.add(f"{prefix}unanchored", f"{t}Unanchored prompts", unanchored_body(data),
              "Prompts the taxonomy does not explain.")
-    page.add(f"{prefix}discovery", f"{t}Discovery notes", discovery_body(report, label_notes),
+    page.add(f"{prefix}discovery", f"{t}Discovery notes", discovery_body(report, [*data.run_notes, *label_notes]),
              "How clusters were found, and anything the pipeline had to work around.")
     page.add(f"{prefix}settings", f"{t}Settings", details("show settings JSON", settings_body(report)),
              "Everything needed to reproduce these numbers.")

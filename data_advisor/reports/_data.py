@@ -18,6 +18,21 @@ from data_advisor.coverage.report import CoverageReport
 from data_advisor.errors import InputError
 from data_advisor.io import split_lines
 
+REWRITE_FIX = "re-run the audit (or run) that wrote it; reports only read what audit/run wrote"
+
+
+def read_text(path: Path) -> str:
+    """A file written by audit/run, as text; unreadable or not UTF-8 (a damaged file) → one-line InputError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", REWRITE_FIX) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is damaged: not UTF-8 text (byte {exc.start})", REWRITE_FIX) from None
+
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The objects of a JSON Lines file; a broken line raises an :class:`InputError` naming it.
@@ -26,7 +41,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     only when that fails is the file re-parsed line by line to name the bad line.
     """
     path = Path(path)
-    text = path.read_text("utf-8")
+    text = read_text(path)
+    if "\x00" in text:  # zero-filled blocks: what a crash of the file system (not of our atomic writes) leaves
+        lineno = text.count("\n", 0, text.index("\x00")) + 1
+        raise InputError(f"{path}:{lineno} is damaged (NUL bytes)", REWRITE_FIX)
     lines = [ln for ln in split_lines(text) if ln.strip()]
     try:
         rows = json.loads("[" + ",".join(lines) + "]")
@@ -41,19 +59,18 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         try:
             obj = json.loads(line)
         except ValueError as exc:
-            raise InputError(f"{path}:{lineno} is not valid JSON ({exc.msg})",
-                             "re-create the file; reports only read what audit/run wrote") from None
+            raise InputError(f"{path}:{lineno} is not valid JSON ({exc.msg})", REWRITE_FIX) from None
         if not isinstance(obj, dict):
-            raise InputError(f"{path}:{lineno} is not a JSON object", "each line must be one JSON object")
+            raise InputError(f"{path}:{lineno} is not a JSON object", REWRITE_FIX) from None
         rows.append(obj)
     return rows
 
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(Path(path).read_text("utf-8"))
+        return json.loads(read_text(path))
     except ValueError as exc:
-        raise InputError(f"{path} is not valid JSON ({exc})", "re-create the file") from None
+        raise InputError(f"{path} is not valid JSON ({exc})", REWRITE_FIX) from None
 
 
 @dataclass
@@ -84,15 +101,23 @@ class Points:
         ys: list[float] = []
         nearest: list[str | None] = []
         extra: dict[str, list[Any]] = {k: [] for k in extra_keys}
-        for r in read_jsonl(path):
+        for i, r in enumerate(read_jsonl(path), 1):
+            try:
+                cid, sc = int(r.get("cluster_id", -1)), float(r.get("score", 0.0) or 0.0)
+                x, y = float(r.get("x", 0.0) or 0.0), float(r.get("y", 0.0) or 0.0)
+            except (TypeError, ValueError, OverflowError):
+                raise InputError(f"{path}: record {i} is damaged (cluster_id, score, x or y is not a number)",
+                                 REWRITE_FIX) from None
+            if not all(np.isfinite(v) for v in (sc, x, y)):
+                raise InputError(f"{path}: record {i} is damaged (a non-finite score or coordinate)", REWRITE_FIX)
             ids.append(str(r.get("id", len(ids))))
             texts.append(str(r.get("text", "")))
             a = r.get("anchor_id")
             anchor.append(None if a is None else str(a))
-            cluster.append(int(r.get("cluster_id", -1)))
-            score.append(float(r.get("score", 0.0) or 0.0))
-            xs.append(float(r.get("x", 0.0) or 0.0))
-            ys.append(float(r.get("y", 0.0) or 0.0))
+            cluster.append(cid)
+            score.append(sc)
+            xs.append(x)
+            ys.append(y)
             na = r.get("nearest_anchor_id", a)
             nearest.append(None if na is None else str(na))
             for k in extra_keys:
@@ -114,10 +139,28 @@ class AuditInput:
     points: Points | None
     embeddings: np.ndarray | None
     notes: list[str] = field(default_factory=list)
+    run_notes: list[str] = field(default_factory=list)  # run_info.json: facts of the run that wrote the folder
+
+
+def _run_notes(path: Path) -> list[str]:
+    """Notes from ``run_info.json`` (e.g. "clusters read from the cluster cache"); absent or unreadable = none."""
+    import json
+
+    try:
+        doc = json.loads((path / "run_info.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    notes = doc.get("notes") if isinstance(doc, dict) else None
+    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
-    """Read coverage.json (required), assignments.jsonl and, if asked, embeddings.npy (both optional)."""
+    """Read coverage.json (required), assignments.jsonl and, if asked, embeddings.npy (both optional).
+
+    Files that are present must be whole: assignments.jsonl must hold one record per prompt coverage.json
+    counts, and embeddings.npy one finite unit vector per record. Anything else is a damaged folder and a
+    one-line :class:`InputError` naming the file, never a report drawn from part of the data.
+    """
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path} is not a folder", "pass the audit/run output folder (the one with coverage.json)")
@@ -127,21 +170,43 @@ def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
     ap = path / "assignments.jsonl"
     if ap.exists():
         points = Points.read(ap)
+        expected = report.dataset.get("n_prompts") if isinstance(report.dataset, dict) else None
+        if isinstance(expected, int) and expected != len(points):
+            raise InputError(f"{ap} holds {len(points):,} records but {path / 'coverage.json'} counts "
+                             f"{expected:,} prompts (a damaged or mixed-up folder)", REWRITE_FIX)
     else:
         notes.append("assignments.jsonl is missing, so there is no per-prompt map.")
     emb = None
     ep = path / "embeddings.npy"
     if (want_embeddings or (points is not None and not points.has_coords())) and ep.exists():
-        try:
-            emb = np.load(ep, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            notes.append(f"embeddings.npy could not be read ({exc}).")
-            emb = None
-        if emb is not None and (points is None or emb.ndim != 2 or emb.shape[0] != len(points)):
-            notes.append(f"embeddings.npy has shape {tuple(emb.shape)}, which does not match "
-                         f"{0 if points is None else len(points)} assignments; it is ignored.")
-            emb = None
-    return AuditInput(path, report, points, emb, notes)
+        emb = _read_embeddings(ep, None if points is None else len(points))
+    return AuditInput(path, report, points, emb, notes, _run_notes(path))
+
+
+def _read_embeddings(ep: Path, n_points: int | None) -> np.ndarray:
+    """embeddings.npy through a memory map, checked: n_points rows of finite unit vectors (as every audit writes)."""
+    fix = f"{REWRITE_FIX}, or delete {ep.name} to report without it"
+    try:
+        emb = np.load(ep, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{ep} is damaged ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
+                         fix) from None
+    if emb.ndim != 2 or emb.dtype.kind != "f" or (n_points is not None and emb.shape[0] != n_points):
+        raise InputError(f"{ep} has shape {tuple(emb.shape)} ({emb.dtype}), which does not match "
+                         f"{n_points} assignments", fix)
+    n_zero = 0
+    for s in range(0, len(emb), 50_000):
+        block = np.asarray(emb[s:s + 50_000], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            norms = np.sqrt((block * block).sum(axis=1))
+        zero = norms == 0.0  # the static embedder gives a text with no known word piece a zero vector
+        n_zero += int(zero.sum())
+        bad = ~(np.isfinite(norms) & ((np.abs(norms - 1.0) <= 1e-3) | zero))
+        if bad.any():
+            raise InputError(f"{ep} is damaged: row {s + int(np.argmax(bad))} is not a unit vector", fix)
+    if n_zero > len(emb) // 100:  # more than the rare empty text: zero-filled blocks
+        raise InputError(f"{ep} is damaged: {n_zero:,} rows are all zeros", fix)
+    return emb
 
 
 # ------------------------------------------------------------------------------------------------ sampling

@@ -1,9 +1,11 @@
 """Sections of the advisor-run report: what each round chose, what it cost, and how coverage moved.
 
-A run folder holds ``config.json``, ``rounds.jsonl`` (one record per round), ``prompts.jsonl`` (every kept
-prompt) and the final ``coverage.json`` (+ assignments/embeddings when present).  Rounds are read
-defensively — a missing key shows as "–" rather than failing the whole report — because the report is
-most needed exactly when a run went wrong.
+A run folder holds ``config.json``, ``rounds.jsonl`` (one :class:`RoundRecord` per round), ``prompts.jsonl``
+(one :class:`KeptPrompt` per kept prompt), ``base.json`` when the run extended a base set (its coverage before
+the run) and the final ``coverage.json`` (+ assignments/embeddings when present; with a base set they describe
+base + additions, base rows first).  Records are read through the tolerant ``from_json`` of
+:mod:`data_advisor.run_records` — a missing key reads as its default rather than failing the whole report —
+because the report is most needed exactly when a run went wrong.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
-from data_advisor.reports._data import read_json, read_jsonl
+from data_advisor.reports._data import AuditInput, read_json, read_jsonl
 from data_advisor.reports._page import (
     NEUTRAL_COLOR,
     PALETTE,
@@ -30,8 +32,10 @@ from data_advisor.reports._page import (
     para,
     pct,
     plot_text,
+    pp,
     table,
 )
+from data_advisor.run_records import KeptPrompt, RoundRecord
 
 #: Generated prompts shown per round in the samples table.
 PROMPTS_PER_ROUND = 5
@@ -43,9 +47,15 @@ SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|bear
 class RunInput:
     path: Path
     config: dict[str, Any]
-    rounds: list[dict[str, Any]]
-    prompt_samples: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    rounds: list[RoundRecord]
+    prompt_samples: dict[int, list[KeptPrompt]] = field(default_factory=dict)
     n_prompt_rows: int = 0
+    base: dict[str, Any] | None = None  # base.json: the base set's record and coverage before the run
+
+    @property
+    def n_base(self) -> int:
+        record = (self.base or {}).get("base_set") or self.config.get("base_set") or {}
+        return _int(record.get("count")) if isinstance(record, dict) else 0
 
 
 def load_run_dir(path: Path) -> RunInput:
@@ -60,17 +70,20 @@ def load_run_dir(path: Path) -> RunInput:
     config = read_json(cp) if cp.exists() else {}
     if not isinstance(config, dict):
         config = {"config": config}
-    rounds = sorted(read_jsonl(rp), key=lambda r: _int(r.get("round")))
-    samples: dict[int, list[dict[str, Any]]] = {}
+    rounds = sorted((RoundRecord.from_json(r) for r in read_jsonl(rp)), key=lambda r: r.round)
+    samples: dict[int, list[KeptPrompt]] = {}
     n = 0
     pp_ = path / "prompts.jsonl"
     if pp_.exists():
         for row in read_jsonl(pp_):
             n += 1
-            bucket = samples.setdefault(_int(row.get("round")), [])
+            kp = KeptPrompt.from_json(row)
+            bucket = samples.setdefault(kp.round, [])
             if len(bucket) < PROMPTS_PER_ROUND:
-                bucket.append(row)
-    return RunInput(path, config, rounds, samples, n)
+                bucket.append(kp)
+    bp = path / "base.json"
+    base = read_json(bp) if bp.exists() else None
+    return RunInput(path, config, rounds, samples, n, base if isinstance(base, dict) else None)
 
 
 def _int(v: Any, default: int = 0) -> int:
@@ -100,13 +113,15 @@ def redact(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ summary
 def run_cards(run: RunInput) -> Raw:
     r = run.rounds
-    gen = sum(_int(x.get("n_generated")) for x in r)
-    kept = sum(_int(x.get("kept")) for x in r)
-    on = sum(_int(x.get("on_target")) for x in r)
-    tokens = sum(_int(x.get("prompt_tokens")) + _int(x.get("completion_tokens")) for x in r)
-    cost = sum(_float(x.get("cost_usd")) for x in r)
-    first = r[0].get("metrics", {}) if r else {}
-    last = r[-1].get("metrics", {}) if r else {}
+    gen = sum(x.n_generated for x in r)
+    kept = sum(x.kept for x in r)
+    on = sum(x.on_target or 0 for x in r)
+    tokens = sum(x.prompt_tokens + x.completion_tokens for x in r)
+    cost = sum(x.cost_usd for x in r)
+    base_metrics = (run.base or {}).get("metrics") or {}
+    first = base_metrics or (r[0].metrics if r else {})
+    last = r[-1].metrics if r else {}
+    since = "base → after the last round" if base_metrics else "after round 1 → after the last"
 
     def moved(key: str, digits: int = 3) -> str:
         a, b = first.get(key), last.get(key)
@@ -115,15 +130,16 @@ def run_cards(run: RunInput) -> Raw:
 
     return cards([
         ("Rounds", num(len(r)), ""),
-        ("Prompts now", num(_int(r[-1].get("n_prompts"))) if r else "–", f"{num(kept)} kept by the run"),
+        ("Prompts now", num(r[-1].n_prompts + run.n_base) if r else "–",
+         f"{num(kept)} kept by the run" + (f" on top of {num(run.n_base)} base prompts" if run.n_base else "")),
         ("Generated", num(gen), f"{pct(kept / gen if gen else None)} kept"),
         ("On target", pct(on / kept if kept else None), "kept prompts landing on the chosen anchor"),
         ("Tokens", num(tokens), "prompt + completion"),
         ("Cost", f"${cost:,.4f}", "sum of reported round costs"),
-        ("Normalised entropy", moved("normalized_entropy"), "after round 1 → after the last"),
-        ("Coverage ratio", moved("coverage_ratio"), "after round 1 → after the last"),
-        ("KL(target ‖ actual)", moved("kl_target_actual"), "after round 1 → after the last"),
-        ("Vendi score", moved("vendi_score", 1), "after round 1 → after the last"),
+        ("Normalised entropy", moved("normalized_entropy"), since),
+        ("Coverage ratio", moved("coverage_ratio"), since),
+        ("KL(target ‖ actual)", moved("kl_target_actual"), since),
+        ("Vendi score", moved("vendi_score", 1), since),
     ])
 
 
@@ -143,10 +159,10 @@ def metrics_figure(run: RunInput) -> tuple[Any, int]:
 
     fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in METRIC_PANELS], horizontal_spacing=0.08,
                         vertical_spacing=0.16)
-    xs = [_int(r.get("n_prompts")) for r in run.rounds]
-    rounds = [_int(r.get("round")) for r in run.rounds]
+    xs = [r.n_prompts + run.n_base for r in run.rounds]
+    rounds = [r.round for r in run.rounds]
     for k, (key, title) in enumerate(METRIC_PANELS):
-        ys = [r.get("metrics", {}).get(key) for r in run.rounds]
+        ys = [r.metrics.get(key) for r in run.rounds]
         fig.add_trace(go.Scatter(
             x=xs, y=[None if v is None else _float(v) for v in ys], mode="lines+markers", name=title,
             customdata=rounds, line={"color": PALETTE[k], "width": 2}, marker={"size": 6}, showlegend=False,
@@ -161,22 +177,22 @@ def yield_figure(run: RunInput) -> tuple[Any, int]:
     """Stacked bars per round: kept on target, kept elsewhere, then rejections by reason (total = generated)."""
     import plotly.graph_objects as go
 
-    rounds = [_int(r.get("round")) for r in run.rounds]
-    on = [_int(r.get("on_target")) for r in run.rounds]
-    kept = [_int(r.get("kept")) for r in run.rounds]
+    rounds = [r.round for r in run.rounds]
+    on = [r.on_target or 0 for r in run.rounds]
+    kept = [r.kept for r in run.rounds]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=rounds, y=on, name="kept · on target", marker={"color": "#2b8a3e"},
                          hovertemplate="round %{x}: %{y} kept on target<extra></extra>"))
     fig.add_trace(go.Bar(x=rounds, y=[max(0, k - o) for k, o in zip(kept, on, strict=True)], name="kept · other anchor",
                          marker={"color": "#8ce99a"}, hovertemplate="round %{x}: %{y} kept elsewhere<extra></extra>"))
-    reasons = sorted({str(k) for r in run.rounds for k in (r.get("rejected_reasons") or {})})
+    reasons = sorted({k for r in run.rounds for k in r.rejected_reasons})
     reds = ["#c92a2a", "#e8590c", "#f08c00", "#d6336c", "#ae3ec9", "#862e9c", "#fa5252", "#ff922b"]
     for j, reason in enumerate(reasons):
-        ys = [_int((r.get("rejected_reasons") or {}).get(reason)) for r in run.rounds]
+        ys = [r.rejected_reasons.get(reason, 0) for r in run.rounds]
         fig.add_trace(go.Bar(x=rounds, y=ys, name=f"rejected · {plot_text(reason, 40)}",
                              marker={"color": reds[j % len(reds)]},
                              hovertemplate=f"round %{{x}}: %{{y}} rejected ({plot_text(reason, 60)})<extra></extra>"))
-    unexplained = [max(0, _int(r.get("rejected")) - sum(_int(v) for v in (r.get("rejected_reasons") or {}).values()))
+    unexplained = [max(0, r.rejected - sum(v for k, v in r.rejected_reasons.items() if k != "over_budget"))
                    for r in run.rounds]
     if any(unexplained):
         fig.add_trace(go.Bar(x=rounds, y=unexplained, name="rejected · unspecified", marker={"color": NEUTRAL_COLOR}))
@@ -189,14 +205,14 @@ def cost_figure(run: RunInput) -> tuple[Any, int]:
     """Cumulative tokens (bars, left axis) and cost in USD (line, right axis) by round."""
     import plotly.graph_objects as go
 
-    rounds = [_int(r.get("round")) for r in run.rounds]
+    rounds = [r.round for r in run.rounds]
     pt = ct = 0
     cost = 0.0
     cum_p, cum_c, cum_cost = [], [], []
     for r in run.rounds:
-        pt += _int(r.get("prompt_tokens"))
-        ct += _int(r.get("completion_tokens"))
-        cost += _float(r.get("cost_usd"))
+        pt += r.prompt_tokens
+        ct += r.completion_tokens
+        cost += r.cost_usd
         cum_p.append(pt)
         cum_c.append(ct)
         cum_cost.append(round(cost, 6))
@@ -223,14 +239,14 @@ def growth_figure(run: RunInput, names: dict[str, str], colors: dict[str, str]) 
     """Stacked area of prompts per anchor after each round."""
     import plotly.graph_objects as go
 
-    if not any(r.get("anchor_counts") for r in run.rounds):
+    if not any(r.anchor_counts for r in run.rounds):
         return None
-    rounds = [_int(r.get("round")) for r in run.rounds]
-    seen: list[str] = [a for a in names if any(a in (r.get("anchor_counts") or {}) for r in run.rounds)]
-    seen += sorted({str(a) for r in run.rounds for a in (r.get("anchor_counts") or {})} - set(seen))
+    rounds = [r.round for r in run.rounds]
+    seen: list[str] = [a for a in names if any(a in r.anchor_counts for r in run.rounds)]
+    seen += sorted({a for r in run.rounds for a in r.anchor_counts} - set(seen))
     fig = go.Figure()
     for j, a in enumerate(seen):
-        ys = [_int((r.get("anchor_counts") or {}).get(a)) for r in run.rounds]
+        ys = [r.anchor_counts.get(a, 0) for r in run.rounds]
         label = names.get(a, a)
         fig.add_trace(go.Scatter(
             x=rounds, y=ys, name=plot_text(label, 40), stackgroup="anchors", mode="lines",
@@ -248,12 +264,12 @@ def gaps_figure(run: RunInput, names: dict[str, str]) -> tuple[Any, int] | None:
     """Heatmap of each anchor's gap before each round: the advisor should be burning the orange down."""
     import plotly.graph_objects as go
 
-    if not any(r.get("gaps_before") for r in run.rounds):
+    if not any(r.gaps_before for r in run.rounds):
         return None
-    rounds = [_int(r.get("round")) for r in run.rounds]
-    anchors: list[str] = [a for a in names if any(a in (r.get("gaps_before") or {}) for r in run.rounds)]
-    anchors += sorted({str(a) for r in run.rounds for a in (r.get("gaps_before") or {})} - set(anchors))
-    z = [[(r.get("gaps_before") or {}).get(a) for r in run.rounds] for a in anchors]
+    rounds = [r.round for r in run.rounds]
+    anchors: list[str] = [a for a in names if any(a in r.gaps_before for r in run.rounds)]
+    anchors += sorted({a for r in run.rounds for a in r.gaps_before} - set(anchors))
+    z = [[r.gaps_before.get(a) for r in run.rounds] for a in anchors]
     lim = max([abs(_float(v)) for row in z for v in row if v is not None] + [0.01])
     fig = go.Figure(go.Heatmap(
         z=[[None if v is None else _float(v) for v in row] for row in z], x=rounds, y=list(range(len(anchors))),
@@ -275,20 +291,25 @@ def gaps_figure(run: RunInput, names: dict[str, str]) -> tuple[Any, int] | None:
 def rounds_table(run: RunInput, names: dict[str, str]) -> Raw:
     rows = []
     for r in run.rounds:
-        a = r.get("anchor_id")
-        reasons = r.get("rejected_reasons") or {}
-        reason_txt = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: (-_int(kv[1]), kv[0])))
-        kept = _int(r.get("kept"))
+        a = r.anchor_id
+        reasons = r.rejected_reasons
+        reason_txt = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+        kept = r.kept
+        on = r.on_target or 0
+        mode = r.advice_mode or ""
+        if r.advice_overridden:
+            mode += " (overridden)"
+        if r.advice_repeats:
+            mode += f" · {r.advice_repeats} repeat{'s' if r.advice_repeats > 1 else ''}"
         rows.append([
-            _int(r.get("round")), str(r.get("issue", "")),
-            Raw('<span class="muted">—</span>') if a is None else names.get(str(a), str(a)),
-            str(r.get("advice_mode", "")), str(r.get("rationale", "")), _int(r.get("n_generated")), kept,
-            Raw(f'{_int(r.get("rejected"))}<div class="sub">{esc(reason_txt)}</div>' if reason_txt
-                else str(_int(r.get("rejected")))),
-            Num(_int(r.get("on_target")), f"{_int(r.get('on_target'))} ({pct(_int(r.get('on_target')) / kept, 0)})"
-                if kept else str(_int(r.get("on_target")))),
-            _int(r.get("prompt_tokens")) + _int(r.get("completion_tokens")),
-            Num(_float(r.get("cost_usd")), f"${_float(r.get('cost_usd')):,.4f}"), _int(r.get("n_prompts")),
+            r.round, r.issue or "",
+            Raw('<span class="muted">—</span>') if a is None else names.get(a, a),
+            Raw(f'{esc(mode)}<div class="sub">{esc(r.advice_note)}</div>' if r.advice_note else esc(mode)),
+            r.rationale or "", r.n_generated, kept,
+            Raw(f'{r.rejected}<div class="sub">{esc(reason_txt)}</div>' if reason_txt else str(r.rejected)),
+            Num(on, f"{on} ({pct(on / kept, 0)})" if kept else str(on)),
+            r.prompt_tokens + r.completion_tokens,
+            Num(r.cost_usd, f"${r.cost_usd:,.4f}"), r.n_prompts + run.n_base,
         ])
     cols = [Col("Round", "num"), Col("Issue"), Col("Anchor"), Col("Mode"), Col("Rationale", "text"),
             Col("Generated", "num"), Col("Kept", "num"), Col("Rejected", "num"), Col("On target", "num"),
@@ -300,11 +321,9 @@ def prompts_table(run: RunInput, names: dict[str, str]) -> Raw:
     rows = []
     for rnd in sorted(run.prompt_samples):
         for p in run.prompt_samples[rnd]:
-            a = p.get("anchor_id")
-            score = p.get("score")
-            rows.append([rnd, str(p.get("id", "")), str(p.get("text", "")),
-                         "" if a is None else names.get(str(a), str(a)), str(p.get("issue", "")),
-                         "" if score is None else Num(_float(score), num(_float(score), 2))])
+            a = p.anchor_id
+            rows.append([rnd, p.id, p.text, "" if a is None else names.get(a, a), p.issue or "",
+                         "" if p.score is None else Num(p.score, num(p.score, 2))])
     intro = para(f"{run.n_prompt_rows:,} prompts in prompts.jsonl; the first {PROMPTS_PER_ROUND} kept in each round "
                  "are shown.")
     cols = [Col("Round", "num"), Col("ID"), Col("Text", "text"), Col("Anchor"), Col("Issue"), Col("Score", "num")]
@@ -313,3 +332,63 @@ def prompts_table(run: RunInput, names: dict[str, str]) -> Raw:
 
 def config_body(run: RunInput) -> Raw:
     return json_block(redact(run.config))
+
+
+# ------------------------------------------------------------------------------------------- base → after
+def base_anchor_table(run: RunInput, final: AuditInput | None, names: dict[str, str]) -> Raw | None:
+    """Per anchor, the base set's count, share and gap before the run → after it (largest gap before first)."""
+    if not run.base:
+        return None
+    counts0 = {str(k): _int(v) for k, v in (run.base.get("anchor_counts") or {}).items()}
+    shares0 = {str(k): _float(v) for k, v in (run.base.get("shares") or {}).items()}
+    gaps0 = {str(k): _float(v) for k, v in (run.base.get("gaps") or {}).items()}
+    after = {a.id: a for a in final.report.leaf_anchors()} if final is not None else {}
+    last_counts = run.rounds[-1].anchor_counts if run.rounds else {}
+    rows = []
+    for a in sorted(gaps0, key=lambda k: (-gaps0[k], k)):
+        fa = after.get(a)
+        n1 = fa.count if fa is not None else last_counts.get(a, counts0.get(a, 0))
+        s1 = fa.share if fa is not None else None
+        g1 = fa.gap if fa is not None else None
+        ev = fa.subcluster_evenness if fa is not None else None
+        rows.append([
+            Raw(f'{esc(names.get(a, a))}<div class="sub">{esc(a)}</div>'),
+            Num(fa.target_share if fa is not None else 0.0, pct(fa.target_share) if fa is not None else "–"),
+            Num(counts0.get(a, 0), f"{counts0.get(a, 0):,} → {n1:,}"),
+            Num(n1 - counts0.get(a, 0), f"{n1 - counts0.get(a, 0):+,}"),
+            Num(shares0.get(a, 0.0), f"{pct(shares0.get(a))} → {pct(s1)}"),
+            Num(gaps0.get(a, 0.0), f"{pp(gaps0.get(a, 0.0))} → {pp(g1) if g1 is not None else '–'}",
+                "good" if g1 is not None and abs(g1) < abs(gaps0.get(a, 0.0)) - 1e-9 else ""),
+            Num(ev if ev is not None else -1.0, "–" if ev is None else num(ev, 2)),
+            Num(len(fa.subclusters) if fa is not None else 0, str(len(fa.subclusters)) if fa is not None else "–"),
+        ])
+    cols = [Col("Anchor"), Col("Target", "num"), Col("Prompts (base → after)", "num"), Col("Added", "num"),
+            Col("Share (base → after)", "num"), Col("Gap (base → after)", "num", "target share − share; green = closer"),
+            Col("Evenness after", "num", "normalised entropy of the anchor's prompts over its sub-clusters"),
+            Col("Sub-clusters after", "num")]
+    return table(cols, rows)
+
+
+def base_cluster_table(run: RunInput, final: AuditInput | None, names: dict[str, str]) -> Raw | None:
+    """Per fine-grained cluster of the final clustering: how many members were in the base and how many the run
+    added (assignments.jsonl lists the base prompts first, ``base_set.count`` of them)."""
+    if not run.base or final is None or final.points is None or not final.report.clusters:
+        return None
+    nb = min(run.n_base, len(final.points))
+    labels = final.points.cluster
+    base_n: dict[int, int] = {}
+    added_n: dict[int, int] = {}
+    for i, c in enumerate(labels.tolist()):
+        if c == -1:
+            continue
+        bucket = base_n if i < nb else added_n
+        bucket[c] = bucket.get(c, 0) + 1
+    rows = []
+    for c in sorted(final.report.clusters, key=lambda c: (-added_n.get(c.id, 0), -c.size, c.id)):
+        b, a = base_n.get(c.id, 0), added_n.get(c.id, 0)
+        top = names.get(c.top_anchor, c.top_anchor) if c.top_anchor else "unanchored"
+        rows.append([c.id, c.label, c.kind, top, Num(b, f"{b:,} → {b + a:,}"), Num(a, f"{a:+,}"),
+                     "new" if b == 0 and a else ""])
+    cols = [Col("Cluster", "num"), Col("Keywords", "text"), Col("Kind"), Col("Top anchor"),
+            Col("Members (base → after)", "num"), Col("Added", "num"), Col("", "", "clusters only the additions reach")]
+    return table(cols, rows)

@@ -18,6 +18,11 @@ def _eprint(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+#: Files a report reads: --out must never name one of them.
+_REPORT_INPUTS = frozenset({"coverage.json", "assignments.jsonl", "embeddings.npy", "config.json", "prompts.jsonl",
+                            "rounds.jsonl", "responses.jsonl", "llm_calls.jsonl"})
+
+
 def _is_run(path: Path) -> bool:
     return (path / "config.json").exists() and (path / "rounds.jsonl").exists()
 
@@ -31,6 +36,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from data_advisor.llm.labels import make_labeler
 
     out = Path(args.out) if args.out else folder / "report.html"
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder", f"pass the HTML file to write, e.g. --out {out / 'report.html'}")
+    if out.exists() and out.resolve().parent == folder.resolve() and out.name in _REPORT_INPUTS:
+        raise InputError(f"--out {out} would overwrite the report's own input {out.name}",
+                         "pass another file name, e.g. report.html")
     labeler = make_labeler(args.label_model, args.api_base)
     if _is_run(folder):
         render_run_report(folder, out, plotlyjs=args.plotlyjs, labeler=labeler)
@@ -50,29 +60,47 @@ def _label(path: Path, used: set[str]) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from data_advisor.io import removed_on_failure
+
+    # Arguments first: nothing is audited or written for a command that is going to be refused.
+    if len(args.inputs) < 2:
+        raise InputError("compare needs at least two inputs", "pass two or more files or folders")
+    for raw in args.inputs:
+        if not Path(raw).exists():
+            raise InputError(f"compare input not found: {raw}", "pass prompt files, audit folders or run folders")
+    with removed_on_failure(Path(args.out)):
+        return _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from data_advisor.coverage.taxonomy import load_taxonomy
+    from data_advisor.data import load_prompts
     from data_advisor.io import ensure_writable_dir
     from data_advisor.reports.html import render_comparison
 
-    out = ensure_writable_dir(Path(args.out))
     used: set[str] = set()
-    inputs: list[tuple[str, Path]] = []
-    for raw in args.inputs:
+    order: list[str] = []
+    folders: list[tuple[str, Path]] = []
+    raw_sets = []
+    for raw in args.inputs:  # every raw file is read and validated (and the taxonomy loaded) before any audit runs
         path = Path(raw)
-        if not path.exists():
-            raise InputError(f"compare input not found: {path}", "pass prompt files, audit folders or run folders")
         label = _label(path, used)
+        order.append(label)
         if path.is_dir() and (path / "coverage.json").exists():
-            inputs.append((label, path))
-            continue
+            folders.append((label, path))
+        else:
+            raw_sets.append((label, path, load_prompts(path, text_field=args.text_field)))
+    taxonomy = load_taxonomy(args.taxonomy) if raw_sets else None
+    out = ensure_writable_dir(Path(args.out))
+    audited: dict[str, Path] = dict(folders)
+    for label, path, prompts in raw_sets:
         from data_advisor.api import audit
 
         audit_dir = out / "inputs" / label
         _eprint(f"auditing {path} → {audit_dir}")
-        audit(path, taxonomy=args.taxonomy, out=audit_dir, seed=args.seed, text_field=args.text_field,
-              render_html=False)
-        inputs.append((label, audit_dir))
-    if len(inputs) < 2:
-        raise InputError("compare needs at least two inputs", "pass two or more files or folders")
+        audit(prompts, taxonomy=taxonomy, out=audit_dir, seed=args.seed, render_html=False)
+        audited[label] = audit_dir
+    inputs = [(label, audited[label]) for label in order]
     report = render_comparison(inputs, out / "compare.html", plotlyjs=args.plotlyjs)
     _eprint(f"comparison of {len(inputs)} inputs → {report}")
     return 0

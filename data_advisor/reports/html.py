@@ -117,6 +117,17 @@ def render_run_report(
     page.add("run-summary", "Run summary", R.run_cards(run),
              f"{len(run.rounds)} rounds. Each round picks the biggest coverage issue, generates prompts for it, "
              "filters them and re-measures coverage.")
+    base_anchors = R.base_anchor_table(run, final, names)
+    if base_anchors is not None:
+        page.add("run-base-anchors", "Base → after, per anchor", base_anchors,
+                 f"The run extended a base set of {run.n_base:,} prompts "
+                 f"({(run.base or {}).get('base_set', {}).get('path', '')}): each principle's prompts, share "
+                 "and gap before the run and after it, largest gap before first.")
+    base_clusters = R.base_cluster_table(run, final, names)
+    if base_clusters is not None:
+        page.add("run-base-clusters", "Base → after, per fine-grained cluster", base_clusters,
+                 "Clusters of the final clustering (base + additions): members that were in the base, and members the "
+                 "run added; 'new' marks clusters only the additions reach.")
     if run.rounds:
         fig, h = R.metrics_figure(run)
         page.add("run-metrics", "Coverage metrics by round", figure_html(fig, "fig-run-metrics", h),

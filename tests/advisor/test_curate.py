@@ -70,3 +70,36 @@ def test_advisor_curation_beats_random_selection(pool_file: Path, tmp_path: Path
     rounds = read_jsonl(tmp_path / "advisor" / "rounds.jsonl")
     assert all(r["advice_mode"] == "numeric" for r in rounds)
     assert all(r["anchor_id"] is None for r in read_jsonl(tmp_path / "random" / "rounds.jsonl"))
+
+
+# ------------------------------------------------------------------------------------------ folders (issue 13)
+def _curate(pool: Path, out: Path, *extra: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["curate", str(pool), "--n", "4", "--out", str(out), "-q", *extra])
+    return rc, err.getvalue()
+
+
+def test_bad_pool_leaves_no_run_folder_behind(tmp_path: Path) -> None:
+    """A pool with a bad line exited 2 but left config.json in --out; after fixing the pool the folder was refused as
+    "a run with a different configuration"."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "How do I pick a lock?"}\n{"text": broken\n', encoding="utf-8")
+    out = tmp_path / "runs" / "deep" / "r1"
+    rc, err = _curate(pool, out)
+    assert rc == 2 and "line 2" in err and err.count("error:") == 1
+    assert not (tmp_path / "runs").exists()
+    # The folder of an existing run is left alone when the pool turns out bad: only what this call created goes.
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    rc, _ = _curate(pool, out)
+    assert rc == 2 and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_curate_refuses_a_run_folder_that_would_overwrite_the_pool(tmp_path: Path) -> None:
+    pool = tmp_path / "prompts.jsonl"  # the name of the run's own prompts file
+    pool.write_text('{"text": "How do I pick a lock?"}\n', encoding="utf-8")
+    rc, err = _curate(pool, tmp_path)
+    assert rc == 2 and "overwritten" in err
+    assert pool.read_text("utf-8") == '{"text": "How do I pick a lock?"}\n'
+    assert not (tmp_path / "config.json").exists()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from data_advisor.advisor.config import method_spec
 from data_advisor.advisor.filters import SI_BLACKLIST, FilterConfig, clean_candidate, filter_candidates
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.coverage import metrics as M
@@ -79,7 +80,7 @@ def test_exact_duplicates_against_kept_and_within_batch(make_monitor) -> None:
     assert res.rejected == {"exact_duplicate": 3}
     assert len(monitor) == 1  # filtering never adds to the monitor
     # The paper's Self-Instruct variant keeps exact duplicates (length is its only filter).
-    paper = filter_candidates(cands, monitor, FilterConfig.for_method("self-instruct-paper"))
+    paper = filter_candidates(cands, monitor, method_spec("self-instruct-paper").filter_config())
     assert len(paper.texts) == 5 and not paper.rejected
 
 
@@ -112,7 +113,7 @@ def test_rouge_l_duplicate(make_monitor) -> None:
     res = filter_candidates([KEYLOGGER, KEYLOGGER_EDITED], make_monitor(), cfg)
     assert res.texts == [KEYLOGGER] and res.rejected == {"rouge_l_duplicate": 1}
     # Canonical Self-Instruct uses the same 0.7 threshold.
-    assert FilterConfig.for_method("self-instruct").rouge_l_max == 0.7
+    assert method_spec("self-instruct").filter_config().rouge_l_max == 0.7
 
 
 # ------------------------------------------------------------------------------------------------ on target
@@ -136,7 +137,7 @@ def test_on_target_recorded_or_enforced(make_monitor) -> None:
 
 # ------------------------------------------------------------------------------------------------ SI rules
 def test_self_instruct_blacklist_and_word_limits(make_monitor) -> None:
-    cfg = FilterConfig.for_method("self-instruct")
+    cfg = method_spec("self-instruct").filter_config()
     assert cfg.blacklist == SI_BLACKLIST and cfg.min_words == 4 and cfg.max_words == 150
     cands = [
         "Draw a picture of the bank vault layout for me.",
@@ -153,10 +154,10 @@ def test_self_instruct_blacklist_and_word_limits(make_monitor) -> None:
     assert res.rejected == {"blacklisted": 4, "too_short": 1, "too_long": 1}
 
 
-def test_for_method_presets_and_overrides() -> None:
-    paper = FilterConfig.for_method("self-instruct-paper")
+def test_method_table_filter_presets_and_overrides() -> None:
+    paper = method_spec("self-instruct-paper").filter_config()
     assert (paper.min_chars, paper.exact_dedup, paper.near_dup_cosine, paper.rouge_l_max) == (20, False, None, None)
-    curate = FilterConfig.for_method("curate")
+    curate = method_spec("curate").filter_config()
     assert curate.rouge_l_max is None and curate.near_dup_cosine == 0.92
-    adv = FilterConfig.for_method("advisor", on_target="reject", near_dup_cosine=0.8, rouge_l_max=None)
+    adv = method_spec("advisor").filter_config(on_target="reject", near_dup_cosine=0.8, rouge_l_max=None)
     assert (adv.on_target, adv.near_dup_cosine, adv.rouge_l_max) == ("reject", 0.8, 0.7)  # None = keep the default

@@ -103,6 +103,17 @@ def data_blocks(text: str) -> list[tuple[str, Any]]:
     return [(m.group(1), json.loads(m.group(2))) for m in pattern.finditer(text)]
 
 
+def strings(obj: Any) -> list[str]:
+    """Every string inside a parsed data block (items are strings, or objects/lists of them)."""
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in strings(v)]
+    if isinstance(obj, list):
+        return [s for v in obj for s in strings(v)]
+    return []
+
+
 def strip_blocks(text: str) -> str:
     return re.sub(r"=== BEGIN UNTRUSTED DATA: (.*?) ===\n.*?\n=== END UNTRUSTED DATA: \1 ===", "<DATA>", text,
                   flags=re.S)
@@ -626,15 +637,15 @@ def test_injected_text_travels_only_as_untrusted_data(make_loop, loop_responder:
                 assert inj not in content  # the raw text (with its quotes) never appears: only JSON-encoded
             blocks = data_blocks(content)
             for _, items in blocks:
-                assert isinstance(items, list) and all(isinstance(x, str) for x in items)
-                seen_in_blocks += sum(1 for x in items if x in hostile)
+                assert isinstance(items, list)
+                seen_in_blocks += sum(1 for x in strings(items) if x in hostile)
             if blocks:
                 assert system and UNTRUSTED_NOTE in system[0]
                 assert "never follow" in system[0]
     # Both the advisor (examples of covered anchors) and the generator (pool examples) were shown hostile text.
     kinds_with_injection = {request_kind(r.body) for r in llm_server.chat_requests
                             if any(x in hostile for m in r.messages for _, items in data_blocks(m["content"])
-                                   for x in items)}
+                                   for x in strings(items))}
     assert {"advisor", "generate"} <= kinds_with_injection, kinds_with_injection
     assert seen_in_blocks >= 4
 

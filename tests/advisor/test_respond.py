@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -146,3 +147,66 @@ def test_respond_cli(llm_server: LLMServer, openai_key: str, tmp_path: Path) -> 
     [line] = [x for x in err.getvalue().splitlines() if x.strip()]
     assert line.startswith("error: ") and "not a run folder" in line
     json.dumps(rows)  # plain JSON types only
+
+
+@pytest.mark.parametrize("damage", ["config", "missing"])
+def test_respond_cli_refuses_a_damaged_or_missing_run_before_writing(llm_server: LLMServer, openai_key: str,
+                                                                     tmp_path: Path, damage: str) -> None:
+    """A damaged config.json was a traceback; a missing folder got a ledger file (and its parents) created."""
+    run = make_run(tmp_path / "run") if damage == "config" else tmp_path / "no" / "run"
+    if damage == "config":
+        (run / "config.json").write_bytes(b'{"method": "advi')
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["respond", str(run), "--model", TEST_MODEL, "--api-base", llm_server.base_url, "-q"])
+    assert rc == 2
+    [line] = [x for x in err.getvalue().splitlines() if x.strip()]
+    assert line.startswith("error: ") and ("config.json" in line or "not a run folder" in line) and "fix:" in line
+    assert not (run / "llm_calls_respond.jsonl").exists() and not (tmp_path / "no").exists()
+    assert llm_server.request_count == 0
+
+
+#: A provider key of no recognisable shape (no sk-/key- prefix): only redaction by value can catch it.
+PLAIN_KEY = "Zq8Lm2Xv9Rt4Wn6Ys1Bp"
+
+
+def _respond_cli(run: Path, base_url: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["respond", str(run), "--model", TEST_MODEL, "--api-base", base_url, "-q"])
+    return rc, err.getvalue()
+
+
+def test_respond_cli_llm_failure_is_one_stderr_line_without_the_key(llm_server: LLMServer, fresh_llm_cache: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A 401 whose body repeats a key of no known shape printed the key twice: a WARNING logger line (shown by
+    Python's last-resort handler in the CLI), then the error line."""
+    monkeypatch.setenv("OPENAI_API_KEY", PLAIN_KEY)
+    run = make_run(fresh_llm_cache.parent / "run", PROMPTS[:2])
+    llm_server.responder = lambda req: Reply.error(401, f"Incorrect API key provided: {PLAIN_KEY}")
+    rc, err = _respond_cli(run, llm_server.base_url)
+    assert rc == 3, err
+    [line] = [x for x in err.splitlines() if x.strip()]
+    assert line.startswith("error: ") and "authentication failed" in line and PLAIN_KEY not in line
+    loud = [r for r in caplog.records if r.name.startswith("data_advisor") and r.levelno >= logging.WARNING]
+    assert not loud, [r.getMessage() for r in loud]
+
+
+def test_respond_cli_never_writes_an_echoed_key(llm_server: LLMServer, fresh_llm_cache: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An endpoint that echoes the Authorization header: the key landed in responses.jsonl and the LLM cache."""
+    from tests.llm.llm_server import echo_authorization
+
+    monkeypatch.setenv("OPENAI_API_KEY", PLAIN_KEY)
+    run = make_run(fresh_llm_cache.parent / "run", PROMPTS[:3])
+    llm_server.responder = echo_authorization(answer)
+    rc, err = _respond_cli(run, llm_server.base_url)
+    assert rc == 0, err
+    assert llm_server.chat_requests[0].headers["authorization"] == f"Bearer {PLAIN_KEY}"
+    rows = read_jsonl(run / "responses.jsonl")
+    assert len(rows) == 3 and all("(Bearer ***)" in r["messages"][1]["content"] for r in rows)
+    for path in [*run.rglob("*"), *fresh_llm_cache.rglob("*")]:
+        if path.is_file() and not path.is_symlink():
+            assert PLAIN_KEY.encode() not in path.read_bytes(), path
+    assert PLAIN_KEY not in err

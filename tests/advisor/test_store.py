@@ -127,3 +127,96 @@ def test_read_run(tmp_path: Path) -> None:
     assert config == CONFIG and [p["id"] for p in prompts] == ["r00000-00"] and rounds == [{"round": 0, "kept": 1}]
     with pytest.raises(DataAdvisorError, match="not a run folder"):
         read_run(tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------------------------------ damage (issue 13)
+def _finished_run(tmp_path: Path, n_rounds: int = 4, per_round: int = 5) -> RunStore:
+    store = RunStore(tmp_path, dict(CONFIG))
+    total = 0
+    for rnd in range(n_rounds):
+        store.append_prompts([prompt(i, rnd) for i in range(per_round)])
+        total += per_round
+        store.append_round({"round": rnd, "kept": per_round, "n_prompts": total})
+    return store
+
+
+@pytest.mark.parametrize("name", ["prompts.jsonl", "rounds.jsonl"])
+def test_damaged_middle_line_is_an_error_and_nothing_is_cut(tmp_path: Path, name: str) -> None:
+    """The old repair cut the file at the first bad line: every later record silently deleted on resume."""
+    _finished_run(tmp_path)
+    path = tmp_path / name
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = lines[1][: len(lines[1]) // 2]  # line 2 cut short, the records after it intact
+    path.write_bytes(b"\n".join(lines))
+    before = path.read_bytes()
+    with pytest.raises(DataAdvisorError) as exc:
+        RunStore(tmp_path, dict(CONFIG))
+    msg = str(exc.value)
+    assert exc.value.exit_code == 2 and "\n" not in msg
+    assert name in msg and "line 2" in msg and "fix:" in exc.value.one_line()
+    assert path.read_bytes() == before  # nothing deleted
+    with pytest.raises(DataAdvisorError, match="line 2"):  # the read-only reader (report, respond) agrees
+        read_run(tmp_path)
+
+
+def test_zero_filled_tail_is_not_taken_for_a_torn_append(tmp_path: Path) -> None:
+    """Zero fill over the last records is damage, not an interrupted append: cutting it would lose records."""
+    _finished_run(tmp_path)
+    path = tmp_path / "prompts.jsonl"
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-300] + b"\x00" * 300)
+    with pytest.raises(DataAdvisorError, match=r"prompts\.jsonl is damaged"):
+        RunStore(tmp_path, dict(CONFIG))
+    assert path.read_bytes()[:-300] == raw[:-300]
+
+
+def test_prompt_records_missing_at_a_line_boundary_are_detected(tmp_path: Path) -> None:
+    """A file cut cleanly between records looks intact; rounds.jsonl's running count shows records are gone."""
+    _finished_run(tmp_path)
+    path = tmp_path / "prompts.jsonl"
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:11]), encoding="utf-8")
+    with pytest.raises(DataAdvisorError, match=r"holds 11 prompts but .*records 20"):
+        RunStore(tmp_path, dict(CONFIG))
+    with pytest.raises(DataAdvisorError, match="missing"):
+        read_run(tmp_path)
+
+
+def test_torn_last_line_repair_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _finished_run(tmp_path)
+    with open(tmp_path / "prompts.jsonl", "ab") as fh:
+        fh.write(b'{"id": "r00004-00", "text": "half')
+    again = RunStore(tmp_path, dict(CONFIG))
+    assert len(again.state.prompts) == 20
+    err = capsys.readouterr().err
+    assert "prompts.jsonl" in err and "partly written" in err and "20 complete records kept" in err
+
+
+def test_complete_last_record_without_newline_is_kept(tmp_path: Path) -> None:
+    """A kill between a record and its newline leaves a complete record: keep it, finish the line."""
+    _finished_run(tmp_path, n_rounds=1)
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    again = RunStore(tmp_path, dict(CONFIG))
+    assert len(again.state.prompts) == 5
+    again.append_prompts([prompt(0, 1)])
+    assert [json.loads(x)["id"] for x in path.read_text("utf-8").splitlines()][-2:] == ["r00000-04", "r00001-00"]
+
+
+def test_valid_json_that_is_not_a_record_is_damage(tmp_path: Path) -> None:
+    _finished_run(tmp_path, n_rounds=2)
+    path = tmp_path / "prompts.jsonl"
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    lines[3] = "123\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(DataAdvisorError, match="line 4"):
+        RunStore(tmp_path, dict(CONFIG))
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]"])
+def test_read_run_with_damaged_config_is_a_one_line_error(tmp_path: Path, content: bytes) -> None:
+    _finished_run(tmp_path, n_rounds=1)
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(DataAdvisorError, match=r"config\.json") as exc:
+        read_run(tmp_path)
+    assert exc.value.exit_code == 2

@@ -41,7 +41,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory, embedder: CachedEmbedder,
 def test_outputs_and_schema(audited: tuple[CoverageReport, Path], sample_prompts: list[str]) -> None:
     report, out = audited
     assert isinstance(report, CoverageReport)
-    assert sorted(p.name for p in out.iterdir()) == ["assignments.jsonl", "coverage.json", "embeddings.npy"]
+    assert sorted(p.name for p in out.iterdir()) == ["assignments.jsonl", "coverage.json", "embeddings.npy",
+                                                     "run_info.json"]
     cov = json.loads((out / "coverage.json").read_text("utf-8"))
     assert set(cov) >= TOP_KEYS
     assert cov["schema_version"] == report.schema_version
@@ -57,7 +58,7 @@ def test_outputs_and_schema(audited: tuple[CoverageReport, Path], sample_prompts
     assert cov["settings"]["seed"] == 0
     assert cov["settings"]["taxonomy_fingerprint"] == load_taxonomy("catqa-11").fingerprint()
     assert cov["settings"]["model_id"].startswith("sentence-transformers/all-MiniLM-L6-v2")
-    assert cov["discovery"]["method"] == "umap+hdbscan"  # 36 prompts: the full pipeline ran
+    assert cov["discovery"]["method"] == "spectral+hdbscan"  # 36 prompts: the small-input path (no UMAP) ran
     for c in cov["clusters"]:
         assert c["kind"] in {"anchored", "emergent", "background"}
 
@@ -186,7 +187,7 @@ def test_audit_from_a_file_path(tmp_path: Path, embedder: CachedEmbedder, sample
     assert report.dataset["fingerprint"] == PromptSet.from_texts(sample_prompts[:12],
                                                                  ids=[f"q{i}" for i in range(12)]).fingerprint()
     assert report.metrics["n_prompts"] == 12
-    assert report.discovery["method"] == "pca+hdbscan"  # under 30 prompts: UMAP skipped, and the report says so
+    assert report.discovery["method"] == "spectral+hdbscan"  # a small input: UMAP skipped, and the report says so
     assert any("UMAP skipped" in note for note in report.discovery["notes"])
 
 
@@ -271,3 +272,20 @@ def test_missing_themes_surface_as_emergent_clusters(datasets_dir: Path, embedde
     assert n_narrow > n_wide
     assert off_narrow >= off_wide + 60
     assert narrow.metrics["n_emergent_clusters"] == n_narrow
+
+
+def test_parent_and_dataset_vendi_from_summed_grams_equal_direct(embedder: CachedEmbedder,
+                                                                  sample_prompts: list[str]) -> None:
+    """Parents and the whole set get their Vendi from their leaves' summed Grams: same numbers as from the vectors."""
+    from data_advisor.coverage import metrics as M
+
+    tax = load_taxonomy("do-not-answer")
+    result = data_advisor.audit_full(sample_prompts, taxonomy=tax, embedder=embedder, cluster=False)
+    v, a = result.vectors, result.assignments
+    leaf_of = [a.anchor_id(i) for i in range(len(v))]
+    for row in result.report.anchors:
+        leaves = {row.id} if row.is_leaf else {p.id for p in tax.leaves() if row.id in tax.ancestors(p.id)}
+        idx = [i for i, lab in enumerate(leaf_of) if lab in leaves]
+        expected = M.vendi_score(v[idx]) if idx else 0.0
+        assert row.vendi == pytest.approx(expected, rel=1e-6, abs=1e-9), row.id
+    assert result.report.metrics["vendi_score"] == pytest.approx(M.vendi_score(v), rel=1e-6)

@@ -1,4 +1,5 @@
-"""Discovery (FAISS k-NN → UMAP → HDBSCAN) on real prompt embeddings: small inputs, determinism, sampling."""
+"""Discovery on real prompt embeddings: the small-input path (spectral embedding of the k-NN graph → HDBSCAN), the
+UMAP path, tiny inputs, determinism, sampling, and the shared k-NN graph."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 from data_advisor.coverage.cluster import (
     ClusterDiscovery,
     ClusterResult,
+    KnnGraph,
+    build_knn_graph,
     default_min_cluster_size,
+    english_stop_words,
     keyword_labels,
     knn_graph,
 )
@@ -63,25 +67,61 @@ def test_ten_prompts_skip_umap(corpus: tuple[list[str], np.ndarray]) -> None:
     _, v = corpus
     r = ClusterDiscovery().fit(v[:10])
     _check_shapes(r, 10)
-    assert r.method == "pca+hdbscan"
+    assert r.method == "spectral+hdbscan"
     assert any("UMAP skipped" in note and "10 prompts" in note for note in r.notes)
+    assert r.reduced is not None and r.reduced.shape == (10, 5)
+    assert r.probabilities is not None and r.probabilities.shape == (10,)
 
 
-def test_forty_prompts_full_pipeline(corpus: tuple[list[str], np.ndarray]) -> None:
+def test_small_inputs_take_the_path_without_umap(corpus: tuple[list[str], np.ndarray]) -> None:
+    """Below umap_min_n (default 1,000) discovery never imports UMAP (no numba compilation on a first run)."""
+    import subprocess
+    import sys
+
     _, v = corpus
-    r = ClusterDiscovery(seed=0).fit(v[:40])
+    r = ClusterDiscovery(seed=0).fit(v)
+    _check_shapes(r, 150)
+    assert r.method == "spectral+hdbscan"
+    assert r.n_clusters >= 2
+    # PCA map: the coordinates are the data's projection on its first two principal components.
+    centred = v - v.mean(axis=0)
+    top2 = np.linalg.svd(centred, full_matrices=False)[2][:2]
+    np.testing.assert_allclose(np.abs(r.coords), np.abs(centred @ top2.T), atol=1e-3)
+    code = ("import sys, numpy as np; from data_advisor.coverage.cluster import ClusterDiscovery; "
+            "x = np.random.default_rng(0).normal(size=(200, 32)).astype('float32'); "
+            "x /= np.linalg.norm(x, axis=1, keepdims=True); ClusterDiscovery().fit(x); "
+            "print(sorted(m for m in ('umap', 'numba', 'pynndescent', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_forty_prompts_umap_pipeline(corpus: tuple[list[str], np.ndarray]) -> None:
+    _, v = corpus
+    r = ClusterDiscovery(seed=0, umap_min_n=30).fit(v[:40])
     _check_shapes(r, 40)
     assert r.method == "umap+hdbscan"
     assert r.notes == []  # nothing was skipped
     assert r.params["min_cluster_size"] == default_min_cluster_size(40) == 5
     assert r.params["seed"] == 0
+    assert r.reduced is not None and r.reduced.shape == (40, 5)
     assert 0.0 <= r.noise_share <= 1.0
 
 
-def test_same_seed_same_labels_and_coords(corpus: tuple[list[str], np.ndarray]) -> None:
+def test_umap_reuses_a_shared_graph(corpus: tuple[list[str], np.ndarray]) -> None:
+    """A graph passed in (longer than needed) gives the same result as the one UMAP would build itself."""
     _, v = corpus
-    a = ClusterDiscovery(seed=7).fit(v[:40])
-    b = ClusterDiscovery(seed=7).fit(v[:40].copy())
+    x = v[:60]
+    own = ClusterDiscovery(seed=1, umap_min_n=30).fit(x)
+    shared = ClusterDiscovery(seed=1, umap_min_n=30).fit(x, graph=build_knn_graph(x, 20))
+    np.testing.assert_array_equal(own.labels, shared.labels)
+    np.testing.assert_array_equal(own.coords, shared.coords)
+
+
+@pytest.mark.parametrize("umap_min_n", [30, 1000])
+def test_same_seed_same_labels_and_coords(corpus: tuple[list[str], np.ndarray], umap_min_n: int) -> None:
+    _, v = corpus
+    a = ClusterDiscovery(seed=7, umap_min_n=umap_min_n).fit(v[:40])
+    b = ClusterDiscovery(seed=7, umap_min_n=umap_min_n).fit(v[:40].copy())
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.coords, b.coords)
 
@@ -111,7 +151,7 @@ def test_sampled_fit_assigns_every_prompt(corpus: tuple[list[str], np.ndarray]) 
     n, max_fit, seed = len(v), 60, 3
     r = ClusterDiscovery(seed=seed, max_fit=max_fit, min_cluster_size=20).fit(v)
     _check_shapes(r, n)
-    assert r.method == "umap+hdbscan+knn-extend"
+    assert r.method == "spectral+hdbscan+knn-extend"
     assert r.params["fit_sample"] == max_fit
     assert r.params["min_cluster_size"] == 20  # counted in prompts of the whole set…
     assert r.params["fit_min_cluster_size"] == 8  # …and scaled by the sample fraction: 20 × 60/150
@@ -153,6 +193,24 @@ def test_knn_graph_puts_self_first_even_with_duplicates(corpus: tuple[list[str],
     for i in range(5):
         assert i + 20 in idx[i].tolist()  # the copy is a neighbour at distance ~0
         assert dists[i, idx[i].tolist().index(i + 20)] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_knn_graph_object_matches_the_tuple_form(corpus: tuple[list[str], np.ndarray]) -> None:
+    _, v = corpus
+    g = build_knn_graph(v, 8)
+    idx, dists = knn_graph(v, 8)
+    assert isinstance(g, KnnGraph) and g.k == 8
+    np.testing.assert_array_equal(g.idx, idx)
+    np.testing.assert_allclose(g.dists, dists)
+    assert (g.sims[:, 0] == 1.0).all()
+    np.testing.assert_allclose(g.sims[:, 1:], 1.0 - dists[:, 1:], atol=1e-6)
+    np.testing.assert_array_equal(g.head(3).idx, idx[:, :3])
+
+
+def test_stop_words_are_sklearns_without_importing_it() -> None:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    assert english_stop_words() == frozenset(ENGLISH_STOP_WORDS)
 
 
 def test_default_min_cluster_size() -> None:

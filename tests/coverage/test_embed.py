@@ -15,9 +15,9 @@ from data_advisor.coverage.embed import (
     DEFAULT_MODEL_NAME,
     CachedEmbedder,
     SentenceTransformerEmbedder,
-    make_embedder,
     resolve_model,
 )
+from data_advisor.coverage.embedders import make_embedder
 from data_advisor.errors import InputError
 
 MINILM_DIM = 384  # all-MiniLM-L6-v2's published embedding size
@@ -316,3 +316,212 @@ def test_unknown_model_offline_is_an_input_error(tmp_path: Path) -> None:
     assert "no-such-org/definitely-not-a-real-model-4821" in msg
     assert " — fix: " in msg and "--model default" in msg
     assert not list(tmp_path.glob("*/vectors.f32"))  # nothing cached for a model that never loaded
+
+
+# --------------------------------------------------------------------------------------------- damaged cache
+class HashEmbedder:
+    """A deterministic stand-in model (unit vectors seeded by the text) for cache tests that need no meaning,
+    counting what it embeds; picklable, so spawned processes can share a cache with it."""
+
+    model_id = "test-hash-embedder"
+    dim = 32
+
+    def __init__(self) -> None:
+        self.n_embedded = 0
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        self.n_embedded += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            v = np.random.default_rng(list(t.encode())).standard_normal(self.dim)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
+HASH_TEXTS = [f"cached text number {i}" for i in range(40)]
+
+
+def _cache_folder(root: Path) -> Path:
+    (folder,) = [p for p in root.iterdir() if p.is_dir() and ".damaged-" not in p.name]
+    return folder
+
+
+def _filled(root: Path) -> tuple[Path, np.ndarray]:
+    expected = HashEmbedder().encode(HASH_TEXTS)
+    cached = CachedEmbedder(HashEmbedder(), root)
+    cached.encode(HASH_TEXTS)
+    cached._cache.close()  # type: ignore[union-attr]  # checkpoints the WAL into index.sqlite
+    return _cache_folder(root), expected
+
+
+def _one_notice(err: str, folder: Path) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert str(folder) in lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("damage", ["zero", "random", "one-bit", "truncate-middle"])
+def test_damaged_vector_rows_are_detected_and_re_embedded(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          damage: str) -> None:
+    """Issue 13: a zero-filled vectors file gave exit 0 with nothing anchored. Every damaged row fails its
+    checksum (or lies past the end of the file) and is embedded again, with one line saying how many and where."""
+    folder, expected = _filled(tmp_path)
+    vec = folder / "vectors.f32"
+    data = bytearray(vec.read_bytes())
+    rng = np.random.default_rng(0)
+    n_bad = {"zero": 40, "random": 40, "one-bit": 1, "truncate-middle": 20}[damage]
+    if damage == "zero":
+        data = bytearray(len(data))
+    elif damage == "random":
+        data = bytearray(rng.integers(0, 256, len(data), dtype=np.uint8).tobytes())
+    elif damage == "one-bit":
+        data[7 * 32 * 4 + 5] ^= 0x01  # a tiny change in row 7 (still finite, norm ~1): only the checksum sees it
+    else:
+        data = data[: 20 * 32 * 4]
+    vec.write_bytes(bytes(data))
+    capsys.readouterr()
+    inner = HashEmbedder()
+    cached = CachedEmbedder(inner, tmp_path)
+    got = cached.encode(HASH_TEXTS)
+    np.testing.assert_array_equal(got, expected)
+    assert (cached.last.damaged, inner.n_embedded) == (n_bad, n_bad)
+    line = _one_notice(capsys.readouterr().err, folder)
+    assert f"{n_bad:,} cached vector(s)" in line
+    # repaired: the next run reads everything from the cache, silently
+    again = CachedEmbedder(HashEmbedder(), tmp_path)
+    np.testing.assert_array_equal(again.encode(HASH_TEXTS), expected)
+    assert (again.last.hits, again.last.misses, again.last.damaged) == (40, 0, 0)
+    assert capsys.readouterr().err == ""
+
+
+def _old_format_cache(root: Path, texts: list[str]) -> Path:
+    """A cache as main wrote it before checksums: index table ``vec(key, row)`` only."""
+    import sqlite3
+
+    from data_advisor.coverage.embed import _slug, text_key
+
+    e = HashEmbedder()
+    folder = root / _slug(e.model_id)
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(f'{{"model_id": "{e.model_id}", "dim": {e.dim}, "dtype": "float32"}}', "utf-8")
+    (folder / "vectors.f32").write_bytes(e.encode(texts).tobytes())
+    db = sqlite3.connect(folder / "index.sqlite")
+    db.execute("CREATE TABLE vec (key BLOB PRIMARY KEY, row INTEGER NOT NULL)")
+    db.executemany("INSERT INTO vec VALUES (?, ?)", [(text_key(t), i) for i, t in enumerate(texts)])
+    db.commit()
+    db.close()
+    return folder
+
+
+def test_an_old_cache_without_checksums_keeps_working(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _old_format_cache(tmp_path, HASH_TEXTS)
+    expected = HashEmbedder().encode(HASH_TEXTS)
+    inner = HashEmbedder()
+    cached = CachedEmbedder(inner, tmp_path)
+    np.testing.assert_array_equal(cached.encode(HASH_TEXTS), expected)
+    assert (inner.n_embedded, cached.last.hits) == (0, 40)  # migrated in place, nothing re-embedded
+    assert capsys.readouterr().err == ""
+    # its rows have no checksum: damage is caught by the unit-norm check instead
+    vec = folder / "vectors.f32"
+    data = bytearray(vec.read_bytes())
+    data[3 * 128 : 5 * 128] = bytes(256)  # rows 3 and 4 zero-filled
+    data[9 * 128 : 10 * 128] = np.full(32, np.nan, dtype=np.float32).tobytes()  # row 9 not finite
+    vec.write_bytes(bytes(data))
+    again = CachedEmbedder(HashEmbedder(), tmp_path)
+    np.testing.assert_array_equal(again.encode(HASH_TEXTS), expected)
+    assert again.last.damaged == 3
+    _one_notice(capsys.readouterr().err, folder)
+
+
+def _overwrite(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    rng = np.random.default_rng(1)
+
+    def noise(n: int) -> bytes:
+        return rng.integers(0, 256, max(0, n), dtype=np.uint8).tobytes()
+
+    damaged = {
+        "truncate-half": lambda: data[: len(data) // 2],
+        "truncate-empty": lambda: b"",
+        "zero": lambda: bytes(len(data)),
+        "random": lambda: noise(len(data)),
+        "random-middle": lambda: data[:4096] + noise(len(data) - 8192) + data[-4096:],
+        "not-json": lambda: b'{"model_id": "test-hash',
+        "not-utf8": lambda: b"\xff\xfe\x00garbage",
+        "json-list": lambda: b"[1, 2, 3]",
+    }[how]()
+    path.write_bytes(damaged)
+
+
+@pytest.mark.parametrize(("name", "how"), [
+    ("index.sqlite", "truncate-half"), ("index.sqlite", "truncate-empty"), ("index.sqlite", "zero"),
+    ("index.sqlite", "random"), ("index.sqlite", "random-middle"),
+    ("meta.json", "not-json"), ("meta.json", "not-utf8"), ("meta.json", "json-list"), ("meta.json", "truncate-empty"),
+])
+def test_an_unreadable_index_or_meta_moves_the_cache_aside(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           name: str, how: str) -> None:
+    """Issue 13: a truncated/overwritten index or a meta.json that is not JSON crashed the audit. The folder is
+    moved aside (kept for inspection), a new cache starts, and one line says so."""
+    # a bigger index, so that "half" cuts real pages
+    texts = [f"cached text number {i}" for i in range(600)]
+    expected = HashEmbedder().encode(texts)
+    first = CachedEmbedder(HashEmbedder(), tmp_path)
+    first.encode(texts)
+    first._cache.close()  # type: ignore[union-attr]  # checkpoints the WAL into index.sqlite
+    folder = _cache_folder(tmp_path)
+    assert not (folder / "index.sqlite-wal").exists() and (folder / "index.sqlite").stat().st_size > 16384
+    _overwrite(folder / name, how)
+    capsys.readouterr()
+    inner = HashEmbedder()
+    cached = CachedEmbedder(inner, tmp_path)
+    np.testing.assert_array_equal(cached.encode(texts), expected)
+    line = _one_notice(capsys.readouterr().err, folder)
+    assert "moved it to" in line and name in line
+    (aside,) = [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    assert (aside / name).exists()  # kept for inspection
+    assert inner.n_embedded == len(texts)
+    again = CachedEmbedder(HashEmbedder(), tmp_path)
+    np.testing.assert_array_equal(again.encode(texts), expected)
+    assert again.last.hits == len(texts)
+
+
+def test_a_meta_json_with_the_wrong_width_is_recovered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, expected = _filled(tmp_path)
+    (folder / "meta.json").write_text('{"model_id": "test-hash-embedder", "dim": 12, "dtype": "float32"}', "utf-8")
+    capsys.readouterr()
+    got = CachedEmbedder(HashEmbedder(), tmp_path).encode(HASH_TEXTS)
+    np.testing.assert_array_equal(got, expected)
+    assert "moved it to" in _one_notice(capsys.readouterr().err, folder)
+
+
+def test_an_index_damaged_while_open_is_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Damage found after the cache was opened (a query fails mid-run) also moves the folder aside."""
+    folder, expected = _filled(tmp_path)
+    cached = CachedEmbedder(HashEmbedder(), tmp_path)
+    cached.encode(HASH_TEXTS[:5])
+    cached._cache.close()  # type: ignore[union-attr]
+    _overwrite(folder / "index.sqlite", "random")
+    cached._cache._db = __import__("sqlite3").connect(folder / "index.sqlite")  # type: ignore[union-attr]
+    capsys.readouterr()
+    np.testing.assert_array_equal(cached.encode(HASH_TEXTS), expected)
+    assert "moved it to" in _one_notice(capsys.readouterr().err, folder)
+
+
+def _share_cache(root: str, worker: int) -> int:
+    texts = [f"shared text {i}" for i in range(300)]
+    if worker % 2:
+        texts = texts[::-1]
+    got = CachedEmbedder(HashEmbedder(), Path(root)).encode(texts)
+    return int(np.array_equal(got, HashEmbedder().encode(texts)))
+
+
+def test_processes_sharing_one_cache_all_finish_with_correct_vectors(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(3) as pool:
+        assert pool.starmap(_share_cache, [(str(tmp_path), w) for w in range(3)]) == [1, 1, 1]
+    again = CachedEmbedder(HashEmbedder(), tmp_path)
+    again.encode([f"shared text {i}" for i in range(300)])
+    assert (again.last.hits, again.last.damaged) == (300, 0)

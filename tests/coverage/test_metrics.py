@@ -264,3 +264,36 @@ def test_clusters_per_anchor() -> None:
     assert M.clusters_per_anchor(anchor_of, cluster_of) == {"a": 3, "b": 1}
     assert M.clusters_per_anchor(anchor_of, cluster_of, min_members=2) == {"a": 1, "b": 0}
     assert M.clusters_per_anchor([None, "a"], [-1, -1]) == {}
+
+
+# ------------------------------------------------------------------ shared Grams and the shared k-NN graph (issue 12)
+def _unit(n: int, d: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_gram_sums_add_up_and_give_the_same_vendi() -> None:
+    """A union's Vendi from the summed Grams of its parts equals Vendi computed on the union's vectors."""
+    x = _unit(300, 16, 0) * np.random.default_rng(1).uniform(0.5, 2.0, size=(300, 1))  # rows need not be unit
+    a, b, c = x[:40], x[40:200], x[200:]
+    total = M.gram_sum(a) + M.gram_sum(b) + M.gram_sum(c)
+    np.testing.assert_allclose(total, M.gram_sum(x), atol=1e-10)
+    assert M.vendi_from_gram(total, 300) == pytest.approx(M.vendi_score(x), rel=1e-9)
+    assert M.vendi_from_gram(M.gram_sum(b), len(b)) == pytest.approx(M.vendi_score(b), rel=1e-9)
+    assert M.vendi_from_gram(M.gram_sum(a[:5]), 5) == pytest.approx(M.vendi_score(a[:5]), rel=1e-9)  # n < d
+    assert M.vendi_from_gram(np.zeros((16, 16)), 0) == 0.0
+
+
+def test_nearest_neighbor_from_the_shared_graph_equals_a_search() -> None:
+    from data_advisor.coverage.cluster import build_knn_graph
+
+    x = _unit(200, 12, 2).astype(np.float32)
+    x[150:160] = x[:10]  # exact copies: their nearest other is the original at similarity 1
+    sims, _ = M.nearest_neighbor_similarity(x)
+    g_sims, g_idx = M.nearest_neighbor_similarity(x, graph=build_knn_graph(x, 15))
+    np.testing.assert_allclose(g_sims, sims, atol=1e-6)
+    brute = x @ x.T
+    np.fill_diagonal(brute, -np.inf)
+    np.testing.assert_allclose(g_sims, brute.max(axis=1), atol=1e-5)
+    assert (g_idx != np.arange(200)).all()
+    np.testing.assert_allclose(brute[np.arange(200), g_idx], brute.max(axis=1), atol=1e-5)

@@ -340,3 +340,74 @@ def test_missing_taxonomy_file(tmp_path: Path) -> None:
     assert str(p) in ei.value.one_line()
     assert "not found" in ei.value.problem
     assert ei.value.fix
+
+
+# ------------------------------------------------------------------------------------- hostile files (issue 13)
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", ".NaN", "1.0e+300", "-0.5", "1.0e+7"])
+def test_non_finite_negative_or_huge_target_is_refused(tmp_path: Path, value: str) -> None:
+    """`target: .inf` validated and made every share nan ("nan%" in `taxonomy show`, every gap 0 in the audit)."""
+    msg, _ = _error_for(tmp_path, GOOD.replace("target: 3", f"target: {value}"))
+    assert "principle 'a2'" in msg and "invalid target" in msg and "finite" in msg
+
+
+def test_weights_that_overflow_down_the_tree_are_refused(tmp_path: Path) -> None:
+    """Each weight in range, but their product down a deep chain overflows to inf (shares nan)."""
+    chain = "".join(f"  - id: p{i}\n    name: P{i}\n    target: 1000000\n" + (f"    parent: p{i - 1}\n" if i else "")
+                    for i in range(60))
+    msg, _ = _error_for(tmp_path, "id: deep\nname: Deep\nprinciples:\n" + chain + "  - id: other\n    name: Other\n")
+    assert "out of range" in msg
+
+
+def test_zero_parent_target_leaving_no_share_is_refused(tmp_path: Path) -> None:
+    """Leaf weights > 0 but a zero parent weight: every share 0/0 (a ZeroDivisionError before)."""
+    text = "id: z\nname: Z\nprinciples:\n  - id: g\n    name: G\n    target: 0\n  - id: l\n    name: L\n    parent: g\n"
+    msg, _ = _error_for(tmp_path, text)
+    assert "out of range" in msg
+
+
+def test_taxonomy_that_is_not_utf8_is_a_one_line_error(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(GOOD.replace("first leaf", "caf\u00e9 leaf").encode("latin-1"))
+    with pytest.raises(TaxonomyError) as ei:
+        load_taxonomy(p)
+    assert "not valid UTF-8" in ei.value.problem and "line 11" in ei.value.problem and str(p) in ei.value.problem
+    assert ei.value.fix and ei.value.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["folder.yaml", "folder"])
+def test_taxonomy_path_that_is_a_folder_is_a_one_line_error(tmp_path: Path, name: str) -> None:
+    p = tmp_path / name
+    p.mkdir()
+    with pytest.raises(TaxonomyError, match="is a folder") as ei:
+        load_taxonomy(p)
+    assert ei.value.fix
+
+
+def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    """Taxonomies never need aliases, and nested aliases are the "billion laughs" attack."""
+    text = GOOD.replace('examples: ["example one", "example two"]', 'examples: &ex ["example one", "example two"]')
+    text = text.replace("    name: Leaf b1\n", "    name: Leaf b1\n    examples: *ex\n")
+    msg, _ = _error_for(tmp_path, text)
+    assert "alias" in msg and "line" in msg
+
+
+def test_billion_laughs_is_refused_at_once(tmp_path: Path) -> None:
+    """421 bytes that expand to ~10^9 strings: it ran past 60 s toward 6 GB; now refused at the first alias."""
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    text = "id: lol\nname: Lol\ndescription:\n" + "".join(f"  {x}\n" for x in levels) + "principles: []\n"
+    msg, _ = _error_for(tmp_path, text)
+    assert "alias" in msg
+
+
+def test_oversized_or_over_noded_taxonomy_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from data_advisor.coverage import taxonomy as T
+
+    msg, _ = _error_for(tmp_path, GOOD + "#" + "x" * T.MAX_TAXONOMY_BYTES + "\n")
+    assert "over the limit" in msg
+    monkeypatch.setattr(T, "MAX_TAXONOMY_NODES", 500)  # the real cap is 200,000: same code path, 400x faster
+    many = "id: n\nname: N\nprinciples:\n  - id: a\n    name: A\n    examples: [" + ",".join(["x"] * 501) + "]\n"
+    with pytest.raises(TaxonomyError, match="YAML nodes"):
+        parse_taxonomy(many, "many.yaml")

@@ -20,6 +20,7 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -31,16 +32,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 __all__ = [
+    "AUTH_ECHO",
     "LLMServer",
     "RecordedRequest",
     "Reply",
     "Responder",
     "chat_completion_body",
+    "echo_authorization",
     "echo_responder",
     "last_user_message",
 ]
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+#: Placeholder in a reply's content, body or raw text that the server replaces by the request's Authorization header:
+#: an endpoint that echoes credentials (a misconfigured proxy, a hostile server), to test that keys never get written.
+AUTH_ECHO = "<<authorization-header>>"
 MODEL_PATHS = ("/v1/models", "/models")
 
 
@@ -148,6 +154,18 @@ def last_user_message(request_json: dict[str, Any]) -> str:
 def echo_responder(request_json: dict[str, Any]) -> str:
     """Default responder: ``"echo: <last user message>"``; deterministic, so tests can assert on it."""
     return "echo: " + last_user_message(request_json)
+
+
+def echo_authorization(inner: Responder) -> Responder:
+    """A responder that answers like ``inner`` and appends the request's Authorization header (see AUTH_ECHO)."""
+
+    def respond(request_json: dict[str, Any]) -> str | Reply:
+        answer = inner(request_json)
+        if isinstance(answer, Reply):
+            return dataclasses.replace(answer, content=(answer.content or "") + f" ({AUTH_ECHO})")
+        return f"{answer} ({AUTH_ECHO})"
+
+    return respond
 
 
 def _count_tokens(text: str) -> int:
@@ -270,13 +288,17 @@ class _Handler(BaseHTTPRequestHandler):
             owner._leave(generation)
 
     def _answer(self, reply: Reply, request_json: dict[str, Any]) -> None:
+        auth = self.headers.get("Authorization", "")
         if reply.raw is not None:
             payload = reply.raw.encode() if isinstance(reply.raw, str) else reply.raw
-            self._send(reply.status, payload, reply.headers, "application/json")
+            self._send(reply.status, payload.replace(AUTH_ECHO.encode(), auth.encode()), reply.headers, "application/json")
             return
         if reply.body is not None:
-            self._send_json(reply.status, reply.body, reply.headers)
+            payload = json.dumps(reply.body).replace(AUTH_ECHO, auth).encode()
+            self._send(reply.status, payload, reply.headers, "application/json")
             return
+        if reply.content is not None and AUTH_ECHO in reply.content:
+            reply = dataclasses.replace(reply, content=reply.content.replace(AUTH_ECHO, auth))
         prompt_text = " ".join(_content_text(m.get("content")) for m in request_json.get("messages") or [])
         body = chat_completion_body(
             reply.content,

@@ -27,7 +27,7 @@ from data_advisor.llm.client import (
     extract_json_object,
 )
 from tests.llm.fixtures import TEST_API_KEY, TEST_MODEL
-from tests.llm.llm_server import LLMServer, Reply, last_user_message
+from tests.llm.llm_server import AUTH_ECHO, LLMServer, Reply, echo_authorization, echo_responder, last_user_message
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -435,6 +435,52 @@ def test_api_key_never_written_or_raised(
     assert ledger_path in written and any(p.name == CACHE_FILENAME for p in written)
     for path in written:
         assert TEST_API_KEY.encode() not in path.read_bytes(), path
+
+
+#: A provider key of no recognisable shape (no sk-/key- prefix): only redaction by value can catch it.
+PLAIN_KEY = "Zq8Lm2Xv9Rt4Wn6Ys1Bp"
+
+
+def test_key_echoed_in_answers_never_reaches_the_caller_or_the_cache(llm_server: LLMServer, make_llm_client,
+                                                                   tmp_path: Path) -> None:
+    """An endpoint that echoes the Authorization header put the key into every written file (issue 13)."""
+    llm_server.responder = echo_authorization(echo_responder)
+    client = make_llm_client(cache_dir=tmp_path / "cache")
+    first = client.complete(user("hello"))
+    again = client.complete(user("hello"))  # from the cache
+    assert again.cached
+    for result in (first, again):
+        assert TEST_API_KEY not in result.text and result.text == "echo: hello (Bearer ***)"
+    client.close()
+    assert TEST_API_KEY.encode() not in (tmp_path / "cache" / CACHE_FILENAME).read_bytes()
+
+
+def test_environment_key_of_any_shape_is_redacted(llm_server: LLMServer, make_llm_client, monkeypatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The key litellm takes from OPENAI_API_KEY, echoed in an answer and in a 401 body, matched no sk- pattern."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("OPENAI_API_KEY", PLAIN_KEY)
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok_77a1b2c3d4")
+    client = make_llm_client(api_key=None, max_retries=0)
+    llm_server.script(Reply.text(f"key {AUTH_ECHO} and token tok_77a1b2c3d4"),
+                      Reply.error(401, f"Incorrect API key provided: {PLAIN_KEY}. Key: {AUTH_ECHO}"))
+    assert client.complete(user("a")).text == "key Bearer *** and token ***"
+    assert llm_server.chat_requests[0].headers["authorization"] == f"Bearer {PLAIN_KEY}"  # the env key was used
+    with pytest.raises(LLMCallError) as info:
+        client.complete(user("b"))
+    assert info.value.kind == "auth"
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("data_advisor")]  # litellm's DEBUG logs aside
+    assert ours
+    for text in (str(info.value), repr(info.value), *ours):
+        assert PLAIN_KEY not in text
+
+
+@pytest.mark.parametrize("value", ["disabled", "short", "two words here"])
+def test_plain_words_in_key_variables_are_not_redacted(llm_server: LLMServer, make_llm_client, monkeypatch,
+                                                       value: str) -> None:
+    """Only credential-like values are scrubbed: a flag such as HF_HUB_TOKEN=disabled must not mangle answers."""
+    monkeypatch.setenv("SOME_TOKEN", value)
+    assert make_llm_client().complete(user(value)).text == f"echo: {value}"
 
 
 def test_fingerprint_covers_outputs_not_secrets() -> None:

@@ -1,0 +1,150 @@
+"""The base set of a run (``--base DATA``): the user's existing prompts, which the run extends rather than replaces.
+
+DATA is either any prompts file/folder the audit reads, or an audit ``--out`` folder (coverage.json +
+assignments.jsonl, and embeddings.npy when the audit kept it).  From an audit folder the prompts, their
+embeddings and the audit's own cluster labels are reused, so the advisor starts from exactly the clusters the
+user saw; a prompts file is embedded (through the cache) and clustered when first needed.
+
+The run folder never copies the base into its records: ``prompts.jsonl`` holds only the additions, and
+``config.json`` holds a :class:`BaseRecord` (path, kind, count, sha256 of the file(s) read).  On resume the
+files are hashed again and a changed base is refused, because every gap the run acted on was measured on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_advisor.coverage.cluster import ClusterResult
+from data_advisor.data import load_prompts
+from data_advisor.errors import InputError, RunConfigError
+
+
+@dataclass(frozen=True)
+class BaseRecord:
+    """What config.json says about the base: enough to find it again and to notice it changed."""
+
+    path: str
+    kind: str  # "prompts" (a prompts file or folder) | "audit" (an audit --out folder)
+    count: int
+    sha256: str  # over the files read, in sorted order (see files_sha256)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BaseSet:
+    """The base prompts, their vectors when already known, and the audit's clusters when it came from one."""
+
+    record: BaseRecord
+    ids: list[str]
+    texts: list[str]
+    vectors: np.ndarray | None = None
+    clusters: ClusterResult | None = None
+    model_id: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def is_audit_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "coverage.json").exists() and (path / "assignments.jsonl").exists()
+
+
+def _data_files(path: Path) -> list[Path]:
+    """The files whose bytes define the base: the audit's per-prompt outputs, or every file of a prompts input."""
+    if is_audit_dir(path):
+        return [f for f in (path / "assignments.jsonl", path / "embeddings.npy") if f.exists()]
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file() and not any(p.startswith(".") for p in f.parts))
+    return [path]
+
+
+def files_sha256(path: Path) -> str:
+    """sha256 over (relative name, sha256 of bytes) of every data file, so renaming or editing any one shows."""
+    outer = hashlib.sha256()
+    root = path if path.is_dir() else path.parent
+    for f in _data_files(path):
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        outer.update(f"{f.relative_to(root).as_posix()}\0{h.hexdigest()}\n".encode())
+    return outer.hexdigest()
+
+
+def load_base(path: str | Path, *, text_field: str | None = None) -> BaseSet:
+    """Read the base set (no embedding here: the monitor embeds what has no stored vectors)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"base data not found: {p}", "pass a prompts file or an audit --out folder to --base")
+    if p.is_dir() and (p / "coverage.json").exists() and not (p / "assignments.jsonl").exists():
+        raise InputError(f"{p} holds coverage.json but no assignments.jsonl",
+                         "re-run `data-advisor audit` into that folder, or pass the prompts file itself to --base")
+    digest = files_sha256(p)
+    if not is_audit_dir(p):
+        prompts = load_prompts(p, text_field=text_field, skip_invalid=True, truncate=True)
+        return BaseSet(BaseRecord(str(path), "prompts", len(prompts), digest), list(prompts.ids), list(prompts.texts))
+    return _load_audit_dir(p, str(path), digest)
+
+
+def _load_audit_dir(p: Path, shown: str, digest: str) -> BaseSet:
+    from data_advisor.io import split_lines
+
+    ids: list[str] = []
+    texts: list[str] = []
+    labels: list[int] = []
+    coords: list[tuple[float, float]] = []
+    for lineno, line in enumerate(split_lines((p / "assignments.jsonl").read_text("utf-8")), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            ids.append(str(row["id"]))
+            texts.append(str(row["text"]))
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"{p / 'assignments.jsonl'}:{lineno} is not an assignments record",
+                             "re-run `data-advisor audit` into that folder, or pass the prompts file to --base") from None
+        labels.append(int(row.get("cluster_id", -1)))
+        coords.append((float(row.get("x", 0.0) or 0.0), float(row.get("y", 0.0) or 0.0)))
+    if not texts:
+        raise InputError(f"the audit in {p} has no prompts", "pass a non-empty audit folder or prompts file to --base")
+    try:
+        cov = json.loads((p / "coverage.json").read_text("utf-8"))
+        model_id = str(cov.get("settings", {}).get("model_id") or "") or None
+        discovery = cov.get("discovery", {})
+    except ValueError:
+        raise InputError(f"{p / 'coverage.json'} is not valid JSON", "re-run `data-advisor audit` into that folder") from None
+    vectors = None
+    ep = p / "embeddings.npy"
+    if ep.exists():
+        try:
+            arr = np.load(ep, allow_pickle=False)
+        except (OSError, ValueError):
+            arr = None
+        if arr is not None and arr.ndim == 2 and len(arr) == len(texts):
+            v = arr.astype(np.float32)
+            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # stored as float16
+            vectors = v
+    clusters = None
+    if discovery.get("method") not in (None, "disabled"):
+        clusters = ClusterResult(np.asarray(labels, dtype=np.int64), np.asarray(coords, dtype=np.float32).reshape(-1, 2),
+                                 str(discovery.get("method")), [f"base clusters from the audit in {p.name}"],
+                                 dict(cov.get("settings", {}).get("discovery") or {}))
+    return BaseSet(BaseRecord(shown, "audit", len(texts), digest), ids, texts, vectors, clusters, model_id)
+
+
+def check_base_unchanged(stored: dict[str, Any] | None, current: BaseRecord) -> None:
+    """Refuse to resume on a base whose files changed since the run started (the gaps it acted on were its)."""
+    if not isinstance(stored, dict) or stored.get("sha256") in (None, current.sha256):
+        return
+    raise RunConfigError(
+        f"the base data {current.path} changed since the run started (sha256 {str(stored.get('sha256'))[:12]}… → "
+        f"{current.sha256[:12]}…, {stored.get('count')} → {current.count} prompts)",
+        "restore the original base to resume, or start a new run with a different --out")

@@ -1,0 +1,152 @@
+"""What a run is: the method table (one row per method) and :class:`RunConfig` (stored as config.json).
+
+Why a table: the five methods differ in four things only — whether an advisor picks each round's issue, where
+candidates come from, which kept prompts join the in-context example pool, and how candidates are filtered.  Each
+row states those once; the loop, the filters and validation read the row instead of asking ``method == …``.
+
+=====================  ==========  ==========================  =====================  =====================
+method                 advised     candidate source            example-pool admission filters
+=====================  ==========  ==========================  =====================  =====================
+advisor                yes         generator LLM (advised)     first kept / round     generated
+self-instruct          no          LLM, 6 seed + 2 generated   every kept prompt      Self-Instruct's
+self-instruct-paper    no          LLM, 5 examples             first kept / round     length only
+curate                 yes         unused pool prompts (MMR)   none                   pool
+curate-random          no          random unused pool prompts  none                   pool
+=====================  ==========  ==========================  =====================  =====================
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from data_advisor.advisor.filters import SI_BLACKLIST, FilterConfig
+from data_advisor.errors import InputError
+
+ADVICE_MODES = ("llm", "numeric", "summary")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One row of the method table."""
+
+    name: str
+    advised: bool  # an advisor (mode from --advice) picks each round's issue
+    source: str  # candidate source kind: a key of the loop's source builders
+    admission: str  # kept prompts joining the example pool: "first" of each round (--pool-admission all: every one),
+    #                 "all" always, "none" (no example pool: the pool methods)
+    filters: FilterConfig
+    llm_source: bool  # candidates are written by the generator LLM (needs --model)
+    seed_references: bool = False  # candidates must also be novel against the seed tasks (they are in SI's pool)
+    temperature: float = 0.9  # generator temperature unless --temperature is given
+    benign_seeds: bool = False  # with the benign ``background`` taxonomy, start from the instruction seeds
+
+    @property
+    def uses_pool_file(self) -> bool:
+        return self.source.startswith("pool")
+
+    def filter_config(self, **overrides: Any) -> FilterConfig:
+        """This method's filters with the non-None ``overrides`` applied (CLI flags)."""
+        return replace(self.filters, **{k: v for k, v in overrides.items() if v is not None})
+
+
+METHOD_TABLE: dict[str, MethodSpec] = {m.name: m for m in (
+    MethodSpec("advisor", advised=True, source="advised", admission="first", filters=FilterConfig(),
+               llm_source=True),
+    # canonical Self-Instruct: >3 and ≤150 words, blacklist, ROUGE-L ≥ 0.7 rejected, no cosine near-dup check
+    MethodSpec("self-instruct", advised=False, source="self-instruct", admission="all",
+               filters=FilterConfig(min_chars=1, min_words=4, max_words=150, near_dup_cosine=None, blacklist=SI_BLACKLIST),
+               llm_source=True, seed_references=True, temperature=0.7, benign_seeds=True),
+    # as the Data Advisor authors ran it: length ≥ 20 characters only
+    MethodSpec("self-instruct-paper", advised=False, source="self-instruct-paper", admission="first",
+               filters=FilterConfig(exact_dedup=False, near_dup_cosine=None, rouge_l_max=None), llm_source=True),
+    MethodSpec("curate", advised=True, source="pool-mmr", admission="none",
+               filters=FilterConfig(min_chars=1, rouge_l_max=None, reject_refusals=False), llm_source=False),
+    MethodSpec("curate-random", advised=False, source="pool-random", admission="none",
+               filters=FilterConfig(min_chars=1, rouge_l_max=None, reject_refusals=False), llm_source=False),
+)}
+METHODS = tuple(METHOD_TABLE)
+
+
+def method_spec(method: str) -> MethodSpec:
+    try:
+        return METHOD_TABLE[method]
+    except KeyError:
+        raise InputError(f"unknown method {method!r}", f"use one of: {', '.join(METHODS)}") from None
+
+
+def _file_fingerprint(path: str | None) -> str | None:
+    if not path:
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; stored as config.json and compared on resume."""
+
+    method: str = "advisor"
+    taxonomy: str = "catqa-11"
+    n: int = 100  # prompts the run adds (on top of the base set, when there is one)
+    model: str | None = None
+    advisor_model: str | None = None
+    api_base: str | None = None
+    advice: str = "llm"
+    per_round: int = 12
+    per_call: int = 4
+    n_examples: int = 3
+    seed: int = 0
+    recluster_every: int = 10
+    pool_admission: str = "first"
+    on_target: str = "keep"
+    near_dup_cosine: float | None = None
+    rouge_l_max: float | None = None
+    seed_prompts: str | None = None
+    pool: str | None = None
+    pool_text_field: str | None = None
+    base: str | None = None  # the user's existing data (prompts file or audit folder) the run extends
+    base_text_field: str | None = None
+    embedding_model: str = "default"
+    temperature: float | None = None
+    max_rounds: int | None = None
+    max_idle_rounds: int = 5
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    max_retries: int = 5
+
+    @property
+    def spec(self) -> MethodSpec:
+        return method_spec(self.method)
+
+    @property
+    def generator_temperature(self) -> float:
+        return self.temperature if self.temperature is not None else self.spec.temperature
+
+    def validate(self) -> None:
+        spec = self.spec
+        if self.advice not in ADVICE_MODES:
+            raise InputError(f"unknown advice mode {self.advice!r}", f"use one of: {', '.join(ADVICE_MODES)}")
+        if self.n < 1 or self.per_round < 1:
+            raise InputError("--n and --per-round must be at least 1", "pass positive numbers")
+        needs_llm = spec.llm_source or (spec.advised and self.advice != "numeric")
+        if needs_llm and not (self.model or self.advisor_model):
+            raise InputError(f"method {self.method!r} with advice {self.advice!r} needs an LLM",
+                             "pass --model (any litellm model, e.g. openai/gpt-4o-mini), "
+                             "or use `data-advisor curate` / --advice numeric to run offline")
+        if spec.uses_pool_file and not self.pool:
+            raise InputError("curation needs a candidate pool", "pass the pool file as the first argument")
+        for what, path in (("pool", self.pool), ("seed prompts", self.seed_prompts), ("base data", self.base)):
+            if path and not Path(path).exists():
+                raise InputError(f"{what} file not found: {path}", "check the path (relative paths start from the "
+                                                                   "current folder)")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seed_prompts_sha256"] = _file_fingerprint(self.seed_prompts)
+        d["pool_sha256"] = _file_fingerprint(self.pool)
+        if not self.base:  # runs without a base keep the config.json of earlier versions, so they still resume
+            d.pop("base")
+            d.pop("base_text_field")
+        return d
