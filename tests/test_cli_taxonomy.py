@@ -22,7 +22,8 @@ def test_validate_warns_about_missing_examples_and_what_they_cost(run_cli) -> No
     w = lines[0]
     assert "6 of 6 principles have fewer than 3 examples (6 have none)" in w
     assert "matched by their one-line description only" in w
-    assert "points more macro-F1 with their written examples" in w and "leave-one-dataset-out" in w
+    assert "points more macro-F1 (unanchored counted wrong) with their written examples" in w
+    assert "leave-one-dataset-out" in w and "forced-nearest macro-F1 by" in w
     assert f"data-advisor taxonomy enrich {USER_HB}" in w
     rc, _, _ = run_cli("taxonomy", "validate", USER_HB, "--strict")
     assert rc == 1
