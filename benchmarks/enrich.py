@@ -1,8 +1,10 @@
 """What mined examples do to untuned accuracy (``taxonomy enrich``), leave-one-dataset-out; and what written
 examples are worth on the built-in taxonomies (the figure ``taxonomy validate`` cites).
 
-**Held-out (the headline).**  For every labelled set S in ``../shared/datasets`` with a user taxonomy
-(``benchmarks/taxonomies/user-<S>.yaml``: a name and one sentence per label, no examples):
+**Held-out (the headline).**  For every labelled set S of ``_sets.labelled_sets`` (the accuracy protocol's sets) and
+its user taxonomy (``benchmarks/taxonomies/user-<S>.yaml``: a name and one sentence per label, no examples), with the
+accuracy protocol's ``user-untuned`` setting: default audit (harm-pool anchored rule + refinement) with the harm pool
+leaving out the built-in taxonomy written beside S and the harm threshold refitted without S's group:
 
 1. the pool is every *other* shared prompt source (HarmBench, Do-Not-Answer, JailbreakBench, SimpleSafetyTests,
    AdvBench, refusal-direction harmful — minus S's own source) plus a seeded sample of Alpaca instructions;
@@ -34,33 +36,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
+import _sets as S
 
 SCRIPT = "enrich"
-TAXONOMY_DIR = Path(__file__).resolve().parent / "taxonomies"
 NEAR_DUP = 0.95
-#: labelled set key → (prompt source it comes from, built-in taxonomy for the dev figure or None)
-SETS = {
-    "harmbench-6": ("harmbench", "harmbench"),
-    "do-not-answer-12": ("do-not-answer", "do-not-answer"),
-    "do-not-answer-5": ("do-not-answer", None),
-    "jailbreakbench-10": ("jailbreakbench", "jailbreakbench-10"),
-    "simplesafetytests-5": ("simplesafetytests", "simplesafetytests-5"),
-}
-
-
-def labelled(ds: Path) -> dict[str, tuple[list[str], list[str]]]:
-    hb = [r for r in C.read_csv(ds / "harmbench" / "harmbench_behaviors_text_all.csv")
-          if r["SemanticCategory"] != "copyright"]
-    dna = C.read_csv(ds / "do-not-answer" / "do_not_answer_en.csv")
-    jbb = C.read_csv(ds / "jailbreakbench" / "jbb_harmful_behaviors.csv")
-    sst = C.read_csv(ds / "simplesafetytests" / "SimpleSafetyTests - test cases.csv")
-    return {
-        "harmbench-6": ([r["Behavior"] for r in hb], [r["SemanticCategory"] for r in hb]),
-        "do-not-answer-12": ([r["question"] for r in dna], [r["types_of_harm"] for r in dna]),
-        "do-not-answer-5": ([r["question"] for r in dna], [r["risk_area"] for r in dna]),
-        "jailbreakbench-10": ([r["Goal"] for r in jbb], [r["Category"] for r in jbb]),
-        "simplesafetytests-5": ([r["prompts_final"] for r in sst], [r["harm_area"] for r in sst]),
-    }
+#: the prompt source (of :func:`sources`) each labelled group comes from: it never enters that group's pool
+SOURCE_OF_GROUP = {"harmbench": "harmbench", "do-not-answer": "do-not-answer", "jailbreakbench": "jailbreakbench",
+                   "simplesafetytests": "simplesafetytests", "strongreject": "refusal-direction-harmful"}
 
 
 def sources(ds: Path) -> dict[str, list[str]]:
@@ -79,18 +61,40 @@ def subsample(texts: list[str], labels: list[str], k: int, seed: int) -> tuple[l
 
 
 # --------------------------------------------------------------------------------------------- scoring
-def predict(taxonomy: Any, embedder: Any, texts: list[str], *, use_examples: bool = True) -> tuple[list, list]:
-    """(anchored prediction or None, forced nearest) per prompt, with the default audit settings."""
-    from data_advisor.coverage.assign import build_anchors
-    from data_advisor.coverage.audit import AuditSettings, run_audit
-    from data_advisor.coverage.taxonomy import load_background
-    from data_advisor.data import PromptSet
+class Scorer:
+    """Assignment as the accuracy protocol's ``user-untuned`` condition runs it (held-out harm pool and threshold)."""
 
-    anchors = build_anchors(taxonomy, embedder, load_background(), use_examples=use_examples)
-    res = run_audit(PromptSet.from_texts(texts), taxonomy, embedder, anchors=anchors,
-                    settings=AuditSettings(taxonomy=taxonomy.id, cluster=False))
-    a = res.assignments
-    return [a.anchor_id(i) for i in range(len(texts))], [a.nearest_id(i) for i in range(len(texts))]
+    def __init__(self, embedder: Any, seed: int, exclude: tuple[str, ...] = (), threshold: float | None = None) -> None:
+        from data_advisor.coverage.taxonomy import load_background
+
+        self.embedder, self.seed, self.exclude, self.threshold = embedder, seed, exclude, threshold
+        self.background = load_background()
+
+    def anchors(self, taxonomy: Any, use_examples: bool = True) -> Any:
+        from data_advisor.coverage.assign import build_anchors
+
+        return build_anchors(taxonomy, self.embedder, self.background, use_examples=use_examples,
+                             harm_exclude=self.exclude)
+
+    def assigner(self) -> Any:
+        from dataclasses import replace
+
+        from data_advisor.coverage.assign import AnchorAssigner
+        from data_advisor.coverage.harm import HarmCalibration
+
+        cal = HarmCalibration.load()
+        return AnchorAssigner(harm_calibration=cal if self.threshold is None else replace(cal, threshold=self.threshold))
+
+    def predict(self, taxonomy: Any, texts: list[str], *, use_examples: bool = True) -> tuple[list, list]:
+        """(anchored prediction or None, forced nearest) per prompt: the audit's assignment stage and refinement."""
+        from data_advisor.coverage.audit import AuditSettings, run_audit
+        from data_advisor.data import PromptSet
+
+        res = run_audit(PromptSet.from_texts(texts), taxonomy, self.embedder,
+                        anchors=self.anchors(taxonomy, use_examples), assigner=self.assigner(),
+                        settings=AuditSettings(taxonomy=taxonomy.id, cluster=False, seed=self.seed))
+        a = res.assignments
+        return [a.anchor_id(i) for i in range(len(texts))], [a.nearest_id(i) for i in range(len(texts))]
 
 
 def macro_f1(gold: list[str], pred: list[str | None]) -> float:
@@ -119,9 +123,9 @@ def scores(gold: list[str], pred: list[str | None], forced: list[str]) -> dict[s
 
 
 # ------------------------------------------------------------------------------------------------ pool
-def build_pool(key: str, eval_texts: list[str], srcs: dict[str, list[str]], alpaca: list[str], embedder: Any
+def build_pool(group: str, eval_texts: list[str], srcs: dict[str, list[str]], alpaca: list[str], embedder: Any
                ) -> tuple[list[str], dict[str, Any]]:
-    own = SETS[key][0]
+    own = SOURCE_OF_GROUP[group]
     harmful = C.dedup(t for name, v in srcs.items() if name != own for t in v)
     cand = C.dedup([*harmful, *alpaca])
     eval_keys = {C.norm(t) for t in eval_texts}
@@ -163,47 +167,87 @@ def nested(held: list[dict[str, Any]], metric: str) -> dict[str, Any]:
             "mean_delta_per_variant_all_sets": overall}
 
 
+def summary(held: list[dict[str, Any]], dev: list[dict[str, Any]]) -> dict[str, Any]:
+    """The derived figures (means, nested selection, the cost `taxonomy validate` cites) from the measured rows."""
+    return {
+        "examples_cost": {
+            "dev_macro_f1_points": round(100 * float(np.mean([r["delta_macro_f1"] for r in dev])), 1),
+            "dev_sets": len(dev),
+            "held_out_macro_f1_points": round(100 * float(np.mean([r["delta_macro_f1"] for r in held])), 1),
+            "held_out_forced_macro_f1_points": round(100 * float(np.mean([r["delta_forced_macro_f1"] for r in held])), 1),
+            "held_out_sets": len(held),
+        },
+        "mean_delta_macro_f1": round(float(np.mean([r["delta_macro_f1"] for r in held])), 4),
+        "mean_delta_forced_macro_f1": round(float(np.mean([r["delta_forced_macro_f1"] for r in held])), 4),
+        "nested_lodo": [nested(held, "delta_macro_f1"), nested(held, "delta_forced_macro_f1")],
+    }
+
+
+def resummarize(path: Path) -> None:
+    """Recompute the derived figures of an existing result file (after a change to :func:`summary`); the measured
+    rows are not touched."""
+    import json
+
+    doc = json.loads(path.read_text("utf-8"))
+    doc.update(summary(doc["held_out"], doc["dev"]))
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    print(f"re-summarised {path}", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     p = C.base_parser(__doc__ or "")
     p.add_argument("--per-principle", type=int, default=5)
     p.add_argument("--alpaca", type=int, default=5000, help="seeded sample of Alpaca instructions in every pool")
+    p.add_argument("--resummarize", action="store_true",
+                   help="recompute only the derived figures of the existing result file (no measurement)")
     args = p.parse_args()
+    if args.resummarize:
+        resummarize(C.result_path(SCRIPT, args.quick, args.out))
+        return
     ds = C.require_datasets(args.datasets)
     started = time.perf_counter()
+    import fit_harm
+
     from data_advisor.coverage.embedders import make_embedder
     from data_advisor.coverage.enrich import EnrichSettings, enrich_taxonomy
+    from data_advisor.coverage.harm import DEFAULT_TOP_K
     from data_advisor.coverage.taxonomy import load_taxonomy
     from data_advisor.data import PromptSet
 
     embedder = make_embedder()
-    sets = labelled(ds)
+    specs = [sp for sp in S.labelled_sets(ds) if sp.user_taxonomy.exists()]
+    C.log("harm threshold, leave-one-dataset-out (as accuracy.py)")
+    parts = fit_harm.groups(ds, embedder, DEFAULT_TOP_K)
+    lodo_thr = {g: fit_harm.fit_threshold([q for q in parts if q["group"] != g]) for g in {q["group"] for q in parts}}
     srcs = sources(ds)
     n_alp = 1000 if args.quick else args.alpaca
     alp_all = C.dedup(C.alpaca(ds))
     alpaca = random.Random(args.seed).sample(alp_all, min(n_alp, len(alp_all)))
+    alp_keys = {C.norm(t) for t in alpaca}
     settings = EnrichSettings(per_principle=args.per_principle)
     held: list[dict[str, Any]] = []
-    for key, (texts, labels) in sets.items():
+    for spec in specs:
+        texts, labels = spec.texts, spec.labels
         if args.quick:
             texts, labels = subsample(texts, labels, 60, args.seed)
-        tax = load_taxonomy(TAXONOMY_DIR / f"user-{key}.yaml")
+        tax = load_taxonomy(spec.user_taxonomy)
         amap = tax.alias_map()
-        keep = [i for i, lab in enumerate(labels) if lab.strip().lower() in amap]
-        texts = [texts[i] for i in keep]
-        gold = [amap[labels[i].strip().lower()] for i in keep]
-        C.log(f"{key}: {len(texts)} prompts, building the leave-one-dataset-out pool")
-        pool, pool_info = build_pool(key, texts, srcs, alpaca, embedder)
-        base_pred, base_forced = predict(tax, embedder, texts)
+        gold = [amap[lab.strip().lower()] for lab in labels]
+        scorer = Scorer(embedder, args.seed, exclude=spec.beside, threshold=lodo_thr.get(spec.group))
+        C.log(f"{spec.key}: {len(texts)} prompts, building the leave-one-dataset-out pool")
+        pool, pool_info = build_pool(spec.group, texts, srcs, alpaca, embedder)
+        base_pred, base_forced = scorer.predict(tax, texts)
         base = scores(gold, base_pred, base_forced)
-        alp_keys = {C.norm(t) for t in alpaca}
-        row: dict[str, Any] = {"key": key, "taxonomy": tax.id, "n": len(texts), "n_labels_unmapped": len(labels) - len(keep),
+        row: dict[str, Any] = {"key": spec.key, "group": spec.group, "taxonomy": tax.id, "n": len(texts),
+                               "harm_pool_excluded": list(spec.beside), "harm_threshold": lodo_thr.get(spec.group),
                                "pool": pool_info, "user": base, "variants": {}}
         for name, vs in variants(settings).items():
             t0 = time.perf_counter()
-            res = enrich_taxonomy(tax, embedder, pool=PromptSet.from_texts(pool), settings=vs, seed=args.seed)
+            res = enrich_taxonomy(tax, embedder, pool=PromptSet.from_texts(pool), settings=vs, seed=args.seed,
+                                  anchors=scorer.anchors(tax), assigner=scorer.assigner())
             mine_s = time.perf_counter() - t0
-            enr_pred, enr_forced = predict(res.taxonomy, embedder, texts)
+            enr_pred, enr_forced = scorer.predict(res.taxonomy, texts)
             mined = [e for v in res.proposed.values() for e in v]
             enr = scores(gold, enr_pred, enr_forced)
             row["variants"][name] = {
@@ -218,7 +262,7 @@ def main() -> None:
                 "delta_forced_macro_f1_95ci": paired_delta_ci(gold, base_forced, enr_forced, args.seed),
                 "mined_examples": {k: [e.text for e in v] for k, v in res.proposed.items()},
             }
-            C.log(f"{key} [{name}]: macro-F1 {base['macro_f1']:.3f} → {enr['macro_f1']:.3f}, forced "
+            C.log(f"{spec.key} [{name}]: macro-F1 {base['macro_f1']:.3f} → {enr['macro_f1']:.3f}, forced "
                   f"{base['forced_macro_f1']:.3f} → {enr['forced_macro_f1']:.3f}, unanchored "
                   f"{base['unanchored_share']:.1%} → {enr['unanchored_share']:.1%}")
         row.update({k: row["variants"]["default"][k] for k in ("user+mined", "delta_macro_f1", "delta_macro_f1_95ci",
@@ -227,38 +271,30 @@ def main() -> None:
         held.append(row)
 
     dev: list[dict[str, Any]] = []
-    for key, (_src, builtin) in SETS.items():
-        if builtin is None:
+    shipped = Scorer(embedder, args.seed)  # dev: shipped defaults, nothing held out
+    for spec in specs:
+        if spec.builtin is None or spec.level != "leaf":
             continue
-        texts, labels = sets[key]
+        texts, labels = spec.texts, spec.labels
         if args.quick:
             texts, labels = subsample(texts, labels, 60, args.seed)
-        tax = load_taxonomy(builtin)
+        tax = load_taxonomy(spec.builtin)
         amap = tax.alias_map()
-        keep = [i for i, lab in enumerate(labels) if lab.strip().lower() in amap]
-        texts = [texts[i] for i in keep]
-        gold = [amap[labels[i].strip().lower()] for i in keep]
-        with_p, with_f = predict(tax, embedder, texts)
-        without_p, without_f = predict(tax, embedder, texts, use_examples=False)
+        gold = [amap[lab.strip().lower()] for lab in labels]
+        with_p, with_f = shipped.predict(tax, texts)
+        without_p, without_f = shipped.predict(tax, texts, use_examples=False)
         w, wo = scores(gold, with_p, with_f), scores(gold, without_p, without_f)
-        dev.append({"key": key, "taxonomy": builtin, "n": len(texts), "with_examples": w, "descriptions_only": wo,
-                    "delta_macro_f1": round(w["macro_f1"] - wo["macro_f1"], 4)})
-        C.log(f"dev {key}: with examples {w['macro_f1']:.3f}, descriptions only {wo['macro_f1']:.3f}")
+        dev.append({"key": spec.key, "taxonomy": spec.builtin, "n": len(texts), "with_examples": w,
+                    "descriptions_only": wo, "delta_macro_f1": round(w["macro_f1"] - wo["macro_f1"], 4),
+                    "delta_forced_macro_f1": round(w["forced_macro_f1"] - wo["forced_macro_f1"], 4)})
+        C.log(f"dev {spec.key}: with examples {w['macro_f1']:.3f}, descriptions only {wo['macro_f1']:.3f}")
 
-    cost = {
-        "dev_macro_f1_points": round(100 * float(np.mean([r["delta_macro_f1"] for r in dev])), 1),
-        "dev_sets": len(dev),
-        "held_out_macro_f1_points": round(100 * float(np.mean([r["delta_macro_f1"] for r in held])), 1),
-        "held_out_sets": len(held),
-    }
     C.emit(SCRIPT, args, {
         "embedding_model": embedder.model_id, "per_principle": args.per_principle, "alpaca_in_pool": len(alpaca),
         "near_duplicate_cosine": NEAR_DUP, "enrich_settings": settings.__dict__,
-        "held_out": held, "dev": dev, "examples_cost": cost,
-        "mean_delta_macro_f1": round(float(np.mean([r["delta_macro_f1"] for r in held])), 4),
-        "mean_delta_forced_macro_f1": round(float(np.mean([r["delta_forced_macro_f1"] for r in held])), 4),
+        "held_out": held, "dev": dev,
         "variant_settings": {n: v.__dict__ for n, v in variants(settings).items()},
-        "nested_lodo": [nested(held, "delta_macro_f1"), nested(held, "delta_forced_macro_f1")],
+        **summary(held, dev),
     }, started=started)
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_advisor.coverage.assign import AnchorAssigner, AnchorSet
 from data_advisor.coverage.embed import Embedder
 from data_advisor.coverage.metrics import normalize_for_dedup
 from data_advisor.coverage.taxonomy import Principle, Taxonomy, parse_taxonomy
@@ -159,17 +160,20 @@ def confident_pool(texts: Sequence[str], *, best: np.ndarray, score: np.ndarray,
 # ------------------------------------------------------------------------------------------------ driver
 def enrich_taxonomy(taxonomy: Taxonomy, embedder: Embedder, *, pool: PromptSet | None = None,
                     settings: EnrichSettings | None = None, writer: ExampleWriter | None = None,
-                    seed: int = 0) -> EnrichResult:
+                    seed: int = 0, anchors: AnchorSet | None = None,
+                    assigner: AnchorAssigner | None = None) -> EnrichResult:
     """Propose examples for every leaf of ``taxonomy``: mined from ``pool``, or written by ``writer`` (an LLM)
-    with the pool's confident prompts as reference.  Nothing is written to disk here."""
-    from data_advisor.coverage.assign import AnchorAssigner, build_anchors
+    with the pool's confident prompts as reference.  Nothing is written to disk here.
+
+    ``anchors`` / ``assigner`` default to what the audit builds (benchmarks pass their own to hold data out)."""
+    from data_advisor.coverage.assign import build_anchors
     from data_advisor.coverage.audit import AuditSettings, run_audit
     from data_advisor.coverage.taxonomy import load_background
 
     settings = settings or EnrichSettings()
     if pool is None and writer is None:
         raise InputError("nothing to propose examples from", "pass --from POOL (prompts to mine), --model, or both")
-    anchors = build_anchors(taxonomy, embedder, load_background())
+    anchors = anchors if anchors is not None else build_anchors(taxonomy, embedder, load_background())
     leaf_ids = list(anchors.principle_ids)
     anchor_vectors = {pid: anchors.vectors[anchors.owner == j] for j, pid in enumerate(leaf_ids)}
     notes: list[str] = []
@@ -179,7 +183,7 @@ def enrich_taxonomy(taxonomy: Taxonomy, embedder: Embedder, *, pool: PromptSet |
     best = score = np.zeros(0)
     confident = np.zeros(0, dtype=bool)
     if pool is not None:
-        audit = run_audit(pool, taxonomy, embedder, anchors=anchors,
+        audit = run_audit(pool, taxonomy, embedder, anchors=anchors, assigner=assigner,
                           settings=AuditSettings(taxonomy=taxonomy.id, seed=seed, cluster=False))
         a = audit.assignments
         texts, vectors = list(pool.texts), audit.vectors
@@ -193,7 +197,7 @@ def enrich_taxonomy(taxonomy: Taxonomy, embedder: Embedder, *, pool: PromptSet |
                                      margin=a.margin, principle_ids=leaf_ids, anchor_vectors=anchor_vectors,
                                      settings=settings)
     if writer is not None:
-        assigner = AnchorAssigner().fit(anchors)
+        gate_assigner = (assigner or AnchorAssigner()).fit(anchors)
         for j, pid in enumerate(leaf_ids):
             context = (confident_pool(texts, best=best, score=score, confident=confident, j=j, settings=settings)
                        if pool is not None else [])
@@ -203,7 +207,7 @@ def enrich_taxonomy(taxonomy: Taxonomy, embedder: Embedder, *, pool: PromptSet |
                 notes.append(f"{pid}: the LLM wrote no usable example")
                 continue
             wv = embedder.encode(written)
-            wa = assigner.assign(wv)
+            wa = gate_assigner.assign(wv)
             gate = confident_mask(written, margin=wa.margin, anchored=wa.anchored, relevance=wa.relevance,
                                   settings=settings) & (wa.best == j)
             keep = np.where(gate)[0]

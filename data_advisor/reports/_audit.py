@@ -138,7 +138,7 @@ def warnings_banner(report: CoverageReport) -> Raw | None:
     if not items:
         return None
     rows = "".join(
-        f'<li data-code="{esc(w.code)}"><strong>{esc(w.problem)}</strong>'
+        f'<li data-code="{esc(w.code)}"><span class="problem">{esc(w.problem)}</span>'
         f'<div class="cause">Likely cause: {esc(w.cause)}</div><div class="fix">Fix: {esc(w.fix)}</div></li>'
         for w in items)
     return Raw(f'<div class="banner" role="alert"><ul>{rows}</ul></div>')

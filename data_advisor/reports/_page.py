@@ -402,7 +402,7 @@ details { margin:6px 0; } details summary { cursor:pointer; color:var(--accent);
 .banner { background:#fff4e6; border:1px solid #ffa94d; border-left:5px solid #e8590c; border-radius:6px;
   padding:8px 14px; font-size:13px; }
 .banner ul { margin:0; padding-left:18px; } .banner li { margin:4px 0; overflow-wrap:anywhere; }
-.banner .cause, .banner .fix { color:var(--fg); }
+.banner .problem { font-weight:600; } .banner .cause, .banner .fix { color:var(--fg); }
 .fig { width:100%; }
 h3 { font-size:14px; margin:14px 0 6px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:8px 24px 28px; }

@@ -99,3 +99,4 @@ def test_examples_cost_cites_the_measured_figures() -> None:
     text = W.examples_cost_text()
     assert f"{measured['dev_macro_f1_points']:.0f} points" in text
     assert f"{measured['held_out_macro_f1_points']:+.1f} points" in text
+    assert f"forced-nearest macro-F1 by {measured['held_out_forced_macro_f1_points']:+.1f}" in text
