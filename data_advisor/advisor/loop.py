@@ -181,9 +181,7 @@ class AdvisorLoop:
         if self.base is None:
             return
         b = self.base
-        vectors = b.vectors if b.vectors is not None and b.model_id == self.embedder.model_id else None
-        if vectors is None:
-            vectors = self.embedder.encode(b.texts, show_progress=self.progress)
+        vectors = self.embedder.encode(b.texts, show_progress=self.progress)
         a = self.monitor.add_base(b.ids, b.texts, vectors, b.clusters)
         if self.spec.admission != "none":  # the user's own prompts are the natural in-context examples
             self.pool_texts += b.texts
