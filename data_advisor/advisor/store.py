@@ -179,6 +179,10 @@ class RunStore:
                     "re-run with the original options to resume, or choose a new --out folder",
                 )
         else:
+            foreign = [name for name in RUN_FILES if (self.dir / name).exists()]
+            if foreign:  # e.g. an audit's --out: the run's final outputs would overwrite its coverage.json
+                raise RunConfigError(f"{self.dir} is not a run folder (no config.json) but holds {', '.join(foreign)}",
+                                     "choose a new --out folder for the run")
             write_json_atomic(self.config_path, config)
         self.config = config
         self.state = RunState(_repair_jsonl(self.prompts_path, _valid_prompt), _repair_jsonl(self.rounds_path, _valid_round))
@@ -228,20 +232,21 @@ def discard_new_run_on_failure(run_dir: Path) -> Iterator[None]:
     """
     run_dir = Path(run_dir)
     fresh = not (run_dir / "config.json").exists()
+    existing = {name for name in RUN_FILES if (run_dir / name).exists()}
     with removed_on_failure(run_dir):
         try:
             yield
         except BaseException:
             if fresh:
-                _discard_empty_run(run_dir)
+                _discard_empty_run(run_dir, keep=existing)
             raise
 
 
-def _discard_empty_run(run_dir: Path) -> None:
+def _discard_empty_run(run_dir: Path, keep: set[str]) -> None:
     if any((run_dir / name).exists() and (run_dir / name).stat().st_size for name in ("prompts.jsonl", "rounds.jsonl")):
         return  # records were written: they are the user's, keep everything
     with contextlib.suppress(OSError):
-        for name in RUN_FILES:
+        for name in set(RUN_FILES) - keep:
             f = run_dir / name
             if f.is_file() and (name == "config.json" or f.stat().st_size == 0):
                 f.unlink()

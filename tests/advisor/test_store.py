@@ -220,3 +220,12 @@ def test_read_run_with_damaged_config_is_a_one_line_error(tmp_path: Path, conten
     with pytest.raises(DataAdvisorError, match=r"config\.json") as exc:
         read_run(tmp_path)
     assert exc.value.exit_code == 2
+
+
+def test_folder_with_outputs_but_no_config_is_not_taken_for_a_new_run(tmp_path: Path) -> None:
+    """An audit's --out reused as a run folder: the run's final outputs would overwrite the audit's coverage.json."""
+    (tmp_path / "coverage.json").write_text('{"audit": true}', encoding="utf-8")
+    with pytest.raises(RunConfigError, match="not a run folder") as exc:
+        RunStore(tmp_path, dict(CONFIG))
+    assert "coverage.json" in str(exc.value) and not (tmp_path / "config.json").exists()
+    RunStore(tmp_path / "new", dict(CONFIG))  # an empty or new folder is fine
