@@ -172,6 +172,9 @@ class RunStore:
             except ValueError:
                 raise RunConfigError(f"{self.config_path} is not valid JSON",
                                      "restore it, or start the run in a new --out folder") from None
+            if not isinstance(old, dict):
+                raise RunConfigError(f"{self.config_path} does not hold a run configuration",
+                                     "restore it, or start the run in a new --out folder")
             diffs = config_differences(old, config)
             if diffs:
                 raise RunConfigError(

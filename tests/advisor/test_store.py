@@ -66,6 +66,10 @@ def test_corrupt_config_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(RunConfigError, match="not valid JSON"):
         RunStore(tmp_path, dict(CONFIG))
+    for content in (b"[1, 2]", b"\xff\xfe{}", b"\x00" * 40):  # valid JSON of the wrong shape, not UTF-8, zero fill
+        (tmp_path / "config.json").write_bytes(content)
+        with pytest.raises(RunConfigError, match="config"):
+            RunStore(tmp_path, dict(CONFIG))
 
 
 @pytest.mark.parametrize("name", ["prompts.jsonl", "rounds.jsonl"])
