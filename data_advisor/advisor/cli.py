@@ -114,6 +114,7 @@ def cmd_respond(args: argparse.Namespace) -> int:
     from data_advisor import _env
     from data_advisor.advisor.responses import respond
     from data_advisor.advisor.store import read_run
+    from data_advisor.io import ensure_writable_dir, removed_on_failure
     from data_advisor.llm.client import LLMClient, LLMSettings
 
     _check_numbers(args)
@@ -123,12 +124,16 @@ def cmd_respond(args: argparse.Namespace) -> int:
             "config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "llm_calls.jsonl"):
         raise InputError(f"--output {args.output} would write into the run's own {Path(args.output).name}",
                          "pass another file, e.g. RUN/responses.jsonl (the default)")
+    output = Path(args.output) if args.output else run_dir / "responses.jsonl"
+    if output.is_dir():
+        raise InputError(f"--output {output} is a folder", f"pass the JSONL file to write, e.g. {output / 'responses.jsonl'}")
     settings = LLMSettings(model=args.model, api_base=args.api_base, timeout_s=args.timeout,
                            max_retries=args.max_retries, concurrency=args.concurrency,
                            cache_dir=_env.cache_root() / "llm", max_tokens=args.max_tokens)
-    client = LLMClient(settings, ledger_path=run_dir / "llm_calls_respond.jsonl")
-    summary = respond(run_dir, client, out=Path(args.output) if args.output else None, max_tokens=args.max_tokens,
-                      progress=not args.quiet)
+    with removed_on_failure(output.parent):  # --output new/dir/x.jsonl: the folders go again if nothing was written
+        ensure_writable_dir(output.parent)
+        client = LLMClient(settings, ledger_path=run_dir / "llm_calls_respond.jsonl")
+        summary = respond(run_dir, client, out=output, max_tokens=args.max_tokens, progress=not args.quiet)
     _eprint(summary.line())
     return 0
 
