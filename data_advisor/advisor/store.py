@@ -29,6 +29,9 @@ from data_advisor.io import ensure_writable_dir, removed_on_failure, write_json_
 #: Files a run writes into its folder (an input file of the same name there would be overwritten).
 RUN_FILES = ("config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
              "report.html", "llm_calls.jsonl", "responses.jsonl", "llm_calls_respond.jsonl")
+#: Files that make a folder without config.json something other than a new run (a damaged run, an audit's --out).
+_RECORD_AND_OUTPUT_FILES = ("prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
+                            "report.html")
 #: Config keys that may differ on resume without changing what the run produces.
 RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries"})
 
@@ -65,7 +68,7 @@ def _parse_jsonl(path: Path, raw: bytes, valid: Callable[[Any], bool]) -> tuple[
             try:
                 row = json.loads(line)
                 ok = valid(row)
-            except ValueError:
+            except (ValueError, RecursionError):
                 row, ok = None, False
             if not ok:
                 if lineno == last_used and _is_torn_tail(line):
@@ -182,7 +185,7 @@ class RunStore:
                     "re-run with the original options to resume, or choose a new --out folder",
                 )
         else:
-            foreign = [name for name in RUN_FILES if (self.dir / name).exists()]
+            foreign = [name for name in _RECORD_AND_OUTPUT_FILES if (self.dir / name).exists()]
             if foreign:  # e.g. an audit's --out: the run's final outputs would overwrite its coverage.json
                 raise RunConfigError(f"{self.dir} is not a run folder (no config.json) but holds {', '.join(foreign)}",
                                      "choose a new --out folder for the run")
