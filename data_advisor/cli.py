@@ -397,6 +397,17 @@ def _register_extras() -> None:
             _EXTRA_COMMANDS.append(mod.register)
 
 
+def _check_finite(args: argparse.Namespace) -> None:
+    """argparse's ``float`` accepts ``nan`` and ``inf``; no option of ours means anything with them (a nan threshold
+    silently fails every comparison), so they are refused for every command before any work."""
+    import math
+
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            flag = "--" + name.replace("_", "-")
+            raise DataAdvisorError(f"{flag} must be a finite number (got {value})", f"pass a real number to {flag}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _register_extras()
     parser = build_parser()
@@ -406,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved_env = {k: os.environ.get(k) for k in _env.QUIET_ENV}  # -q must not outlive an in-process call
     _env.configure_logging(quiet=args.quiet)
     try:
+        _check_finite(args)
         return int(args.func(args) or 0)
     except DataAdvisorError as exc:
         _eprint(f"error: {exc.one_line()}")

@@ -529,3 +529,16 @@ def test_import_does_not_import_litellm() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_ledger_cuts_a_torn_last_record_before_appending(tmp_path: Path) -> None:
+    """A kill mid-append left half a record; the next call's record was glued onto it (a damaged middle line)."""
+    from data_advisor.llm.client import Ledger, LedgerRecord
+
+    path = tmp_path / "llm_calls.jsonl"
+    path.write_bytes(b'{"model": "m", "ok": true}\n{"model": "m", "ok": tr')
+    ledger = Ledger(path)
+    ledger.add(LedgerRecord(time="t", model="m", prompt_tokens=1, completion_tokens=1, cost_usd=0.0, cached=False,
+                            attempts=1, latency_s=0.1, ok=True, error_kind=None))
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert len(rows) == 2 and rows[0] == {"model": "m", "ok": True} and rows[1]["attempts"] == 1
