@@ -189,8 +189,8 @@ def _read_embeddings(ep: Path, n_points: int | None) -> np.ndarray:
     try:
         emb = np.load(ep, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"{ep} is damaged ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
-                         fix) from None
+        why = "its header is not a NumPy array's" if "pickle" in str(exc) else (str(exc).splitlines() or [""])[0][:120]
+        raise InputError(f"{ep} is damaged ({why or type(exc).__name__})", fix) from None
     if emb.ndim != 2 or emb.dtype.kind != "f" or (n_points is not None and emb.shape[0] != n_points):
         raise InputError(f"{ep} has shape {tuple(emb.shape)} ({emb.dtype}), which does not match "
                          f"{n_points} assignments", fix)
