@@ -62,7 +62,7 @@ class AuditSettings:
     n_neighbors: int = 15
     max_fit: int = 50_000
     n_examples: int = 3
-    refine: bool = True
+    refine: bool = True  # transductive refinement of principle assignments (coverage/refine.py); --no-refine
 
     def __post_init__(self) -> None:
         """Reject impossible settings before any work starts (HDBSCAN's own error would come after embedding)."""
