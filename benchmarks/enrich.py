@@ -209,8 +209,9 @@ def main() -> None:
     started = time.perf_counter()
     import fit_harm
 
+    from data_advisor.coverage.audit import AuditSettings, run_audit
     from data_advisor.coverage.embedders import make_embedder
-    from data_advisor.coverage.enrich import EnrichSettings, enrich_taxonomy
+    from data_advisor.coverage.enrich import EnrichSettings, mine_from_assignments, with_examples
     from data_advisor.coverage.harm import DEFAULT_TOP_K
     from data_advisor.coverage.taxonomy import load_taxonomy
     from data_advisor.data import PromptSet
@@ -242,25 +243,32 @@ def main() -> None:
         row: dict[str, Any] = {"key": spec.key, "group": spec.group, "taxonomy": tax.id, "n": len(texts),
                                "harm_pool_excluded": list(spec.beside), "harm_threshold": lodo_thr.get(spec.group),
                                "pool": pool_info, "user": base, "variants": {}}
+        # The pool is assigned once, exactly as `enrich_taxonomy` does (the audit without discovery); the variants
+        # differ only in which confident prompts they select.
+        t0 = time.perf_counter()
+        anchors = scorer.anchors(tax)
+        pool_audit = run_audit(PromptSet.from_texts(pool), tax, embedder, anchors=anchors, assigner=scorer.assigner(),
+                               settings=AuditSettings(taxonomy=tax.id, cluster=False, seed=args.seed))
+        assign_s = time.perf_counter() - t0
+        row["pool_assign_s"] = round(assign_s, 2)
         for name, vs in variants(settings).items():
             t0 = time.perf_counter()
-            res = enrich_taxonomy(tax, embedder, pool=PromptSet.from_texts(pool), settings=vs, seed=args.seed,
-                                  anchors=scorer.anchors(tax), assigner=scorer.assigner())
+            proposed = mine_from_assignments(tax, pool, pool_audit.vectors, pool_audit.assignments, anchors, vs)
             mine_s = time.perf_counter() - t0
-            enr_pred, enr_forced = scorer.predict(res.taxonomy, texts)
-            mined = [e for v in res.proposed.values() for e in v]
+            enr_pred, enr_forced = scorer.predict(with_examples(tax, proposed), texts)
+            mined = [e for v in proposed.values() for e in v]
             enr = scores(gold, enr_pred, enr_forced)
             row["variants"][name] = {
                 "mine_s": round(mine_s, 2), "n_mined": len(mined),
                 # mined examples that come from the benign Alpaca part of the pool
                 "n_mined_from_alpaca": sum(C.norm(e.text) in alp_keys for e in mined),
-                "principles_short": {k: len(v) for k, v in res.proposed.items() if len(v) < vs.per_principle},
+                "principles_short": {k: len(v) for k, v in proposed.items() if len(v) < vs.per_principle},
                 "user+mined": enr,
                 "delta_macro_f1": round(enr["macro_f1"] - base["macro_f1"], 4),
                 "delta_macro_f1_95ci": paired_delta_ci(gold, base_pred, enr_pred, args.seed),
                 "delta_forced_macro_f1": round(enr["forced_macro_f1"] - base["forced_macro_f1"], 4),
                 "delta_forced_macro_f1_95ci": paired_delta_ci(gold, base_forced, enr_forced, args.seed),
-                "mined_examples": {k: [e.text for e in v] for k, v in res.proposed.items()},
+                "mined_examples": {k: [e.text for e in v] for k, v in proposed.items()},
             }
             C.log(f"{spec.key} [{name}]: macro-F1 {base['macro_f1']:.3f} → {enr['macro_f1']:.3f}, forced "
                   f"{base['forced_macro_f1']:.3f} → {enr['forced_macro_f1']:.3f}, unanchored "

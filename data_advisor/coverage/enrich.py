@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_advisor.coverage.assign import AnchorAssigner, AnchorSet
+from data_advisor.coverage.assign import AnchorAssigner, AnchorSet, Assignments
 from data_advisor.coverage.embed import Embedder
 from data_advisor.coverage.metrics import normalize_for_dedup
 from data_advisor.coverage.taxonomy import Principle, Taxonomy, parse_taxonomy
@@ -149,6 +149,16 @@ def mine_examples(taxonomy: Taxonomy, texts: Sequence[str], vectors: np.ndarray,
     return out
 
 
+def mine_from_assignments(taxonomy: Taxonomy, texts: Sequence[str], vectors: np.ndarray, assignments: Assignments,
+                          anchors: AnchorSet, settings: EnrichSettings) -> dict[str, list[ProposedExample]]:
+    """:func:`mine_examples` on a pool already assigned by the audit (one assignment serves several settings)."""
+    a = assignments
+    confident = confident_mask(texts, margin=a.margin, anchored=a.anchored, relevance=a.relevance, settings=settings)
+    anchor_vectors = {pid: anchors.vectors[anchors.owner == j] for j, pid in enumerate(anchors.principle_ids)}
+    return mine_examples(taxonomy, texts, vectors, best=a.best, score=a.score, confident=confident, margin=a.margin,
+                         principle_ids=list(anchors.principle_ids), anchor_vectors=anchor_vectors, settings=settings)
+
+
 def confident_pool(texts: Sequence[str], *, best: np.ndarray, score: np.ndarray, confident: np.ndarray, j: int,
                    settings: EnrichSettings) -> list[str]:
     """The principle's most confident pool prompts (reference data for an LLM writer)."""
@@ -186,16 +196,14 @@ def enrich_taxonomy(taxonomy: Taxonomy, embedder: Embedder, *, pool: PromptSet |
         audit = run_audit(pool, taxonomy, embedder, anchors=anchors, assigner=assigner,
                           settings=AuditSettings(taxonomy=taxonomy.id, seed=seed, cluster=False))
         a = audit.assignments
-        texts, vectors = list(pool.texts), audit.vectors
+        texts = list(pool.texts)
         best, score = a.best, a.score
         confident = confident_mask(texts, margin=a.margin, anchored=a.anchored, relevance=a.relevance,
                                    settings=settings)
         n_pool = len(texts)
         n_conf = int(confident.sum())
         if writer is None:
-            proposed = mine_examples(taxonomy, texts, vectors, best=best, score=score, confident=confident,
-                                     margin=a.margin, principle_ids=leaf_ids, anchor_vectors=anchor_vectors,
-                                     settings=settings)
+            proposed = mine_from_assignments(taxonomy, texts, audit.vectors, a, anchors, settings)
     if writer is not None:
         gate_assigner = (assigner or AnchorAssigner()).fit(anchors)
         for j, pid in enumerate(leaf_ids):

@@ -176,12 +176,12 @@ def audit_warnings(
 
     share_un = n_unanchored / n_prompts
     if share_un >= UNANCHORED_SHARE:
-        causes = []
+        causes = ["the data may be off-taxonomy (benign prompts, or harms the taxonomy does not name: see the "
+                  "unanchored examples and emergent clusters)"]
         if len(thin) * 2 >= len(leaves):  # most principles are described by one sentence
             causes.append(f"{len(thin)} of {len(leaves)} of your taxonomy's principles have fewer than "
-                          f"{MIN_EXAMPLES} examples, so prompts are matched against one-line descriptions only")
-        causes.append("the data may be off-taxonomy (benign prompts, or harms the taxonomy does not name: see the "
-                      "unanchored examples and emergent clusters)")
+                          f"{MIN_EXAMPLES} examples, so harms they name beyond the built-in taxonomies are recognised "
+                          "from one-line descriptions only")
         out.append(CoverageWarning(
             code="unanchored_high",
             problem=f"{share_un:.0%} of prompts are unanchored (matched no principle)",
