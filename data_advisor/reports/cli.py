@@ -67,7 +67,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from data_advisor.coverage.audit import audit
 
         audit_dir = out / "inputs" / label
-        _eprint(f"auditing {path} → {audit_dir}")
+        from data_advisor import _env
+
+        _env.log.info(f"auditing {path} → {audit_dir}")  # progress: hidden by -q
         audit(path, taxonomy=args.taxonomy, out=audit_dir, seed=args.seed, text_field=args.text_field,
               render_html=False)
         inputs.append((label, audit_dir))
