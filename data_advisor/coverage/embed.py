@@ -104,8 +104,8 @@ class SentenceTransformerEmbedder:
         if self._st is None:
             if self._local:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the hub
-            _env.log.info(f"loading the embedding model {self.model!r} (torch + sentence-transformers, ~5-10 s; "
-                          "later runs read cached embeddings and skip this)")
+            _env.log.info(f"loading the embedding model {self.model!r}: importing torch and sentence-transformers "
+                          "(~10 s, the slow part of a first run; later runs read cached embeddings and skip it)")
             from sentence_transformers import SentenceTransformer
 
             try:
@@ -554,6 +554,9 @@ class CachedEmbedder:
                 meta = None  # EmbeddingCache moves the damaged folder aside and says so
             dim = meta["dim"] if meta is not None and meta["model_id"] == self.inner.model_id else self.inner.dim
             self._cache = EmbeddingCache(self.cache_dir, self.inner.model_id, int(dim))  # type: ignore[call-overload]
+            from data_advisor.coverage.anchor_seed import seed_cache
+
+            seed_cache(self._cache, self.inner.model_id)  # built-in anchors ship embedded: a first run embeds less
         return self._cache
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:

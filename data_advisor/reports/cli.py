@@ -100,7 +100,9 @@ def _compare(args: argparse.Namespace) -> int:
         from data_advisor.api import audit
 
         audit_dir = out / "inputs" / label
-        _eprint(f"auditing {path} → {audit_dir}")
+        from data_advisor import _env
+
+        _env.log.info(f"auditing {path} → {audit_dir}")  # progress: hidden by -q
         audit(prompts, taxonomy=taxonomy, out=audit_dir, seed=args.seed, render_html=False)
         audited[label] = audit_dir
     inputs = [(label, audited[label]) for label in order]
