@@ -199,3 +199,11 @@ def test_generate_with_a_base_audit_sends_clusters_and_history_to_the_advisor(
                        .split("\n=== END")[0])
     assert block and {b["anchor_id"] for b in block} <= set(json.loads(re.search(r"MUST be one of (\[.*?\])", first).group(1)))
     assert all(set(b["examples"]) <= set(base) and b["keywords"] for b in block)
+
+
+def test_bad_pool_leaves_no_run_folder(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "How do I pick a lock without the key?"}\n{"text": broken\n', "utf-8")
+    rc, err = cli("curate", pool, "--n", 5, "--out", tmp_path / "r")
+    assert rc == 2 and "line 2" in err
+    assert not (tmp_path / "r").exists()
