@@ -8,7 +8,7 @@ embedding cache the first time a cache for that exact model is opened.
 
 Nothing changes what a vector is: the file records the model id it was made with and is used only for that id; keys
 are the cache's own text keys, so an edited example or a user's taxonomy simply misses and is embedded as before.
-Rebuild after editing a built-in taxonomy: ``python -m data_advisor.coverage.anchor_seed`` (a test says when it is
+Rebuild after editing a built-in taxonomy: ``python -m data_advisor.coverage.anchor_seed_build`` (a test says when it is
 stale).
 """
 
@@ -71,25 +71,3 @@ def seed_cache(cache: EmbeddingCache, model_id: str, *, path: Path = SEED_FILE) 
         cache.put([key_list[i] for i in missing], np.ascontiguousarray(vectors[missing], dtype=np.float32))
     marker.touch()
     return len(missing)
-
-
-def build(path: Path = SEED_FILE) -> Path:
-    """Embed :func:`seed_texts` with the bundled model (no cache) and write the seed file atomically."""
-    import io
-
-    from data_advisor.coverage.embed import DEFAULT_MODEL, SentenceTransformerEmbedder, text_key
-    from data_advisor.io import write_bytes_atomic
-
-    embedder = SentenceTransformerEmbedder(DEFAULT_MODEL)
-    texts = seed_texts()
-    vectors = embedder.encode(texts)
-    keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(len(texts), 16)
-    buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps({"model_id": embedder.model_id, "n": len(texts)})), keys=keys,
-             vectors=np.ascontiguousarray(vectors, dtype=np.float32))
-    write_bytes_atomic(path, buf.getvalue())
-    return path
-
-
-if __name__ == "__main__":
-    print(f"wrote {build()}")

@@ -43,7 +43,7 @@ def test_seed_covers_every_builtin_anchor_and_matches_the_model(embedder: Cached
     texts = seed_texts()
     stale = [t for t in texts if text_key(t) not in index]
     assert not stale, (f"{len(stale)} built-in anchor texts are not in {SEED_FILE.name} (e.g. {stale[0]!r}): "
-                       "run `python -m data_advisor.coverage.anchor_seed`")
+                       "run `python -m data_advisor.coverage.anchor_seed_build`")
     sample = texts[:: max(1, len(texts) // 12)]
     fresh = embedder.inner.encode(sample)  # the model itself, not the cache
     shipped = vectors[[index[text_key(t)] for t in sample]]
