@@ -632,7 +632,8 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
         if fr:
             rows.append(["README example, first run on an empty cache / second run",
                          f"{f(fr['median_first_s'], 1)} s / {f(fr['median_second_s'], 1)} s "
-                         f"({f(fr['median_ratio'], 2)}×)", ba["mode"]])
+                         f"({f(fr['median_ratio'], 2)}×; 1-min load {_loads([p['first'] for p in fr['pairs']])})",
+                         ba["mode"]])
     sp = docs.get("speed")
     if sp:
         inc = sp["incremental"]
