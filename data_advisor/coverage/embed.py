@@ -307,9 +307,6 @@ class CachedEmbedder:
             meta = self.cache_dir / _slug(self.inner.model_id) / "meta.json"
             dim = json.loads(meta.read_text("utf-8"))["dim"] if meta.exists() else self.inner.dim
             self._cache = EmbeddingCache(self.cache_dir, self.inner.model_id, int(dim))
-            from data_advisor.coverage.anchor_seed import seed_cache
-
-            seed_cache(self._cache, self.inner.model_id)  # built-in anchors ship embedded: a first run embeds less
         return self._cache
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
@@ -330,6 +327,11 @@ class CachedEmbedder:
         ukeys = list(unique)
         cache = self._get_cache()
         found = cache.lookup(ukeys) if cache is not None else {}
+        if cache is not None and len(found) < len(ukeys):  # built-in anchors ship embedded: a first run embeds less
+            from data_advisor.coverage.anchor_seed import fill_from_seed
+
+            if fill_from_seed(cache, self.inner.model_id, [k for k in ukeys if k not in found]):
+                found = cache.lookup(ukeys)
         missing = [k for k in ukeys if k not in found]
         # An embedder that must see the whole input (the cascade calibrates on it) gets every miss in one call.
         step = max(1, len(missing)) if getattr(self.inner, "encodes_whole_input", False) else ENCODE_CHUNK
