@@ -293,8 +293,10 @@ def sec_bench_audit(doc: dict[str, Any]) -> str:
                              f"{f(r['first']['load_average_before'][0], 1)}, {f(r['second']['load_average_before'][0], 1)}",
                              r["discovery_method"]] for i, r in enumerate(fr["pairs"])]))
         parts.append(f"\nMedian first run **{f(fr['median_first_s'], 1)} s**, second {f(fr['median_second_s'], 1)} s, "
-                     f"ratio **{f(fr['median_ratio'], 2)}×**. What the first run prints while it loads the model: "
-                     + "; ".join(f"`{x}`" for x in fr["pairs"][0]["first"]["stderr_tail"][:1]) + "\n")
+                     f"ratio **{f(fr['median_ratio'], 2)}×**.\n")
+        head = [x for x in fr["pairs"][0]["first"].get("stderr_head", []) if "loading" in x]
+        if head:
+            parts.append(f"While it loads the model the first run says: `{head[0]}`\n")
     dq = doc.get("discovery")
     if dq:
         parts.append("\n### Discovery path for small inputs: cluster quality against dataset labels\n")
@@ -314,6 +316,18 @@ def sec_bench_audit(doc: dict[str, Any]) -> str:
                          f(mean("nmi")), f(mean("noise_share"), 2), f(mean("n_clusters"), 1), f(mean("s"), 2)])
         parts.append(table(["set", "n", "path", "purity", "ARI (clustered)", "ARI (noise as cluster)", "NMI",
                             "noise share", "clusters", "seconds"], rows))
+        small = [r for r in dq["rows"] if r["n"] < 1000]
+        if small:
+            cells = []
+            for path in ("umap", "spectral", "pca10"):
+                rs = [r for r in small if r["path"] == path]
+                if rs:
+                    avg = {k: sum(r[k] for r in rs) / len(rs)
+                           for k in ("purity", "ari_clustered", "ari_noise_as_cluster", "noise_share")}
+                    cells.append(f"{path}: purity {f(avg['purity'])}, ARI (clustered) {f(avg['ari_clustered'])}, "
+                                 f"ARI (noise as cluster) {f(avg['ari_noise_as_cluster'])}, noise {f(avg['noise_share'], 2)}")
+            parts.append("\nMean over every set and size below 1,000 prompts (the small-input path's range): "
+                         + "; ".join(cells) + ".\n")
     me = doc.get("metrics")
     if me:
         parts.append(f"\n### Report metrics at {f(me['n'])} prompts\n")
@@ -717,7 +731,8 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
         if fr:
             rows.append(["README example, first run on an empty cache / second run",
                          f"{f(fr['median_first_s'], 1)} s / {f(fr['median_second_s'], 1)} s "
-                         f"({f(fr['median_ratio'], 2)}×)", ba["mode"]])
+                         f"({f(fr['median_ratio'], 2)}×; 1-min load {_loads([p['first'] for p in fr['pairs']])})",
+                         ba["mode"]])
     sp = docs.get("speed")
     if sp:
         inc = sp["incremental"]

@@ -127,11 +127,14 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
         _info(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
     for note in cluster_cache.notes if cluster_cache is not None else []:  # its warnings were logged as they happened
         _info(note)
-    from data_advisor.api import write_audit
-    from data_advisor.llm.labels import make_labeler
+    labeler = None
+    if args.label_model:  # the labeler's module imports pydantic and litellm's client: only when asked for
+        from data_advisor.llm.labels import make_labeler
 
-    write_audit(result, out, plotlyjs=args.plotlyjs, render_html=not args.no_html,
-                labeler=make_labeler(args.label_model, args.api_base))
+        labeler = make_labeler(args.label_model, args.api_base)
+    from data_advisor.api import write_audit
+
+    write_audit(result, out, plotlyjs=args.plotlyjs, render_html=not args.no_html, labeler=labeler)
     m = result.report.metrics
     _eprint(
         f"audit done in {time.perf_counter() - t0:.1f}s: {m['n_prompts']:,} prompts, "

@@ -4,7 +4,7 @@ Why: on an empty cache the README example (150 prompts against ``catqa-11``) emb
 texts besides its 147 unique prompts: three quarters of its embedding time.  The anchors of every built-in taxonomy
 and of the benign background are the same for every user of the bundled model, so their vectors ship with the package
 (``taxonomies/anchor_vectors.npz``, float32, made by this module from the bundled model) and are copied into the
-embedding cache the first time a cache for that exact model is opened.
+embedding cache when an audit asks for one of those texts and the cache does not hold it yet.
 
 Nothing changes what a vector is: the file records the model id it was made with and is used only for that id; keys
 are the cache's own text keys, so an edited example or a user's taxonomy simply misses and is embedded as before.
@@ -14,8 +14,9 @@ stale).
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,34 +41,29 @@ def seed_texts() -> list[str]:
     return list(texts)
 
 
-def _file_tag(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-
-
-def seed_cache(cache: EmbeddingCache, model_id: str, *, path: Path = SEED_FILE) -> int:
-    """Copy the shipped anchor vectors into ``cache`` once (when made by ``model_id``); returns how many were added.
-
-    A marker file per seed file makes later opens free; a damaged or foreign seed file is ignored (the texts are
-    then embedded as usual).
-    """
-    if not path.exists():
-        return 0
-    marker = cache.dir / f".anchor-seed-{_file_tag(path)}"
-    if marker.exists():
-        return 0
+@functools.cache
+def _load(path: Path) -> tuple[str, dict[bytes, int], np.ndarray] | None:
+    """(model id, text key → row, vectors) of a seed file; None when it is missing or unreadable."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            keys = z["keys"]
-            vectors = z["vectors"]
+            keys, vectors = z["keys"], z["vectors"]
     except (OSError, ValueError, KeyError):
+        return None
+    if vectors.ndim != 2 or len(keys) != len(vectors):
+        return None
+    return str(meta.get("model_id")), {bytes(k): i for i, k in enumerate(keys)}, vectors
+
+
+def fill_from_seed(cache: EmbeddingCache, model_id: str, missing: Sequence[bytes], *, path: Path = SEED_FILE) -> int:
+    """Put the shipped vectors of any of the ``missing`` keys into ``cache`` (only when the seed was made by
+    ``model_id`` with the cache's dimension); returns how many.  Only texts an audit asks for are copied, so a cache
+    never holds seed rows it does not use."""
+    seed = _load(path)
+    if seed is None or seed[0] != model_id or seed[2].shape[1] != cache.dim:
         return 0
-    if meta.get("model_id") != model_id or vectors.ndim != 2 or vectors.shape[1] != cache.dim or len(keys) != len(vectors):
-        return 0
-    key_list = [bytes(k) for k in keys]
-    present = cache.lookup(key_list)
-    missing = [i for i, k in enumerate(key_list) if k not in present]
-    if missing:
-        cache.put([key_list[i] for i in missing], np.ascontiguousarray(vectors[missing], dtype=np.float32))
-    marker.touch()
-    return len(missing)
+    _, index, vectors = seed
+    hits = [k for k in missing if k in index]
+    if hits:
+        cache.put(hits, np.ascontiguousarray(vectors[[index[k] for k in hits]], dtype=np.float32))
+    return len(hits)

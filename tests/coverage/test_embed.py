@@ -199,7 +199,7 @@ def test_fully_cached_call_does_not_need_the_model(st_embedder: SentenceTransfor
     fresh_inner = SentenceTransformerEmbedder()  # same model id, model not loaded
     cached = CachedEmbedder(fresh_inner, tmp_path)
     cached.encode(TEXTS)
-    assert fresh_inner._st is None  # dimension read from the cache's meta.json, the model never loaded
+    assert not fresh_inner.model_loaded  # dimension read from the cache's meta.json, the model never loaded
 
 
 @pytest.mark.parametrize("torn_bytes", [100, 101])
