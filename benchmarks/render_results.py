@@ -471,8 +471,8 @@ def sec_diversity(doc: dict[str, Any]) -> str:
 BASE_GAP_METRICS = [
     ("n_added", "added", 0), ("eval_normalized_entropy", "B: norm. entropy", 3),
     ("eval_anchors_covered_5", "B: anchors with ≥ 5", 1), ("eval_kl_target_actual", "B: KL(target ‖ actual)", 3),
-    ("vendi", "Vendi", 1), ("clusters_touched", "clusters touched", 1), ("new_clusters_reached", "new clusters", 1),
-    ("steer_normalized_entropy", "A (steering): norm. entropy", 3),
+    ("eval_anchored_share", "B: on-taxonomy share", 3), ("vendi", "Vendi", 1), ("clusters_touched", "clusters touched", 1),
+    ("new_clusters_reached", "new clusters", 1), ("steer_normalized_entropy", "A (steering): norm. entropy", 3),
 ]
 
 
@@ -490,7 +490,8 @@ def sec_diversity_base_gaps(bg: dict[str, Any]) -> str:
              f"Every figure is of **base + additions**, under taxonomy B = `{bg['eval_taxonomy_B']}` (the advisor steered by "
              f"A = `{bg['steer_taxonomy_A']}`); 'clusters touched' / 'new clusters' come from one UMAP + HDBSCAN "
              "clustering of the base and every method's additions (new = reached only by the additions). "
-             f"Seeds {bg['seeds']}; mean ± std.\n"]
+             f"Seeds {bg['seeds']}; mean ± std. Vendi rewards any variety: `random` adds more benign, off-taxonomy "
+             "prompts (read it next to the on-taxonomy share), so a higher Vendi there is not better safety coverage.\n"]
     for budget, res in bg["results"].items():
         agg = res["aggregate"]
         rows = [[m] + [ms(agg[m].get(k), dg) for k, _, dg in BASE_GAP_METRICS] for m in bg["methods"]]
