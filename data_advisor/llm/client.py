@@ -29,6 +29,7 @@ import os
 import random
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -312,41 +313,81 @@ class ResponseCache:
         self._lock = threading.Lock()
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS responses ("
-                " key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL,"
-                " prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
-                " finish_reason TEXT, created REAL NOT NULL)"
-            )
+            try:
+                self._conn = self._open()
+            except sqlite3.DatabaseError as exc:  # not a database, or damaged pages: the cache is only a cache
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise  # locked, read-only, I/O: not damage, never move a live cache aside
+                self._conn = self._replace_damaged(str(exc))
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(
                 f"cannot open the LLM response cache {self.path}: {exc}",
                 "choose a writable cache_dir, or disable the cache (cache_dir=None)",
             ) from None
 
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS responses ("
+                " key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL,"
+                " prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
+                " finish_reason TEXT, created REAL NOT NULL)"
+            )
+            check = conn.execute("PRAGMA quick_check").fetchone()
+            if not check or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check[0] if check else 'no answer'}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _replace_damaged(self, why: str) -> sqlite3.Connection:
+        """Move a damaged cache file aside (kept for inspection) and start an empty one, saying so."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.replace(side, aside.with_name(aside.name + suffix))
+        print(f"note: the LLM response cache {self.path} was damaged ({_one_line(why)}); moved aside to {aside.name} "
+              "and started a new one (answers are asked again)", file=sys.stderr, flush=True)
+        return self._open()
+
     def get(self, key: str) -> _CachedAnswer | None:
-        """The cached answer for ``key``, or ``None``."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT text, model, finish_reason FROM responses WHERE key = ?", (key,)
-            ).fetchone()
-        return _CachedAnswer(text=row[0], model=row[1], finish_reason=row[2]) if row else None
+        """The cached answer for ``key``, or ``None`` (also when the file turns out damaged: a miss, never a crash)."""
+        try:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT text, model, finish_reason FROM responses WHERE key = ?", (key,)
+                ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            logger.info("LLM response cache read failed (%s): treated as a miss", exc)
+            return None
+        if not row or not isinstance(row[0], str) or not isinstance(row[1], str):
+            return None
+        return _CachedAnswer(text=row[0], model=row[1], finish_reason=row[2] if isinstance(row[2], str) else None)
 
     def put(
         self, key: str, *, text: str, model: str, prompt_tokens: int, completion_tokens: int, finish_reason: str | None
     ) -> None:
-        """Store (or replace) a successful answer."""
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, model, text, prompt_tokens, completion_tokens, finish_reason, time.time()),
-            )
+        """Store (or replace) a successful answer; a damaged file loses the caching, never the answer."""
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, model, text, prompt_tokens, completion_tokens, finish_reason, time.time()),
+                )
+        except sqlite3.DatabaseError as exc:
+            logger.info("LLM response cache write failed (%s): answer not cached", exc)
 
     def delete(self, key: str) -> None:
         """Forget one answer (used when an answer turned out unusable, so a rerun asks again)."""
-        with self._lock:
-            self._conn.execute("DELETE FROM responses WHERE key = ?", (key,))
+        try:
+            with self._lock:
+                self._conn.execute("DELETE FROM responses WHERE key = ?", (key,))
+        except sqlite3.DatabaseError as exc:
+            logger.info("LLM response cache delete failed (%s)", exc)
 
     def __len__(self) -> int:
         with self._lock:
