@@ -126,7 +126,11 @@ def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
     points = None
     ap = path / "assignments.jsonl"
     if ap.exists():
-        points = Points.read(ap)
+        try:
+            points = Points.read(ap)
+        except (ValueError, TypeError) as exc:  # valid JSON of the wrong shape (e.g. a damaged number field)
+            raise InputError(f"{ap} holds a record of the wrong shape ({exc})",
+                             "re-run the audit (or `report` on the run) to rewrite it") from None
     else:
         notes.append("assignments.jsonl is missing, so there is no per-prompt map.")
     emb = None
