@@ -169,7 +169,11 @@ def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
     points = None
     ap = path / "assignments.jsonl"
     if ap.exists():
-        points = Points.read(ap)
+        try:
+            points = Points.read(ap)
+        except (ValueError, TypeError) as exc:  # valid JSON of the wrong shape (e.g. a damaged number field)
+            raise InputError(f"{ap} holds a record of the wrong shape ({exc})",
+                             "re-run the audit (or `report` on the run) to rewrite it") from None
         expected = report.dataset.get("n_prompts") if isinstance(report.dataset, dict) else None
         if isinstance(expected, int) and expected != len(points):
             raise InputError(f"{ap} holds {len(points):,} records but {path / 'coverage.json'} counts "
