@@ -64,13 +64,33 @@ def load_run_dir(path: Path) -> RunInput:
     samples: dict[int, list[dict[str, Any]]] = {}
     n = 0
     pp_ = path / "prompts.jsonl"
+    prompt_rounds: set[int] = set()
     if pp_.exists():
         for row in read_jsonl(pp_):
             n += 1
-            bucket = samples.setdefault(_int(row.get("round")), [])
+            rnd = _int(row.get("round"))
+            prompt_rounds.add(rnd)
+            bucket = samples.setdefault(rnd, [])
             if len(bucket) < PROMPTS_PER_ROUND:
                 bucket.append(row)
+    _check_run_files(path, rounds, n if pp_.exists() else None, prompt_rounds)
     return RunInput(path, config, rounds, samples, n)
+
+
+def _check_run_files(path: Path, rounds: list[dict[str, Any]], n_prompts: int | None, prompt_rounds: set[int]) -> None:
+    """prompts.jsonl and rounds.jsonl must tell one story: a report drawn from a file that lost records would be
+    silently wrong. A run killed mid-round legitimately has prompts of its last round without that round's record,
+    and more prompts than the last record counts; anything else means a damaged file."""
+    fix = "re-run the same generate/curate command to resume (it repairs a torn last line), or restore the file"
+    recorded = _int(rounds[-1].get("n_prompts"), -1) if rounds else 0
+    if n_prompts is not None and n_prompts < recorded:
+        raise InputError(f"{path / 'prompts.jsonl'} holds {n_prompts:,} prompts but {path / 'rounds.jsonl'} "
+                         f"records {recorded:,} (records were lost)", fix)
+    if prompt_rounds:
+        unrecorded = prompt_rounds - {_int(r.get("round"), -1) for r in rounds} - {max(prompt_rounds)}
+        if unrecorded:
+            raise InputError(f"{path / 'rounds.jsonl'} lacks the records of round(s) "
+                             f"{', '.join(map(str, sorted(unrecorded)[:5]))} that prompts.jsonl has prompts of", fix)
 
 
 def _int(v: Any, default: int = 0) -> int:
