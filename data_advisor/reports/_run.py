@@ -64,30 +64,32 @@ def load_run_dir(path: Path) -> RunInput:
     samples: dict[int, list[dict[str, Any]]] = {}
     n = 0
     pp_ = path / "prompts.jsonl"
-    prompt_rounds: set[int] = set()
+    per_round: dict[int, int] = {}
     if pp_.exists():
         for row in read_jsonl(pp_):
             n += 1
             rnd = _int(row.get("round"))
-            prompt_rounds.add(rnd)
+            per_round[rnd] = per_round.get(rnd, 0) + 1
             bucket = samples.setdefault(rnd, [])
             if len(bucket) < PROMPTS_PER_ROUND:
                 bucket.append(row)
-    _check_run_files(path, rounds, n if pp_.exists() else None, prompt_rounds)
+        _check_run_files(path, rounds, per_round)
     return RunInput(path, config, rounds, samples, n)
 
 
-def _check_run_files(path: Path, rounds: list[dict[str, Any]], n_prompts: int | None, prompt_rounds: set[int]) -> None:
+def _check_run_files(path: Path, rounds: list[dict[str, Any]], per_round: dict[int, int]) -> None:
     """prompts.jsonl and rounds.jsonl must tell one story: a report drawn from a file that lost records would be
-    silently wrong. A run killed mid-round legitimately has prompts of its last round without that round's record,
-    and more prompts than the last record counts; anything else means a damaged file."""
+    silently wrong. A run killed mid-round legitimately has prompts of its last round without that round's record;
+    anything else (a round with fewer prompts than it kept, prompts of unrecorded earlier rounds) is damage."""
     fix = "re-run the same generate/curate command to resume (it repairs a torn last line), or restore the file"
-    recorded = _int(rounds[-1].get("n_prompts"), -1) if rounds else 0
-    if n_prompts is not None and n_prompts < recorded:
-        raise InputError(f"{path / 'prompts.jsonl'} holds {n_prompts:,} prompts but {path / 'rounds.jsonl'} "
-                         f"records {recorded:,} (records were lost)", fix)
-    if prompt_rounds:
-        unrecorded = prompt_rounds - {_int(r.get("round"), -1) for r in rounds} - {max(prompt_rounds)}
+    for r in rounds:
+        kept = _int(r.get("kept"), -1)
+        have = per_round.get(_int(r.get("round"), -1), 0)
+        if have < kept:
+            raise InputError(f"{path / 'prompts.jsonl'} holds {have} prompts of round {_int(r.get('round'))} but "
+                             f"{path / 'rounds.jsonl'} records {kept} kept (records were lost)", fix)
+    if per_round:
+        unrecorded = set(per_round) - {_int(r.get("round"), -1) for r in rounds} - {max(per_round)}
         if unrecorded:
             raise InputError(f"{path / 'rounds.jsonl'} lacks the records of round(s) "
                              f"{', '.join(map(str, sorted(unrecorded)[:5]))} that prompts.jsonl has prompts of", fix)
