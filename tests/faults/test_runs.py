@@ -15,38 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.conftest import curate_args
 from tests.faults.damage import CASES, close_json, damage, error_line, html_without_stamp, no_traceback, run_inproc
 
 pytestmark = pytest.mark.faults
 
 RUN_FILES = ("config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy")
-FAST = {("prompts.jsonl", "truncate", "middle"), ("prompts.jsonl", "zero", "middle"), ("prompts.jsonl", "truncate", "end"),
-        ("config.json", "random", "start"), ("rounds.jsonl", "truncate", "middle"), ("coverage.json", "zero", "end")}
-
-
-def _curate_args(pool: Path, out: Path) -> list[object]:
-    return ["curate", pool, "--taxonomy", "catqa-11", "--n", 20, "--per-round", 6, "--out", out, "--seed", 5, "-q"]
-
-
-@pytest.fixture(scope="session")
-def curate_pool(faults_dir: Path) -> Path:
-    from tests.advisor.conftest import LoopResponder
-
-    pool = [t for tax in ("catqa-11", "harmbench") for ex in LoopResponder(tax).by_anchor.values() for t in ex]
-    path = faults_dir / "pool.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(pool)), "utf-8")
-    return path
-
-
-@pytest.fixture(scope="session")
-def curate_run(faults_dir: Path, curate_pool: Path) -> tuple[Path, str]:
-    """(a finished 20-prompt curate run, its report page without the time stamp)."""
-    out = faults_dir / "curate-run"
-    rc, err = run_inproc(*_curate_args(curate_pool, out))
-    assert rc == 0, err
-    rc, err = run_inproc("report", out, "--out", faults_dir / "curate-report.html", "--plotlyjs", "cdn")
-    assert rc == 0, err
-    return out, html_without_stamp(faults_dir / "curate-report.html")
+FAST = {("prompts.jsonl", "truncate", "middle"), ("config.json", "random", "start"), ("coverage.json", "zero", "end")}
 
 
 def _records(path: Path) -> list[dict[str, object]]:
@@ -79,10 +54,13 @@ def test_resume_a_damaged_run_folder(curate_run: tuple[Path, str], curate_pool: 
     out = tmp_path / base.name  # same folder name: page titles and labels match the baseline's
     shutil.copytree(base, out)
     damage(out / name, kind, where)
-    rc, err = run_inproc(*_curate_args(curate_pool, out))
+    records_before = {f: (out / f).read_bytes() for f in STORE_FILES}
+    rc, err = run_inproc(*curate_args(curate_pool, out))
     no_traceback(rc, err)
     if rc != 0:
         error_line(rc, err, [out / name, name])
+        # a refusal changes nothing: every record still there, damaged line included, for the user to repair
+        assert {f: (out / f).read_bytes() for f in STORE_FILES} == records_before
         return
     got, want = _records(out / "prompts.jsonl"), _records(base / "prompts.jsonl")
     if (name, kind, where) == ("prompts.jsonl", "truncate", "end"):
