@@ -205,7 +205,7 @@ def _read_embeddings(ep: Path, n_points: int | None) -> np.ndarray:
             norms = np.sqrt((block * block).sum(axis=1))
         zero = norms == 0.0  # the static embedder gives a text with no known word piece a zero vector
         n_zero += int(zero.sum())
-        bad = ~(np.isfinite(norms) & ((np.abs(norms - 1.0) <= 1e-3) | zero))
+        bad = ~(np.isfinite(norms) & ((np.abs(norms - 1.0) <= 5e-3) | zero))  # stored as float16: |error| < 3e-4
         if bad.any():
             raise InputError(f"{ep} is damaged: row {s + int(np.argmax(bad))} is not a unit vector", fix)
     if n_zero > len(emb) // 100:  # more than the rare empty text: zero-filled blocks

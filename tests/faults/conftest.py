@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.damage import run_inproc
+from tests.faults.damage import html_without_stamp, run_inproc
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +72,45 @@ def audit_copy(audit_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "audit"
     shutil.copytree(audit_dir, dst)
     return dst
+
+
+def audit_args(prompts_file: Path, taxonomy: Path, out: Path) -> list[object]:
+    return ["audit", prompts_file, "--taxonomy", taxonomy, "--out", out, "--no-cluster", "--no-background",
+            "--no-html", "-q"]
+
+
+@pytest.fixture(scope="session")
+def pristine_cache(faults_dir: Path, prompts_file: Path, tiny_taxonomy: Path) -> tuple[Path, Path]:
+    """(cache root holding exactly what one audit of the sample prompts embeds, that audit's folder)."""
+    root = faults_dir / "pristine-cache"
+    out = faults_dir / "pristine-audit"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATA_ADVISOR_CACHE", str(root))
+        rc, err = run_inproc(*audit_args(prompts_file, tiny_taxonomy, out))
+    assert rc == 0, err
+    return root, out
+
+
+def curate_args(pool: Path, out: Path) -> list[object]:
+    return ["curate", pool, "--taxonomy", "catqa-11", "--n", 20, "--per-round", 6, "--out", out, "--seed", 5, "-q"]
+
+
+@pytest.fixture(scope="session")
+def curate_pool(faults_dir: Path) -> Path:
+    from tests.advisor.conftest import LoopResponder
+
+    pool = [t for tax in ("catqa-11", "harmbench") for ex in LoopResponder(tax).by_anchor.values() for t in ex]
+    path = faults_dir / "pool.jsonl"
+    path.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(pool)), "utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def curate_run(faults_dir: Path, curate_pool: Path) -> tuple[Path, str]:
+    """(a finished 20-prompt curate run, its report page without the time stamp)."""
+    out = faults_dir / "curate-run"
+    rc, err = run_inproc(*curate_args(curate_pool, out))
+    assert rc == 0, err
+    rc, err = run_inproc("report", out, "--out", faults_dir / "curate-report.html", "--plotlyjs", "cdn")
+    assert rc == 0, err
+    return out, html_without_stamp(faults_dir / "curate-report.html")

@@ -14,30 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.faults.conftest import audit_args as _audit_args
 from tests.faults.damage import CASES, close_json, damage, error_line, no_traceback, run_inproc
 
 pytestmark = pytest.mark.faults
 
 CACHE_FILES = ("vectors.f32", "index.sqlite", "meta.json")
-FAST = {("vectors.f32", "zero", "all"), ("vectors.f32", "random", "all"), ("index.sqlite", "random", "start"),
-        ("index.sqlite", "truncate", "middle"), ("meta.json", "truncate", "middle")}
-
-
-def _audit_args(prompts_file: Path, taxonomy: Path, out: Path) -> list[object]:
-    return ["audit", prompts_file, "--taxonomy", taxonomy, "--out", out, "--no-cluster", "--no-background",
-            "--no-html", "-q"]
-
-
-@pytest.fixture(scope="session")
-def pristine_cache(faults_dir: Path, prompts_file: Path, tiny_taxonomy: Path) -> tuple[Path, Path]:
-    """(cache root holding exactly what one audit of the sample prompts embeds, that audit's folder)."""
-    root = faults_dir / "pristine-cache"
-    out = faults_dir / "pristine-audit"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATA_ADVISOR_CACHE", str(root))
-        rc, err = run_inproc(*_audit_args(prompts_file, tiny_taxonomy, out))
-    assert rc == 0, err
-    return root, out
+FAST = {("vectors.f32", "zero", "all"), ("index.sqlite", "random", "start"), ("meta.json", "truncate", "middle")}
 
 
 def _matrix() -> list[object]:
