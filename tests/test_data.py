@@ -532,3 +532,12 @@ def test_device_input_is_refused_not_read_forever() -> None:
     with pytest.raises(InputError) as ei:
         load_prompts("/dev/zero")
     check_error(ei.value, "not a regular file")
+
+
+def test_error_messages_quote_file_content_without_terminal_escapes(tmp_path: Path) -> None:
+    """Field names are listed in the error; one holding an escape sequence must not reach the terminal raw."""
+    p = write_jsonl(tmp_path / "p.jsonl", [{"\x1b]0;owned\x07\x1b[2J": "x"}])
+    with pytest.raises(InputError) as ei:
+        load_prompts(p)
+    msg = check_error(ei.value, "no text field found", "\\x1b]0;owned\\x07")
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in msg)

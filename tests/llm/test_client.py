@@ -553,8 +553,8 @@ def test_damaged_response_cache_is_moved_aside_and_answers_still_come(llm_server
 
     cache = tmp_path / "cache"
     client = make_llm_client(cache_dir=cache)
-    for i in range(30):
-        client.complete(user(f"question {i} " + "x" * 200))
+    for i in range(10):
+        client.complete(user(f"question {i} " + "x" * 400))
     client.close()
     path = cache / CACHE_FILENAME
     size = path.stat().st_size
@@ -566,7 +566,7 @@ def test_damaged_response_cache_is_moved_aside_and_answers_still_come(llm_server
         with open(path, "r+b") as fh:
             fh.truncate(size // 2)
     client = make_llm_client(cache_dir=cache)
-    assert client.complete(user("question 3 " + "x" * 200)).text.startswith("echo: question 3")
+    assert client.complete(user("question 3 " + "x" * 400)).text.startswith("echo: question 3")
     err = capsys.readouterr().err
     if damage != "truncated":  # a cut-short file may still pass sqlite's check; reads then miss, never crash
         assert "damaged" in err and "moved aside" in err
