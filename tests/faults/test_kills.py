@@ -107,3 +107,23 @@ def test_respond_killed_at_a_random_moment_then_rerun(curate_run: tuple[Path, st
     assert sorted(ids) == sorted(p["id"] for p in prompts)  # every prompt answered exactly once
     by_id = {p["id"]: p["text"] for p in prompts}
     assert all(r["messages"][0]["content"] == by_id[r["id"]] for r in rows)
+
+
+def test_two_audits_sharing_one_new_cache_both_finish(pristine_cache: tuple[Path, Path], prompts_file: Path,
+                                                      tiny_taxonomy: Path, tmp_path: Path) -> None:
+    """Both processes embed and write the same (empty) cache at once: both finish, with the undamaged result, and
+    the cache they leave is whole."""
+    _, baseline = pristine_cache
+    env = {**os.environ, "DATA_ADVISOR_CACHE": str(tmp_path / "cache")}
+    procs = []
+    for i in range(2):
+        args: list[object] = ["audit", prompts_file, "--taxonomy", tiny_taxonomy, "--out", tmp_path / f"out{i}",
+                              "--no-cluster", "--no-background", "-q"]
+        procs.append(_start(args, env, tmp_path / f"log{i}.txt"))
+    for i, p in enumerate(procs):
+        rc = p.wait(timeout=600)
+        text = (tmp_path / f"log{i}.txt").read_text("utf-8", "replace")
+        assert rc == 0 and "Traceback" not in text, text[-3000:]
+        assert "damaged" not in text, text
+        got = json.loads((tmp_path / f"out{i}" / "coverage.json").read_text("utf-8"))
+        close_json(got, json.loads((baseline / "coverage.json").read_text("utf-8")))
