@@ -53,9 +53,6 @@ def test_incremental_metrics_equal_the_batch_metrics(embedder: Any) -> None:
     assert q["kl_target_actual"] == pytest.approx(M.kl_divergence([monitor.targets[k] for k in monitor.principle_ids],
                                                                   leaf))
     assert q["n_anchored"] == int(a.anchored.sum())
-    # The full report the run writes agrees with the incremental figure.
-    report = monitor.result(recluster=True).report
-    assert report.metrics["vendi_score"] == pytest.approx(q["vendi_score"], rel=1e-6)
 
 
 def test_base_first_and_clusters_extend_between_reclusterings(embedder: Any) -> None:

@@ -8,6 +8,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from data_advisor.cli import main
 from data_advisor.reports.html import render_run_report
 from data_advisor.run_records import KeptPrompt, RoundRecord
@@ -34,6 +36,7 @@ def test_records_round_trip_and_keep_unknown_keys() -> None:
     assert (rec.round, rec.kept, rec.rejected, rec.recovered, rec.metrics, rec.issue) == (4, 3, 0, True, {}, None)
 
 
+@pytest.mark.slow  # ~15 s: a curation run, two resumes and a report
 def test_run_folder_written_before_typed_records_resumes_and_renders(tmp_path: Path) -> None:
     pool = tmp_path / "pool.jsonl"
     rows = read_jsonl(REPO_ROOT / "examples" / "pool.jsonl")[:120]
