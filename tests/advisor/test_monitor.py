@@ -84,7 +84,7 @@ def test_base_first_and_clusters_extend_between_reclusterings(embedder: Any) -> 
         assert a.subcluster_evenness == M.subcluster_evenness([s.size for s in subs])
     # A refit happens on request (every R rounds) and replaces the given labels.
     refit = monitor.clusters(recluster=True)
-    assert refit is not given and refit.method in ("umap+hdbscan", "pca+hdbscan")
+    assert refit is not given and refit.method in ("umap+hdbscan", "spectral+hdbscan")
 
 
 def test_subcluster_evenness_definition() -> None:

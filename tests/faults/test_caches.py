@@ -58,6 +58,7 @@ def test_audit_with_a_damaged_embedding_cache(pristine_cache: tuple[Path, Path],
         notices = [ln for ln in err.splitlines() if str(folder) in ln]
         assert 1 <= len(notices) <= 2 and all("embedded again" in ln for ln in notices), err
     # …and afterwards the cache is whole again: a second audit embeds nothing
-    rc2, err2 = run_inproc(*_audit_args(prompts_file, tiny_taxonomy, tmp_path / "again"))
+    # (without -q: the "embeddings: N computed" progress line is hidden by -q)
+    rc2, err2 = run_inproc(*[a for a in _audit_args(prompts_file, tiny_taxonomy, tmp_path / "again") if a != "-q"])
     assert rc2 == 0 and str(folder) not in err2, err2
     assert "embeddings: 0 computed" in err2, err2

@@ -569,6 +569,6 @@ def test_damaged_response_cache_is_moved_aside_and_answers_still_come(llm_server
     assert client.complete(user("question 3 " + "x" * 400)).text.startswith("echo: question 3")
     err = capsys.readouterr().err
     if damage != "truncated":  # a cut-short file may still pass sqlite's check; reads then miss, never crash
-        assert "damaged" in err and "moved aside" in err
+        assert "damaged" in err and "moved it to" in err
         assert list(cache.glob(f"{CACHE_FILENAME}.damaged-*"))
     client.close()
