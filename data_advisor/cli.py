@@ -185,6 +185,7 @@ def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSe
         write_json_atomic(out / "anchor_counts.json", {
             "n_prompts": n, "n_anchored": summary["n_anchored"], "anchored_share": summary["anchored_share"],
             "taxonomy": taxonomy.id, "embedder": summary["embedder"], "text_field": summary["text_field"],
+            "refine": {"ran": False, "reason": "assign-only assigns shard by shard; refinement needs the whole set"},
             "anchors": [{"id": pid, "count": g.count, "share": g.share, "target_share": g.target_share,
                          "gap": g.gap, "deficit": g.deficit}
                         for pid, g in sorted(gaps.items(), key=lambda kv: (-kv[1].gap, kv[0]))],

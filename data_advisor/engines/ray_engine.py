@@ -10,8 +10,11 @@ Two entry points:
   ray`` uses: discovery and the report then run locally on those vectors, exactly as with the local engine);
 * :func:`assign_shards` — reads JSONL/Parquet shards (a file, a list, or a folder of shards) with Ray, embeds and
   assigns every prompt on the workers and writes one Parquet file per output block (``id``, ``anchor_id``,
-  ``nearest_anchor_id``, ``score``, ``margin``, ``background_score``, ``anchored`` and optionally ``vector``):
-  nothing but the anchor counts comes back to the driver, so it scales past one machine's memory.
+  ``nearest_anchor_id``, ``score``, ``margin``, ``background_score``, ``anchored``, ``harm_score`` and optionally
+  ``vector``): nothing but the anchor counts comes back to the driver, so it scales past one machine's memory.
+  Transductive refinement (:mod:`~data_advisor.coverage.refine`) needs the whole set at once, so assign-only
+  output is the unrefined nearest-anchor assignment (``--no-refine`` semantics); a full ``--engine ray`` audit
+  refines on the driver as the local engine does.
 
 Both workers and the local engine call the same :func:`~data_advisor.coverage.embedders.make_embedder` backend and
 the same :class:`~data_advisor.coverage.assign.AnchorAssigner` with anchors embedded once on the driver, so the
@@ -127,6 +130,8 @@ class EmbedAssign:
             out["margin"] = a.margin.astype(np.float32)
             out["background_score"] = a.background_score.astype(np.float32)
             out["anchored"] = a.anchored
+            if a.harm_score is not None:
+                out["harm_score"] = a.harm_score.astype(np.float32)
         return out
 
 
