@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,15 @@ class BaseSet:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def __post_init__(self) -> None:
+        """Base ids shaped like the run's own ids (``r00001-00``, e.g. a previous run's prompts.jsonl used as the
+        base) get a ``base:`` prefix, so no id appears twice in the run's combined outputs."""
+        self.ids = [f"base:{i}" if RUN_ID.fullmatch(i) else i for i in self.ids]
+
+
+#: The shape of the ids the loop gives the prompts it keeps (``r{round:05d}-{j:02d}``).
+RUN_ID = re.compile(r"r\d{5}-\d{2,}")
 
 
 def is_audit_dir(path: Path) -> bool:

@@ -207,3 +207,11 @@ def test_bad_pool_leaves_no_run_folder(tmp_path: Path) -> None:
     rc, err = cli("curate", pool, "--n", 5, "--out", tmp_path / "r")
     assert rc == 2 and "line 2" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_base_ids_shaped_like_run_ids_are_prefixed() -> None:
+    """A previous run's prompts.jsonl used as the base: its ids would repeat the new run's own ids."""
+    from data_advisor.advisor.base import BaseRecord, BaseSet
+
+    base = BaseSet(BaseRecord("p.jsonl", "prompts", 3, "x"), ["r00001-00", "7", "r00002-13x"], ["a", "b", "c"])
+    assert base.ids == ["base:r00001-00", "7", "r00002-13x"]
