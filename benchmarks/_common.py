@@ -234,6 +234,7 @@ def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout
         lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.strip()]
         res["result"] = json.loads(lines[-1]) if lines else {}
     res["stderr_tail"] = stderr.strip().splitlines()[-5:]
+    res["stderr_head"] = stderr.strip().splitlines()[:3]
     return res
 
 

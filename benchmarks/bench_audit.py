@@ -339,7 +339,8 @@ def _timed(cmd: list[str], env: dict[str, str]) -> dict:
     before = load()
     r = C.run_child(cmd, env=env, parse_json=False)
     return {"wall_s": r["wall_s"], "user_s": r["child_user_s"], "sys_s": r["child_sys_s"],
-            "peak_rss_mib": r["child_peak_rss_mib"], "load_average_before": before, "stderr_tail": r["stderr_tail"]}
+            "peak_rss_mib": r["child_peak_rss_mib"], "load_average_before": before, "stderr_head": r["stderr_head"],
+            "stderr_tail": r["stderr_tail"]}
 
 
 def reaudit(ds: Path, n: int, seed: int, repeats: int) -> dict:

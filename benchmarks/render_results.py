@@ -20,6 +20,8 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 OUT = BENCH / "RESULTS.md"
 SCRIPTS = ("accuracy", "bench_audit", "speed", "diversity", "scale", "enrich")
+#: Run before accuracy.py when the harm calibration is refitted (its result is rendered inside the accuracy section).
+FIT_SCRIPTS = ("fit_harm",)
 
 
 def load(script: str) -> dict[str, Any] | None:
@@ -93,85 +95,92 @@ def sec_environment(docs: dict[str, dict[str, Any]]) -> str:
          "data_advisor", "machine"], rows) + "\n"
 
 
-def _acc(m: dict[str, Any] | None) -> str:
-    if not m or "accuracy" not in m:
+COND_LABELS = {
+    "user-untuned": "**user taxonomy, default settings (headline)**",
+    "user-untuned-mixed": "same, 1,000 Alpaca instructions mixed in",
+    "user-no-refine": "user taxonomy, `--no-refine`",
+    "user-refine-lodo": "user taxonomy, refinement knobs picked leave-one-dataset-out",
+    "user-shipped": "user taxonomy, shipped harm pool + threshold (dev)",
+    "user-legacy": "user taxonomy, previous rule (before this change)",
+    "builtin-dev": "built-in taxonomy (dev: examples written beside this set)",
+    "builtin-dev-no-refine": "built-in taxonomy, `--no-refine` (dev)",
+}
+
+
+def _cond(c: dict[str, Any] | None) -> str:
+    if not c:
         return "—"
-    return f"{f(m['accuracy'])} / {f(m['macro_f1'])}"
+    return f"{f(c['macro_f1'])} / {f(c['forced_macro_f1'])} / {f(c['unanchored_share'] * 100, 1)}%"
 
 
-def sec_accuracy(doc: dict[str, Any]) -> str:
-    parts = ["## Zero-shot anchor assignment accuracy (`accuracy.py`)\n", provenance(doc) + "\n",
-             f"Embedding model: `{doc['embedding_model']}`. Each cell is accuracy / macro-F1 over the dataset's own "
-             "labels mapped to principle ids with `Taxonomy.alias_map()`; the prediction is the nearest principle "
-             "(whether or not the prompt clears the benign-background test). 95% intervals: 1,000 bootstrap "
-             f"resamples. TF-IDF: {doc['tfidf_settings']}. BERTopic {doc['bertopic_version']}: zero-shot topic "
-             "modelling over the principle names with the same embeddings; a prompt left in a clustered "
-             "(non-zero-shot) topic counts as wrong. \"best s\" picks the `zeroshot_min_similarity` on the "
-             "evaluated labels themselves (optimistic for BERTopic).\n"]
+def sec_accuracy(doc: dict[str, Any], fit: dict[str, Any] | None = None) -> str:
+    sm = doc["summary"]
+    parts = ["## Anchor-assignment accuracy on data and taxonomies we never tuned on (`accuracy.py`)\n",
+             provenance(doc) + "\n",
+             f"Embedding model: `{doc['embedding_model']}`. Each labelled set is audited as one prompt set. The "
+             "**headline** uses a *user taxonomy* written from the set's label names only — one sentence per "
+             "principle, no examples, the prompts never read (`benchmarks/taxonomies/user-<set>.yaml`) — with "
+             "default settings; the two things chosen on data are held out: the harm pool leaves out the built-in "
+             "taxonomy whose examples were written beside the set, and the harm threshold is refitted without the "
+             "set's group (leave-one-dataset-out). Cells: macro-F1 with unanchored prompts counted wrong / "
+             "forced-nearest macro-F1 / share of the (all harmful) prompts left unanchored. Rows marked *dev* "
+             "were tuned beside the evaluated set and do not measure unseen data.\n",
+             f"Mean over the sets, headline: macro-F1 **{f(sm['user_untuned_macro_f1_mean'])}**, unanchored "
+             f"{f(sm['user_untuned_unanchored_mean'] * 100, 1)}%. Harm-vs-benign AUROC: mean "
+             f"**{f(sm['auroc_mean'])}**, lowest {f(sm['auroc_min'])}.\n"]
+    keys = [k for k in COND_LABELS if any(k in s["conditions"] for s in doc["sets"])]
     rows = []
-    for s in doc["sets"]:
-        m = s["methods"]
-        o = m["ours"]
-        bt = m.get("bertopic", {})
-        bdef = bt.get("default")
-        bbest = bt.get("best_in_sweep")
-        rows.append([
-            f"{s['key']} ({s['dataset']})", f(s["n"]), f(s["n_classes"]), f(s["majority_class_accuracy"]),
-            f"**{_acc(o)}**", f"[{f(o['accuracy_95ci'][0])}–{f(o['accuracy_95ci'][1])}] / "
-                              f"[{f(o['macro_f1_95ci'][0])}–{f(o['macro_f1_95ci'][1])}]",
-            _acc(m["ours-no-examples"]), _acc(m["tfidf"]), _acc(m["tfidf-no-examples"]),
-            _acc(bdef) if bdef else bt.get("status", "—"),
-            (f"{_acc(bbest)} (s={bbest['zeroshot_min_similarity']})" if bbest else bt.get("status", "—")),
-        ])
-    parts.append(table(["set", "n", "classes", "majority", "ours", "ours 95% CI (acc / F1)", "ours, no examples",
-                        "TF-IDF", "TF-IDF, definitions only", "BERTopic s=0.7 (default)", "BERTopic best s"], rows))
-    zs = []
-    for s in doc["sets"]:
-        bt = s["methods"].get("bertopic", {})
-        for r in bt.get("sweep", []):
-            if "accuracy" in r:
-                zs.append([s["key"], f(r["zeroshot_min_similarity"], 1), f(r["zero_shot_share"]), _acc(r),
-                           f(r["n_topics"]), f(r["fit_s"], 1), "yes" if r.get("labels_recovered_by_majority") else ""])
-            else:
-                zs.append([s["key"], f(r["zeroshot_min_similarity"], 1), "error", r.get("error", ""), "", "", ""])
-    if zs:
-        parts.append("\nBERTopic sweep (share of prompts put in a zero-shot topic, accuracy / macro-F1, topics, fit "
-                     "seconds; \"recovered\": every prompt matched a zero-shot topic, BERTopic then drops the "
-                     "zero-shot labels from `topic_labels_`, so each topic was named by its documents' nearest "
-                     "zero-shot name):\n")
-        parts.append(table(["set", "s", "zero-shot share", "acc / F1", "topics", "fit s", "recovered"], zs))
-    leak = [[s["key"], f(s["example_leakage"]["exact_matches"]), f(s["example_leakage"]["cosine_ge_0.9"]),
-             f(s["example_leakage"]["cosine_ge_0.8"]), f(s["example_leakage"]["median_max_cosine_to_examples"])]
-            for s in doc["sets"]]
-    parts.append("\nLeakage check — evaluated prompts that repeat, or nearly repeat, a taxonomy's written examples "
-                 "(the examples are anchors, so a copy would inflate \"ours\"):\n")
-    parts.append(table(["set", "exact copies", "cosine ≥ 0.9", "cosine ≥ 0.8", "median best cosine"], leak))
-    per_class = []
-    for s in doc["sets"]:
-        pc = s["methods"]["ours"].get("per_class_f1", {})
-        per_class.append([s["key"], ", ".join(f"{k} {f(v, 2)}" for k, v in pc.items())])
-    parts.append("\nPer-class F1 of \"ours\":\n")
-    parts.append(table(["set", "per-class F1"], per_class))
+    for k in keys:
+        rows.append([COND_LABELS[k]] + [_cond(s["conditions"].get(k)) for s in doc["sets"]])
+    parts.append(table(["condition"] + [f"{s['key']} (n={s['n']})" for s in doc["sets"]], rows))
+    ci = [f"{s['key']} [{f(s['conditions']['user-untuned']['macro_f1_95ci'][0])}–"
+          f"{f(s['conditions']['user-untuned']['macro_f1_95ci'][1])}]" for s in doc["sets"]
+          if "macro_f1_95ci" in s["conditions"].get("user-untuned", {})]
+    parts.append("\nHeadline macro-F1, 95% bootstrap intervals: " + "; ".join(ci) + ".\n")
+    parts.append("Knobs picked leave-one-dataset-out (refinement grid "
+                 f"`{json.dumps(doc['refine_grid'])}`, criterion: mean forced-F1 gain on the other groups): " +
+                 "; ".join(f"{s['key']} `{json.dumps(s['conditions']['user-refine-lodo']['knobs'])}`"
+                           for s in doc["sets"] if "user-refine-lodo" in s["conditions"]) +
+                 f". Harm thresholds refitted per held-out group: `{json.dumps(doc['harm_threshold_lodo'])}` "
+                 f"(shipped: {f(doc['harm_calibration_shipped']['threshold'], 4)}). Shipped refinement defaults: "
+                 f"`{json.dumps(doc['refine_defaults'])}`.\n")
+    mixed = [f"{s['key']} {f(s['conditions']['user-untuned-mixed']['alpaca_anchored_share'] * 100, 1)}%"
+             for s in doc["sets"] if "user-untuned-mixed" in s["conditions"]]
+    if mixed:
+        parts.append("Alpaca instructions anchored by mistake in the mixed condition: " + "; ".join(mixed) + ".\n")
 
-    sep = doc["separation"]
-    parts.append("\n### Benign vs harmful separation\n")
-    parts.append(f"AUROC of `Assignments.relevance` (best harm score − best benign background score); positive "
-                 f"class: {sep['positive_class']}. Sizes: " +
-                 "; ".join(f"{k} {v['positive']} positive / {v['negative']} negative" for k, v in sep["n"].items()) +
-                 f". Balanced accuracy is that of `anchored` (relevance ≥ threshold and score ≥ {sep['min_score']}); "
-                 f"the default threshold is `DEFAULT_MARGIN_THRESHOLD` = {sep['default_margin_threshold']}.\n")
-    rows = []
-    for name, r in sep["per_taxonomy"].items():
-        rows.append([name, f(r["auroc_xstest"]), f(r["auroc_jailbreakbench"]), f(r["auroc_combined"]),
-                     f(r["auroc_xstest_score_only"]), f(r["auroc_jailbreakbench_score_only"]),
-                     f(r["balanced_acc_default"]), f(r["best_threshold"], 3), f(r["balanced_acc_best"])])
-    parts.append(table(["taxonomy", "AUROC XSTest", "AUROC JBB", "AUROC both", "XSTest, harm score only",
-                        "JBB, harm score only", "bal. acc. @ default", "best threshold", "bal. acc. @ best"], rows))
-    parts.append(f"\nThreshold sweep, taxonomy `{sep['sweep_taxonomy']}` (XSTest + JailbreakBench pooled):\n")
-    rows = [[f(e["threshold"], 3) + (" (default)" if abs(e["threshold"] - sep["default_margin_threshold"]) < 1e-9 else ""),
-             f(e["balanced_acc_combined"]), f(e["balanced_acc_xstest"]), f(e["balanced_acc_jailbreakbench"]),
-             f(e["tpr_combined"]), f(e["fpr_combined"])] for e in sep["sweep"]]
-    parts.append(table(["margin threshold", "bal. acc. (both)", "XSTest", "JBB", "TPR", "FPR"], rows))
+    parts.append("\n### Harm vs benign separation\n")
+    parts.append("AUROC of `harm_score` (harm pool minus the taxonomy written beside the set, threshold refitted "
+                 "without it; the score is taxonomy-independent up to the audited taxonomy's own anchors, here "
+                 "catqa-11), beside the previous rule's `relevance` (best catqa-11 score − best background score). "
+                 "Harmful sets are contrasted with Alpaca instructions from refusal-direction `harmless_test`.\n")
+    rows = [[r["key"], f(r["n_harmful"]), f(r["n_benign"]), f"**{f(r['auroc_harm_score'])}**",
+             f(r["auroc_harm_score_shipped_pool"]), f(r["auroc_legacy_relevance_catqa"]),
+             f(r["harmful_anchored_share"] * 100, 1) + "%", f(r["benign_anchored_share"] * 100, 1) + "%"]
+            for r in doc["separation"]]
+    parts.append(table(["contrast", "harmful", "benign", "AUROC harm_score", "AUROC, shipped pool (dev)",
+                        "AUROC, previous rule", "harmful anchored", "benign anchored"], rows))
+    if fit:
+        cal = fit["calibration"]
+        parts.append(f"\n### Harm calibration (`fit_harm.py`, {fit['_file']})\n")
+        parts.append(f"Rule: {cal['rule']}. Fitted: threshold **{f(cal['threshold'], 4)}**, scale "
+                     f"{f(cal['scale'], 4)}, k = {cal['k']}. Objective: {cal['objective']}. Data: "
+                     + "; ".join(cal["data"]) + ". Shipped as `data_advisor/coverage/harm_calibration.json`.\n")
+        rows = [[r["held_out_group"], r["set"], f(r["threshold"], 4), "harmful" if r["harmful"] else "benign",
+                 f(r["anchored_share"] * 100, 1) + "%"] for r in fit["leave_one_dataset_out"]]
+        parts.append("Leave-one-dataset-out: the threshold refitted without the group, applied to it:\n")
+        parts.append(table(["held-out group", "set", "threshold", "kind", "anchored"], rows))
+    if doc.get("cost"):
+        parts.append("\n### Cost of the new stages\n")
+        parts.append("Seconds for n prompt vectors (real vectors of the shared sets resampled with small noise), one "
+                     "process, wall clock on the shared machine (see its load average) and CPU seconds for the "
+                     "refinement. Assignment with the harm pool vs the previous rule; refinement builds its own "
+                     "exact kNN graph among the anchored prompts up to 20,000 of them (the audit may pass a shared "
+                     "graph instead), above that it runs the k-means step only.\n")
+        rows = [[f(c["n"]), f(c["assign_s"], 2), f(c["assign_legacy_s"], 2), f(c["refine_s"], 2),
+                 f(c["refine_cpu_s"], 2), c["graph"]] for c in doc["cost"]]
+        parts.append(table(["n", "assign s", "assign s, previous rule", "refine s (wall)", "refine s (CPU)",
+                            "graph"], rows))
     return "\n".join(parts) + "\n"
 
 
@@ -284,8 +293,10 @@ def sec_bench_audit(doc: dict[str, Any]) -> str:
                              f"{f(r['first']['load_average_before'][0], 1)}, {f(r['second']['load_average_before'][0], 1)}",
                              r["discovery_method"]] for i, r in enumerate(fr["pairs"])]))
         parts.append(f"\nMedian first run **{f(fr['median_first_s'], 1)} s**, second {f(fr['median_second_s'], 1)} s, "
-                     f"ratio **{f(fr['median_ratio'], 2)}×**. What the first run prints while it loads the model: "
-                     + "; ".join(f"`{x}`" for x in fr["pairs"][0]["first"]["stderr_tail"][:1]) + "\n")
+                     f"ratio **{f(fr['median_ratio'], 2)}×**.\n")
+        head = [x for x in fr["pairs"][0]["first"].get("stderr_head", []) if "loading" in x]
+        if head:
+            parts.append(f"While it loads the model the first run says: `{head[0]}`\n")
     dq = doc.get("discovery")
     if dq:
         parts.append("\n### Discovery path for small inputs: cluster quality against dataset labels\n")
@@ -305,6 +316,18 @@ def sec_bench_audit(doc: dict[str, Any]) -> str:
                          f(mean("nmi")), f(mean("noise_share"), 2), f(mean("n_clusters"), 1), f(mean("s"), 2)])
         parts.append(table(["set", "n", "path", "purity", "ARI (clustered)", "ARI (noise as cluster)", "NMI",
                             "noise share", "clusters", "seconds"], rows))
+        small = [r for r in dq["rows"] if r["n"] < 1000]
+        if small:
+            cells = []
+            for path in ("umap", "spectral", "pca10"):
+                rs = [r for r in small if r["path"] == path]
+                if rs:
+                    avg = {k: sum(r[k] for r in rs) / len(rs)
+                           for k in ("purity", "ari_clustered", "ari_noise_as_cluster", "noise_share")}
+                    cells.append(f"{path}: purity {f(avg['purity'])}, ARI (clustered) {f(avg['ari_clustered'])}, "
+                                 f"ARI (noise as cluster) {f(avg['ari_noise_as_cluster'])}, noise {f(avg['noise_share'], 2)}")
+            parts.append("\nMean over every set and size below 1,000 prompts (the small-input path's range): "
+                         + "; ".join(cells) + ".\n")
     me = doc.get("metrics")
     if me:
         parts.append(f"\n### Report metrics at {f(me['n'])} prompts\n")
@@ -440,6 +463,40 @@ def sec_diversity(doc: dict[str, Any]) -> str:
     if ms_:
         parts.append("\nSeconds per run (mean ± std over all budgets and seeds): " +
                      "; ".join(f"{m} {ms(v, 1)}" for m, v in ms_.items()) + ".\n")
+    if doc.get("base_gaps"):
+        parts.append(sec_diversity_base_gaps(doc["base_gaps"]))
+    return "\n".join(parts) + "\n"
+
+
+BASE_GAP_METRICS = [
+    ("n_added", "added", 0), ("eval_normalized_entropy", "B: norm. entropy", 3),
+    ("eval_anchors_covered_5", "B: anchors with ≥ 5", 1), ("eval_kl_target_actual", "B: KL(target ‖ actual)", 3),
+    ("eval_anchored_share", "B: on-taxonomy share", 3), ("vendi", "Vendi", 1), ("clusters_touched", "clusters touched", 1),
+    ("new_clusters_reached", "new clusters", 1), ("steer_normalized_entropy", "A (steering): norm. entropy", 3),
+]
+
+
+def sec_diversity_base_gaps(bg: dict[str, Any]) -> str:
+    d = bg["data"]
+    parts = ["### Fill the gaps of a skewed base set (`diversity.py --scenario base-gaps`)\n",
+             f"Command `{bg['command']}`, finished {bg['finished_utc']}, {f(bg['wall_s'], 0)} s wall.\n",
+             "**Generation is simulated by retrieval: no LLM wrote any of these prompts.** "
+             f"Base: the {d['base_source']} (AdvBench leans on hacking, weapons and violence; the slice was not chosen "
+             f"with any taxonomy). Pool: {f(d['pool_unique'])} prompts ({f(d['pool_harmful'])} harmful prompts of the other "
+             f"sets and the rest of AdvBench, {f(d['pool_hh_rlhf_first_turns'])} HH-RLHF first turns, "
+             f"{f(d['pool_alpaca'])} Alpaca instructions), base texts removed. At an equal budget of additions: "
+             "`advisor` = `data-advisor curate --base` (numeric advice on taxonomy A, gaps measured on base + additions), "
+             "`random` = `curate-random --base`, `self-instruct` = the canonical simulation seeded with the base set. "
+             f"Every figure is of **base + additions**, under taxonomy B = `{bg['eval_taxonomy_B']}` (the advisor steered by "
+             f"A = `{bg['steer_taxonomy_A']}`); 'clusters touched' / 'new clusters' come from one UMAP + HDBSCAN "
+             "clustering of the base and every method's additions (new = reached only by the additions). "
+             f"Seeds {bg['seeds']}; mean ± std. Vendi rewards any variety: `random` adds more benign, off-taxonomy "
+             "prompts (read it next to the on-taxonomy share), so a higher Vendi there is not better safety coverage.\n"]
+    for budget, res in bg["results"].items():
+        agg = res["aggregate"]
+        rows = [[m] + [ms(agg[m].get(k), dg) for k, _, dg in BASE_GAP_METRICS] for m in bg["methods"]]
+        parts.append(f"\nBudget {budget} additions:\n")
+        parts.append(table(["set", *[label for _, label, _ in BASE_GAP_METRICS]], rows))
     return "\n".join(parts) + "\n"
 
 
@@ -641,15 +698,19 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
     rows = []
     acc = docs.get("accuracy")
     if acc:
-        cells = []
-        for s in acc["sets"]:
-            o = s["methods"]["ours"]
-            cells.append(f"{s['key']} {f(o['accuracy'], 2)}/{f(o['macro_f1'], 2)}")
-        rows.append(["Zero-shot assignment, accuracy/macro-F1", "; ".join(cells), acc["mode"]])
-        sep = acc["separation"]["per_taxonomy"].get("catqa-11")
-        if sep:
-            rows.append(["Harmful vs benign AUROC (catqa-11 + background)",
-                         f"XSTest {f(sep['auroc_xstest'])}, JailbreakBench {f(sep['auroc_jailbreakbench'])}", acc["mode"]])
+        cells = [f"{s['key']} {f(s['conditions']['user-untuned']['macro_f1'], 2)} "
+                 f"({f(s['conditions']['user-untuned']['unanchored_share'] * 100, 0)}%)" for s in acc["sets"]]
+        rows.append(["Untuned: user taxonomy (label names + one sentence), default settings, macro-F1 "
+                     "(unanchored share)", "; ".join(cells), acc["mode"]])
+        cells = [f"{s['key']} {f(s['conditions']['user-legacy']['macro_f1'], 2)} "
+                 f"({f(s['conditions']['user-legacy']['unanchored_share'] * 100, 0)}%)" for s in acc["sets"]]
+        rows.append(["Same, previous anchoring rule", "; ".join(cells), acc["mode"]])
+        sep = ", ".join(f"{r['key']} {f(r['auroc_harm_score'], 2)}" for r in acc["separation"])
+        rows.append(["Harm vs benign AUROC of `harm_score` (leave-one-dataset-out)", sep, acc["mode"]])
+        cells = [f"{s['key']} {f(s['conditions']['builtin-dev']['macro_f1'], 2)}" for s in acc["sets"]
+                 if "builtin-dev" in s["conditions"]]
+        rows.append(["Dev: built-in taxonomy on the set its examples were written beside, macro-F1", "; ".join(cells),
+                     acc["mode"]])
     ba = docs.get("bench_audit")
     st = _stages_of(ba) if ba else None
     if ba and st:
@@ -674,7 +735,8 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
         if fr:
             rows.append(["README example, first run on an empty cache / second run",
                          f"{f(fr['median_first_s'], 1)} s / {f(fr['median_second_s'], 1)} s "
-                         f"({f(fr['median_ratio'], 2)}×)", ba["mode"]])
+                         f"({f(fr['median_ratio'], 2)}×; 1-min load {_loads([p['first'] for p in fr['pairs']])})",
+                         ba["mode"]])
     sp = docs.get("speed")
     if sp:
         inc = sp["incremental"]
@@ -688,6 +750,13 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
         cells = ", ".join(f"{m} {ms(agg[m]['eval_anchors_covered_5'], 1)}" for m in dv["methods"])
         rows.append([f"Budget {b}: taxonomy-B anchors with ≥ 5 prompts ({'simulated, ' if dv['simulated'] else ''}"
                      f"B = {dv['eval_taxonomy_B']})", cells, dv["mode"]])
+        bg = dv.get("base_gaps")
+        if bg:
+            bb = str(max(int(k) for k in bg["results"]))
+            agg = bg["results"][bb]["aggregate"]
+            cells = ", ".join(f"{m} {ms(agg[m]['eval_normalized_entropy'], 3)}" for m in bg["methods"])
+            rows.append([f"Skewed base ({bg['data']['base_n']} AdvBench) + {bb} additions: taxonomy-B normalised entropy "
+                         f"(simulated, B = {bg['eval_taxonomy_B']})", cells, "quick" if "--quick" in bg["command"] else "full"])
     sc = docs.get("scale")
     if sc:
         measured = [r for r in sc.get("audit", {}).get("runs", []) if not r.get("extrapolated") and "error" not in r]
@@ -728,14 +797,13 @@ def render() -> str:
     if missing:
         head.append("Not run yet: " + ", ".join(f"`{m}.py`" for m in missing) + ".\n")
     head.append("## How to reproduce\n")
-    head.append("```\nsource .venv/bin/activate\npip install bertopic           # optional `bench` extra "
-                "(BERTopic baseline)\n" + "\n".join(f"python benchmarks/{s}.py" for s in SCRIPTS) +
+    head.append("```\nsource .venv/bin/activate\n" + "\n".join(f"python benchmarks/{s}.py" for s in FIT_SCRIPTS + SCRIPTS) +
                 "\npython benchmarks/render_results.py\n```\n\nEvery script takes `--quick` (small sizes), "
                 "`--datasets PATH` (default `../shared/datasets`) and `--seed`.\n")
     head.append("## Summary\n\n" + readme_table(docs) + "\n")
     body = []
     if "accuracy" in docs:
-        body.append(sec_accuracy(docs["accuracy"]))
+        body.append(sec_accuracy(docs["accuracy"], load("fit_harm")))
     if "bench_audit" in docs:
         body.append(sec_bench_audit(docs["bench_audit"]))
     if "speed" in docs:

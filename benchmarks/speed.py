@@ -53,7 +53,7 @@ def w_ours(ds: Path, n: int, seed: int) -> dict[str, Any]:
     with C.Timer() as t:
         result = run_audit(prompts, taxonomy, embedder, settings=AuditSettings(taxonomy=taxonomy.id, seed=seed))
     return {"n": n, "import_s": round(t_imp.s, 3), "audit_s": round(t.s, 3), "audit_cpu_s": round(t.cpu, 3),
-            "model_loaded": embedder.inner._st is not None,  # type: ignore[attr-defined]
+            "model_loaded": embedder.inner.model_loaded,  # type: ignore[attr-defined]
             "cache_hits": embedder.last.hits, "cache_misses": embedder.last.misses,
             "n_clusters": result.clusters.n_clusters, "peak_rss_mib_self": C.peak_rss_mib_self()}
 

@@ -6,6 +6,7 @@ Public API (imported lazily so ``import data_advisor`` stays fast and makes no n
 - :func:`load_prompts`, :class:`PromptSet` — validated input
 - :func:`load_taxonomy`, :class:`Taxonomy` — principle anchors
 - :class:`CoverageReport` — the numeric report every other part reads
+- :class:`Advisor` — the advisor loop (generate / curate, optionally extending a base set) into a run folder
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "audit": ("data_advisor.api", "audit"),
+    "Advisor": ("data_advisor.advisor.api", "Advisor"),
     "audit_full": ("data_advisor.coverage.audit", "audit_full"),
     "AuditSettings": ("data_advisor.coverage.audit", "AuditSettings"),
     "CoverageReport": ("data_advisor.coverage.report", "CoverageReport"),
@@ -31,6 +33,7 @@ _LAZY = {
 __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:  # static names for type checkers and IDEs
+    from data_advisor.advisor.api import Advisor  # noqa: F401
     from data_advisor.api import audit  # noqa: F401
     from data_advisor.coverage.audit import AuditSettings, audit_full  # noqa: F401
     from data_advisor.coverage.report import CoverageReport  # noqa: F401

@@ -127,11 +127,14 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
         _info(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
     for note in cluster_cache.notes if cluster_cache is not None else []:  # its warnings were logged as they happened
         _info(note)
-    from data_advisor.api import write_audit
-    from data_advisor.llm.labels import make_labeler
+    labeler = None
+    if args.label_model:  # the labeler's module imports pydantic and litellm's client: only when asked for
+        from data_advisor.llm.labels import make_labeler
 
-    write_audit(result, out, plotlyjs=args.plotlyjs, render_html=not args.no_html,
-                labeler=make_labeler(args.label_model, args.api_base))
+        labeler = make_labeler(args.label_model, args.api_base)
+    from data_advisor.api import write_audit
+
+    write_audit(result, out, plotlyjs=args.plotlyjs, render_html=not args.no_html, labeler=labeler)
     m = result.report.metrics
     _eprint(
         f"audit done in {time.perf_counter() - t0:.1f}s: {m['n_prompts']:,} prompts, "
@@ -397,6 +400,17 @@ def _register_extras() -> None:
             _EXTRA_COMMANDS.append(mod.register)
 
 
+def _check_finite(args: argparse.Namespace) -> None:
+    """argparse's ``float`` accepts ``nan`` and ``inf``; no option of ours means anything with them (a nan threshold
+    silently fails every comparison), so they are refused for every command before any work."""
+    import math
+
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            flag = "--" + name.replace("_", "-")
+            raise DataAdvisorError(f"{flag} must be a finite number (got {value})", f"pass a real number to {flag}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _register_extras()
     parser = build_parser()
@@ -406,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved_env = {k: os.environ.get(k) for k in _env.QUIET_ENV}  # -q must not outlive an in-process call
     _env.configure_logging(quiet=args.quiet)
     try:
+        _check_finite(args)
         return int(args.func(args) or 0)
     except DataAdvisorError as exc:
         _eprint(f"error: {exc.one_line()}")

@@ -35,6 +35,9 @@ DEFAULT_MAX_CHARS = 20_000
 #: C0/C1 control characters (and DEL) other than tab and line breaks (\n, \r, U+0085): never part of a prompt,
 #: stripped on load so a text of only NUL or escape bytes is recognised as empty.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
+#: Lone UTF-16 surrogates (JSON allows ``"\ud800"``): no UTF-8 writer can write them, so they become U+FFFD on load
+#: instead of a crash when the outputs are written, after all the work.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt", ".arrow")
 
 
@@ -93,7 +96,10 @@ def _decode(raw: bytes, path: Path, encoding: str) -> str:
 
 
 def _read_text(path: Path, encoding: str) -> str:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", "check the path and its permissions") from None
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # tolerate a byte-order mark
     return _decode(raw, path, encoding)
@@ -105,18 +111,24 @@ def _iter_jsonl(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
         if not line.strip():
             continue
         try:
-            yield json.loads(line), f"line {lineno}"
+            record = json.loads(line)
+        except RecursionError:
+            raise InputError(f"line {lineno} of {path} is nested too deeply",
+                             "store one flat JSON object per line") from None
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"invalid JSON on line {lineno} of {path}: {exc.msg} (column {exc.colno})",
                 "fix or remove that line; each line of a .jsonl file must be one JSON object",
             ) from None
+        yield record, f"line {lineno}"
 
 
 def _iter_json(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
     text = _read_text(path, encoding)
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply", "store the prompts as a flat JSON array of records") from None
     except json.JSONDecodeError as exc:
         raise InputError(
             f"invalid JSON in {path} at line {exc.lineno}, column {exc.colno}: {exc.msg}",
@@ -359,6 +371,9 @@ def load_prompts(
     path = Path(source)
     if not path.exists():
         raise InputError(f"input file not found: {path}", "check the path (relative paths start from the current folder)")
+    if not path.is_dir() and not path.is_file():
+        raise InputError(f"input {path} is not a regular file or folder (a device, pipe or socket)",
+                         "pass a prompts file or folder")
     files = _dataset_files(path) if path.is_dir() else [path]
     records: list[tuple[str | None, Any, str]] = []
     kept: dict[str, list[Any]] = {k: [] for k in keep_fields}
@@ -452,7 +467,8 @@ def _validate(
     fname = text_field or "text"
     for n, (rid, text, loc) in enumerate(records):
         if text is not None:
-            text = _CONTROL.sub("", text)
+            text = _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
+        rid = _SURROGATE.sub("\ufffd", rid)
         if text is None or not text.strip():
             if skip_invalid:
                 skipped += 1

@@ -7,6 +7,16 @@ line ``error: <problem> — fix: <fix>`` and exits non-zero; the Python API lets
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """One line with no terminal control characters: messages quote file content (field names, ids, paths), and an
+    escape sequence there must not clear or retitle the user's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", " ".join(text.split()))
+
 
 class DataAdvisorError(Exception):
     """A user-facing error: a one-line problem statement plus the fix.
@@ -20,8 +30,8 @@ class DataAdvisorError(Exception):
     exit_code: int = 2
 
     def __init__(self, problem: str, fix: str = "", *, exit_code: int | None = None) -> None:
-        self.problem = " ".join(problem.split())
-        self.fix = " ".join(fix.split())
+        self.problem = _printable(problem)
+        self.fix = _printable(fix)
         if exit_code is not None:
             self.exit_code = exit_code
         super().__init__(self.one_line())

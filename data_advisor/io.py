@@ -41,7 +41,7 @@ def ensure_writable_dir(path: Path) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True):
+        with tempfile.NamedTemporaryFile(dir=path, prefix=f".write-test-{os.getpid()}-", delete=True):
             pass
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
@@ -56,7 +56,7 @@ def ensure_writable_dir(path: Path) -> Path:
 # ----------------------------------------------------------------------------------------------- temporaries
 #: Our temporaries carry the writing process's id: ``.audit-<pid>-xxxx`` folders, ``.<name>.p<pid>.xxxx.tmp`` files.
 _TEMP_DIR = re.compile(r"^\.(?:audit|assign)-(\d+)-[A-Za-z0-9_]+$")
-_TEMP_FILE = re.compile(r"^\..+\.p(\d+)\.[A-Za-z0-9_]+\.tmp$")
+_TEMP_FILE = re.compile(r"^(?:\..+\.p(\d+)\.[A-Za-z0-9_]+\.tmp|\.write-test-(\d+)-[A-Za-z0-9_]+)$")
 #: Temporaries written before names carried a pid (``.audit-xxxx``) are removed once this old (seconds).
 _UNTAGGED_MAX_AGE_S = 24 * 3600
 _UNTAGGED_DIR = re.compile(r"^\.(?:audit|assign)-[A-Za-z0-9_]{8}$")
@@ -90,7 +90,7 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
         m = _TEMP_DIR.match(entry.name) or _TEMP_FILE.match(entry.name)
         try:
             if m:
-                stale = not _pid_alive(int(m.group(1)))
+                stale = not _pid_alive(int(next(g for g in m.groups() if g)))
             else:
                 stale = bool(_UNTAGGED_DIR.match(entry.name)) and now - entry.stat().st_mtime > _UNTAGGED_MAX_AGE_S
             if not stale:

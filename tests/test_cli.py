@@ -313,3 +313,30 @@ def test_audit_input_file_beside_the_outputs_is_allowed(tmp_path: Path) -> None:
     src = tmp_path / "prompts.jsonl"
     src.write_text('{"text": "a"}\n', encoding="utf-8")
     check_disjoint([src], tmp_path, ["coverage.json", "assignments.jsonl"])  # no error
+
+
+@pytest.mark.parametrize(("flag", "argv"), [
+    ("--margin-threshold", ["audit", "{src}", "--out", "{out}", "--margin-threshold", "nan"]),
+    ("--timeout", ["generate", "--model", "openai/x", "--n", "4", "--out", "{out}", "--timeout", "inf"]),
+    ("--concurrency", ["generate", "--model", "openai/x", "--n", "4", "--out", "{out}", "--concurrency", "0"]),
+    ("--temperature", ["generate", "--model", "openai/x", "--n", "4", "--out", "{out}", "--temperature", "nan"]),
+    ("--near-dup", ["curate", "{src}", "--n", "4", "--out", "{out}", "--near-dup", "1.5"]),
+    ("--n", ["curate", "{src}", "--n", "-3", "--out", "{out}"]),
+    ("--max-tokens", ["respond", "{out}", "--model", "openai/x", "--max-tokens", "0"]),
+])
+def test_impossible_numbers_are_refused_before_any_work(tmp_path: Path, flag: str, argv: list[str]) -> None:
+    """argparse's float takes nan/inf: a nan margin threshold silently left every prompt unanchored."""
+    import contextlib
+    import io
+
+    from data_advisor.cli import main
+
+    src = tmp_path / "p.jsonl"
+    src.write_bytes(_jsonl([{"text": "a prompt"}]))
+    out = tmp_path / "out"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main([a.replace("{src}", str(src)).replace("{out}", str(out)) for a in argv])
+    assert rc == 2
+    assert flag in error_line(err.getvalue())
+    assert not out.exists()

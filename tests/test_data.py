@@ -504,3 +504,40 @@ def test_damaged_datasets_folder_is_a_one_line_error(tmp_path: Path, damage: str
     with pytest.raises(InputError) as ei:
         load_prompts(root)
     check_error(ei.value, needle)
+
+
+def test_lone_surrogates_become_replacement_characters(tmp_path: Path) -> None:
+    """JSON may hold "\\ud800"; no UTF-8 writer can write it, so the audit crashed writing its outputs, after all the
+    work."""
+    from data_advisor.io import write_jsonl_atomic
+
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"id": "a\\udc00", "text": "bad \\ud800 half"}\n{"text": "pair \\ud83d\\ude00 ok"}\n', encoding="utf-8")
+    ps = load_prompts(p)
+    assert ps.texts == ["bad \ufffd half", "pair \U0001f600 ok"] and ps.ids[0] == "a\ufffd"
+    write_jsonl_atomic(tmp_path / "out.jsonl", [{"id": i, "text": t} for i, t in zip(ps.ids, ps.texts, strict=True)])
+
+
+@pytest.mark.parametrize("name", ["deep.jsonl", "deep.json"])
+def test_deeply_nested_json_is_a_one_line_error(tmp_path: Path, name: str) -> None:
+    p = tmp_path / name
+    p.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(InputError) as ei:
+        load_prompts(p)
+    check_error(ei.value, "nested too deeply")
+
+
+def test_device_input_is_refused_not_read_forever() -> None:
+    """`audit /dev/zero` read an endless stream into memory."""
+    with pytest.raises(InputError) as ei:
+        load_prompts("/dev/zero")
+    check_error(ei.value, "not a regular file")
+
+
+def test_error_messages_quote_file_content_without_terminal_escapes(tmp_path: Path) -> None:
+    """Field names are listed in the error; one holding an escape sequence must not reach the terminal raw."""
+    p = write_jsonl(tmp_path / "p.jsonl", [{"\x1b]0;owned\x07\x1b[2J": "x"}])
+    with pytest.raises(InputError) as ei:
+        load_prompts(p)
+    msg = check_error(ei.value, "no text field found", "\\x1b]0;owned\\x07")
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in msg)

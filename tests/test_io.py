@@ -212,12 +212,14 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None
     (stale_dir / "embeddings.npy").write_bytes(b"\0" * 1000)
     stale_file = tmp_path / f".coverage.json.p{dead}.x1y2z3_q.tmp"
     stale_file.write_text("{", encoding="utf-8")
+    stale_probe = tmp_path / f".write-test-{dead}-k2j4h6g8"
+    stale_probe.touch()
     live_dir = tmp_path / f".audit-{os.getpid()}-live5678"  # a run still writing (this process): kept
     live_dir.mkdir()
     user_dir = tmp_path / ".audit-notes"  # not ours: kept
     user_dir.mkdir()
     ensure_writable_dir(tmp_path)
-    assert not stale_dir.exists() and not stale_file.exists()
+    assert not stale_dir.exists() and not stale_file.exists() and not stale_probe.exists()
     assert live_dir.is_dir() and user_dir.is_dir()
     tmp = make_temp_dir(tmp_path, ".audit-")
     assert tmp.name.startswith(f".audit-{os.getpid()}-") and tmp.is_dir()

@@ -82,7 +82,7 @@ def test_cli_engine_ray_audit_and_assign_only(tmp_path: Path, sample_prompts: li
 
     full = tmp_path / "full"
     rc, _, err = run_cli("audit", shards, "--engine", "ray", "--ray-workers", "2", "--out", full, "--no-html",
-                         "--no-cluster", "-q", timeout=600)
+                         "--no-cluster", "--no-refine", "-q", timeout=600)  # engines compared before refinement
     assert rc == 0, err[-3000:]
     rows = [json.loads(line) for line in (full / "assignments.jsonl").read_text("utf-8").splitlines()]
     assert {r["id"]: r["anchor_id"] for r in rows} == {f"p{i:04d}": a for i, a in enumerate(local_ids)}

@@ -1,9 +1,9 @@
 """The base set of a run (``--base DATA``): the user's existing prompts, which the run extends rather than replaces.
 
 DATA is either any prompts file/folder the audit reads, or an audit ``--out`` folder (coverage.json +
-assignments.jsonl, and embeddings.npy when the audit kept it).  From an audit folder the prompts, their
-embeddings and the audit's own cluster labels are reused, so the advisor starts from exactly the clusters the
-user saw; a prompts file is embedded (through the cache) and clustered when first needed.
+assignments.jsonl).  From an audit folder the prompts and the audit's own cluster labels are reused, so the
+advisor starts from exactly the clusters the user saw; a prompts file is clustered when first needed.  Both are
+embedded by the run's embedder (the embedding cache makes an audited set free to embed again).
 
 The run folder never copies the base into its records: ``prompts.jsonl`` holds only the additions, and
 ``config.json`` holds a :class:`BaseRecord` (path, kind, count, sha256 of the file(s) read).  On resume the
@@ -40,12 +40,15 @@ class BaseRecord:
 
 @dataclass
 class BaseSet:
-    """The base prompts, their vectors when already known, and the audit's clusters when it came from one."""
+    """The base prompts and, from an audit folder, the audit's cluster labels.
+
+    Vectors are not taken from the audit's embeddings.npy (float16, and possibly another embedder): the run embeds
+    the base with its own embedder, through the cache, so base and additions share one embedding space exactly.
+    """
 
     record: BaseRecord
     ids: list[str]
     texts: list[str]
-    vectors: np.ndarray | None = None
     clusters: ClusterResult | None = None
     model_id: str | None = None
 
@@ -121,23 +124,12 @@ def _load_audit_dir(p: Path, shown: str, digest: str) -> BaseSet:
         discovery = cov.get("discovery", {})
     except ValueError:
         raise InputError(f"{p / 'coverage.json'} is not valid JSON", "re-run `data-advisor audit` into that folder") from None
-    vectors = None
-    ep = p / "embeddings.npy"
-    if ep.exists():
-        try:
-            arr = np.load(ep, allow_pickle=False)
-        except (OSError, ValueError):
-            arr = None
-        if arr is not None and arr.ndim == 2 and len(arr) == len(texts):
-            v = arr.astype(np.float32)
-            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # stored as float16
-            vectors = v
     clusters = None
     if discovery.get("method") not in (None, "disabled"):
         clusters = ClusterResult(np.asarray(labels, dtype=np.int64), np.asarray(coords, dtype=np.float32).reshape(-1, 2),
                                  str(discovery.get("method")), [f"base clusters from the audit in {p.name}"],
                                  dict(cov.get("settings", {}).get("discovery") or {}))
-    return BaseSet(BaseRecord(shown, "audit", len(texts), digest), ids, texts, vectors, clusters, model_id)
+    return BaseSet(BaseRecord(shown, "audit", len(texts), digest), ids, texts, clusters, model_id)
 
 
 def check_base_unchanged(stored: dict[str, Any] | None, current: BaseRecord) -> None:

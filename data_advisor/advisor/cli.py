@@ -56,6 +56,31 @@ def _config_from(args: argparse.Namespace, **fixed: Any):
     )
 
 
+#: Option → (test, what it must be): checked before a run folder is created or an LLM client is built.
+_NUMBER_RULES: dict[str, tuple[Any, str]] = {
+    "n": (lambda v: v >= 1, "at least 1"),
+    "per_round": (lambda v: v >= 1, "at least 1"),
+    "per_call": (lambda v: v >= 1, "at least 1"),
+    "recluster_every": (lambda v: v >= 1, "at least 1"),
+    "max_rounds": (lambda v: v >= 1, "at least 1"),
+    "concurrency": (lambda v: v >= 1, "at least 1"),
+    "max_retries": (lambda v: v >= 0, "0 or more"),
+    "max_tokens": (lambda v: v >= 1, "at least 1"),
+    "timeout": (lambda v: v > 0, "more than 0 seconds"),
+    "temperature": (lambda v: 0 <= v <= 2, "from 0 to 2"),
+    "near_dup": (lambda v: 0 < v <= 1, "a cosine in (0, 1]"),
+    "rouge_l": (lambda v: 0 < v <= 1, "a ROUGE-L F in (0, 1]"),
+}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for name, (ok, what) in _NUMBER_RULES.items():
+        value = getattr(args, name, None)
+        if value is not None and not ok(value):
+            flag = "--" + name.replace("_", "-")
+            raise InputError(f"{flag} must be {what} (got {value})", f"pass {flag} as {what}")
+
+
 def _check_inputs_outside(out: str, source: str | None) -> None:
     """The run folder must not overlap the pool / seed file (a run file of the same name would overwrite it)."""
     from data_advisor.advisor.store import RUN_FILES
@@ -71,6 +96,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = _config_from(args, method=args.method, model=args.model, advisor_model=args.advisor_model,
                           advice=args.advice, per_call=args.per_call, seed_prompts=args.seed_prompts,
                           pool_admission=args.pool_admission, temperature=args.temperature)
+    _check_numbers(args)
     _check_inputs_outside(args.out, args.seed_prompts)
     summary = run_method(config, Path(args.out), progress=not args.quiet)
     _eprint(("resumed: " if summary.resumed else "") + summary.line())
@@ -83,6 +109,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     method = "curate-random" if args.strategy == "random" else "curate"
     config = _config_from(args, method=method, pool=args.pool, pool_text_field=args.text_field,
                           advice=args.advice, model=args.model, advisor_model=args.advisor_model)
+    _check_numbers(args)
     _check_inputs_outside(args.out, args.pool)
     summary = run_method(config, Path(args.out), progress=not args.quiet)
     _eprint(("resumed: " if summary.resumed else "") + summary.line())
@@ -93,20 +120,26 @@ def cmd_respond(args: argparse.Namespace) -> int:
     from data_advisor import _env
     from data_advisor.advisor.responses import respond
     from data_advisor.advisor.store import read_run
+    from data_advisor.io import ensure_writable_dir, removed_on_failure
     from data_advisor.llm.client import LLMClient, LLMSettings
 
+    _check_numbers(args)
     run_dir = Path(args.run)
     read_run(run_dir)  # a missing or damaged run folder is refused before the LLM client writes its ledger there
     if args.output and Path(args.output).resolve().parent == run_dir.resolve() and Path(args.output).name in (
             "config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "llm_calls.jsonl"):
         raise InputError(f"--output {args.output} would write into the run's own {Path(args.output).name}",
                          "pass another file, e.g. RUN/responses.jsonl (the default)")
+    output = Path(args.output) if args.output else run_dir / "responses.jsonl"
+    if output.is_dir():
+        raise InputError(f"--output {output} is a folder", f"pass the JSONL file to write, e.g. {output / 'responses.jsonl'}")
     settings = LLMSettings(model=args.model, api_base=args.api_base, timeout_s=args.timeout,
                            max_retries=args.max_retries, concurrency=args.concurrency,
                            cache_dir=_env.cache_root() / "llm", max_tokens=args.max_tokens)
-    client = LLMClient(settings, ledger_path=run_dir / "llm_calls_respond.jsonl")
-    summary = respond(run_dir, client, out=Path(args.output) if args.output else None, max_tokens=args.max_tokens,
-                      progress=not args.quiet)
+    with removed_on_failure(output.parent):  # --output new/dir/x.jsonl: the folders go again if nothing was written
+        ensure_writable_dir(output.parent)
+        client = LLMClient(settings, ledger_path=run_dir / "llm_calls_respond.jsonl")
+        summary = respond(run_dir, client, out=output, max_tokens=args.max_tokens, progress=not args.quiet)
     _eprint(summary.line())
     return 0
 

@@ -51,7 +51,7 @@ from data_advisor.advisor.store import RunStore, discard_new_run_on_failure
 from data_advisor.coverage.audit import AuditSettings
 from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
-from data_advisor.data import load_prompts
+from data_advisor.data import PromptSet, load_prompts
 from data_advisor.errors import DataAdvisorError, LLMError
 from data_advisor.io import write_json_atomic
 from data_advisor.run_records import KeptPrompt, RoundRecord
@@ -119,7 +119,12 @@ class AdvisorLoop:
         self.spec = config.spec
         self.progress = progress
         self.taxonomy = load_taxonomy(config.taxonomy)
+        # Inputs are read before the run folder is created, so a bad base or pool leaves no folder behind.
         self.base: BaseSet | None = load_base(config.base, text_field=config.base_text_field) if config.base else None
+        self._pool: PromptSet | None = None
+        if self.spec.uses_pool_file:
+            self._pool = load_prompts(config.pool, text_field=config.pool_text_field, skip_invalid=True,  # type: ignore[arg-type]
+                                      truncate=True)
         stored = self._json_config(Path(out))
         run_json = config.to_json()
         if self.base is not None:
@@ -181,9 +186,7 @@ class AdvisorLoop:
         if self.base is None:
             return
         b = self.base
-        vectors = b.vectors if b.vectors is not None and b.model_id == self.embedder.model_id else None
-        if vectors is None:
-            vectors = self.embedder.encode(b.texts, show_progress=self.progress)
+        vectors = self.embedder.encode(b.texts, show_progress=self.progress)
         a = self.monitor.add_base(b.ids, b.texts, vectors, b.clusters)
         if self.spec.admission != "none":  # the user's own prompts are the natural in-context examples
             self.pool_texts += b.texts
@@ -195,8 +198,8 @@ class AdvisorLoop:
         write_json_atomic(self.out / "base.json", before)
 
     def _load_pool(self) -> PoolRetriever:
-        c = self.config
-        pool = load_prompts(c.pool, text_field=c.pool_text_field, skip_invalid=True, truncate=True)  # type: ignore[arg-type]
+        pool = self._pool
+        assert pool is not None  # read in __init__ for every pool method
         vecs = self.embedder.encode(pool.texts, show_progress=self.progress)
         a = self.monitor.assign(vecs)
         scores = self.monitor.assigner.principle_scores(vecs)

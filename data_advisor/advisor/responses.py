@@ -14,6 +14,7 @@ from typing import Any
 from data_advisor.advisor import prompts as P
 from data_advisor.advisor.store import _append_jsonl, _repair_jsonl, read_run
 from data_advisor.errors import InputError, LLMError
+from data_advisor.run_records import KeptPrompt
 
 FATAL = frozenset({"auth", "permission", "not_found", "bad_request", "unknown_provider"})
 
@@ -34,12 +35,13 @@ class RespondSummary:
 def respond(run_dir: Path, client: Any, *, out: Path | None = None, batch_size: int = 16,
             max_tokens: int = 512, progress: bool = True) -> RespondSummary:
     """Answer every prompt of ``run_dir`` not yet answered; raise on a provider that keeps failing."""
-    _, prompts, _ = read_run(Path(run_dir))
+    _, rows, _ = read_run(Path(run_dir))
+    prompts = [KeptPrompt.from_json(r) for r in rows]  # only the run's additions: a --base set is never answered here
     if not prompts:
         raise InputError(f"run {run_dir} has no prompts yet", "run `data-advisor generate` or `curate` first")
     out = Path(out) if out else Path(run_dir) / "responses.jsonl"
     done = {r.get("id") for r in _repair_jsonl(out)}
-    todo = [p for p in prompts if p["id"] not in done]
+    todo = [p for p in prompts if p.id not in done]
     bar = None
     if progress:
         import sys
@@ -51,24 +53,24 @@ def respond(run_dir: Path, client: Any, *, out: Path | None = None, batch_size: 
     try:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            results = client.complete_many([P.response_messages(p["text"]) for p in chunk], max_tokens=max_tokens,
+            results = client.complete_many([P.response_messages(p.text) for p in chunk], max_tokens=max_tokens,
                                            temperature=0.0)
-            rows = []
+            out_rows: list[dict[str, Any]] = []
             errors = []
             for p, r in zip(chunk, results, strict=True):
                 if isinstance(r, LLMError):
                     errors.append(r)
                     continue
-                rows.append({"id": p["id"], "messages": [{"role": "user", "content": p["text"]},
-                                                         {"role": "assistant", "content": r.text.strip()}],
-                             "anchor_id": p.get("anchor_id"), "responder": client.settings.model})
-            _append_jsonl(out, rows)
-            answered += len(rows)
+                out_rows.append({"id": p.id, "messages": [{"role": "user", "content": p.text},
+                                                          {"role": "assistant", "content": r.text.strip()}],
+                                 "anchor_id": p.anchor_id, "responder": client.settings.model})
+            _append_jsonl(out, out_rows)
+            answered += len(out_rows)
             failed += len(errors)
             if bar is not None:
-                bar.update(len(rows))
+                bar.update(len(out_rows))
             fatal = [e for e in errors if getattr(e, "kind", "") in FATAL]
-            if fatal or (errors and not rows):
+            if fatal or (errors and not out_rows):
                 e = (fatal or errors)[0]
                 raise LLMError(f"responder failed: {e.problem}",
                                f"{e.fix or 'check the provider'}; re-run the same command to resume "

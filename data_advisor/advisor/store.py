@@ -29,6 +29,9 @@ from data_advisor.io import ensure_writable_dir, removed_on_failure, write_json_
 #: Files a run writes into its folder (an input file of the same name there would be overwritten).
 RUN_FILES = ("config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
              "report.html", "llm_calls.jsonl", "responses.jsonl", "llm_calls_respond.jsonl")
+#: Files that make a folder without config.json something other than a new run (a damaged run, an audit's --out).
+_RECORD_AND_OUTPUT_FILES = ("prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
+                            "report.html")
 #: Config keys that may differ on resume without changing what the run produces.
 RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries"})
 
@@ -65,7 +68,7 @@ def _parse_jsonl(path: Path, raw: bytes, valid: Callable[[Any], bool]) -> tuple[
             try:
                 row = json.loads(line)
                 ok = valid(row)
-            except ValueError:
+            except (ValueError, RecursionError):
                 row, ok = None, False
             if not ok:
                 if lineno == last_used and _is_torn_tail(line):
@@ -172,6 +175,9 @@ class RunStore:
             except ValueError:
                 raise RunConfigError(f"{self.config_path} is not valid JSON",
                                      "restore it, or start the run in a new --out folder") from None
+            if not isinstance(old, dict):
+                raise RunConfigError(f"{self.config_path} does not hold a run configuration",
+                                     "restore it, or start the run in a new --out folder")
             diffs = config_differences(old, config)
             if diffs:
                 raise RunConfigError(
@@ -179,6 +185,10 @@ class RunStore:
                     "re-run with the original options to resume, or choose a new --out folder",
                 )
         else:
+            foreign = [name for name in _RECORD_AND_OUTPUT_FILES if (self.dir / name).exists()]
+            if foreign:  # e.g. an audit's --out: the run's final outputs would overwrite its coverage.json
+                raise RunConfigError(f"{self.dir} is not a run folder (no config.json) but holds {', '.join(foreign)}",
+                                     "choose a new --out folder for the run")
             write_json_atomic(self.config_path, config)
         self.config = config
         self.state = RunState(_repair_jsonl(self.prompts_path, _valid_prompt), _repair_jsonl(self.rounds_path, _valid_round))
@@ -228,20 +238,21 @@ def discard_new_run_on_failure(run_dir: Path) -> Iterator[None]:
     """
     run_dir = Path(run_dir)
     fresh = not (run_dir / "config.json").exists()
+    existing = {name for name in RUN_FILES if (run_dir / name).exists()}
     with removed_on_failure(run_dir):
         try:
             yield
         except BaseException:
             if fresh:
-                _discard_empty_run(run_dir)
+                _discard_empty_run(run_dir, keep=existing)
             raise
 
 
-def _discard_empty_run(run_dir: Path) -> None:
+def _discard_empty_run(run_dir: Path, keep: set[str]) -> None:
     if any((run_dir / name).exists() and (run_dir / name).stat().st_size for name in ("prompts.jsonl", "rounds.jsonl")):
         return  # records were written: they are the user's, keep everything
     with contextlib.suppress(OSError):
-        for name in RUN_FILES:
+        for name in set(RUN_FILES) - keep:
             f = run_dir / name
             if f.is_file() and (name == "config.json" or f.stat().st_size == 0):
                 f.unlink()

@@ -99,7 +99,7 @@ class Assignments:
     best: np.ndarray  # (n,) index into principle_ids
     score: np.ndarray  # (n,) best principle score
     second: np.ndarray  # (n,) index of the runner-up principle (-1 when only one)
-    margin: np.ndarray  # (n,) best − runner-up score
+    margin: np.ndarray  # (n,) assigned − runner-up score (< 0 only where refinement moved a prompt off its nearest)
     background_score: np.ndarray  # (n,) best background score (−1 when no background)
     anchored: np.ndarray  # (n,) bool
     settings: dict[str, float | bool | str] = field(default_factory=dict)

@@ -62,7 +62,7 @@ class AuditSettings:
     n_neighbors: int = 15
     max_fit: int = 50_000
     n_examples: int = 3
-    refine: bool = True
+    refine: bool = True  # transductive refinement of principle assignments (coverage/refine.py); --no-refine
 
     def __post_init__(self) -> None:
         """Reject impossible settings before any work starts (HDBSCAN's own error would come after embedding)."""
@@ -190,7 +190,8 @@ def run_audit(
         graph = (knn.idx[:, :k_refine], knn.dists[:, :k_refine]) if knn is not None and knn.k >= k_refine else None
         assignments, _ = refine_assignments(assignments, vectors, anchors, graph=graph, seed=settings.seed)
     else:
-        assignments.settings["refine"] = {"ran": False, "reason": "turned off (--no-refine / refine=False)"}  # type: ignore[assignment]
+        assignments.settings["refine"] = {"ran": False, "n_moved": 0,  # type: ignore[assignment]
+                                          "reason": "turned off (--no-refine / refine=False)"}
     if settings.cluster:
         discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
                                                   min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)
@@ -358,7 +359,7 @@ def build_report(
         "noise_share": clusters.noise_share,
         "n_emergent_clusters": sum(1 for c in cluster_rows if c.kind == "emergent"),
         "unanchored_share": n_un / n if n else 0.0,
-        "refine_moved": int(refine["n_moved"]) if isinstance(refine := assignments.settings.get("refine"), dict) else 0,
+        "refine_moved": int(refine.get("n_moved", 0)) if isinstance(refine := assignments.settings.get("refine"), dict) else 0,
     }
     from data_advisor import __version__
 

@@ -275,6 +275,9 @@ class ClusterDiscovery:
               graph: KnnGraph | None = None) -> tuple[np.ndarray, np.ndarray]:
         import warnings
 
+        from data_advisor.coverage import numba_cache
+
+        numba_cache.check()  # a damaged compiled kernel would crash numba (or worse) when loaded
         enable_umap_numba_cache()
         import umap
 
@@ -293,6 +296,7 @@ class ClusterDiscovery:
                                     random_state=self.seed, precomputed_knn=(idx, dists, None),
                                     init="spectral" if n > n_comp + 1 else "random", low_memory=True)
                 out.append(reducer.fit_transform(vectors).astype(np.float32))
+        numba_cache.record()  # the kernels just loaded or compiled are whole: remember their checksums
         return out[0], out[1]
 
     def _fit_sampled(self, vectors: np.ndarray, params: dict[str, Any]) -> ClusterResult:

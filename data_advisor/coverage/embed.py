@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from data_advisor import _env
 from data_advisor.errors import DataAdvisorError, InputError, OutputError
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from data_advisor.coverage.light_st import LightMeanPoolEncoder
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -95,6 +98,34 @@ class SentenceTransformerEmbedder:
         self._load_path, base_id, self._local = resolve_model(model)
         self._model_id = base_id + (f"|msl={max_seq_length}" if max_seq_length else "")
         self._st = None
+        self._light: LightMeanPoolEncoder | bool | None = False  # False: not tried yet
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the model was loaded (by either loader) in this process."""
+        return self._st is not None or bool(self._light)
+
+    def _light_encoder(self) -> LightMeanPoolEncoder | None:
+        """The light loader (:mod:`light_st`) for a local plain mean-pooling model, else None (sentence-transformers).
+
+        ``DATA_ADVISOR_ST_LOADER=sentence-transformers`` forces the full library.
+        """
+        if self._light is False:
+            self._light = None
+            if self._local and os.environ.get("DATA_ADVISOR_ST_LOADER", "") != "sentence-transformers":
+                from data_advisor.coverage.light_st import LightMeanPoolEncoder, plain_mean_pooling_layout
+
+                max_len = plain_mean_pooling_layout(Path(self._load_path))
+                if max_len is not None:
+                    _env.log.info(f"loading the embedding model {self.model!r}: importing torch and transformers "
+                                  "(the slow part of a first run; later runs read cached embeddings and skip it)")
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the hub
+                    try:
+                        self._light = LightMeanPoolEncoder(Path(self._load_path), self.max_seq_length or max_len,
+                                                           device=self.device or "cpu")
+                    except Exception:  # unreadable files: sentence-transformers' loader reports them (one line)
+                        self._light = None
+        return self._light or None
 
     @property
     def model_id(self) -> str:
@@ -104,8 +135,8 @@ class SentenceTransformerEmbedder:
         if self._st is None:
             if self._local:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the hub
-            _env.log.info(f"loading the embedding model {self.model!r} (torch + sentence-transformers, ~5-10 s; "
-                          "later runs read cached embeddings and skip this)")
+            _env.log.info(f"loading the embedding model {self.model!r}: importing torch and sentence-transformers "
+                          "(~10 s, the slow part of a first run; later runs read cached embeddings and skip it)")
             from sentence_transformers import SentenceTransformer
 
             try:
@@ -123,11 +154,19 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
+        light = self._light_encoder()
+        if light is not None:
+            return light.dim
         st = self._load()
         get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
         return int(get_dim())
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        light = self._light_encoder()
+        if light is not None:
+            if not texts:
+                return np.zeros((0, light.dim), dtype=np.float32)
+            return light.encode(texts, batch_size=self.batch_size, show_progress=show_progress)
         st = self._load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -591,6 +630,11 @@ class CachedEmbedder:
         ukeys = list(unique)
         cache = self._get_cache()
         found, damaged = cache.lookup_entries(ukeys) if cache is not None else ({}, 0)
+        if cache is not None and len(found) < len(ukeys):  # built-in anchors ship embedded: a first run embeds less
+            from data_advisor.coverage.anchor_seed import fill_from_seed
+
+            if fill_from_seed(cache, self.inner.model_id, [k for k in ukeys if k not in found]):
+                found, damaged = cache.lookup_entries(ukeys)
         if not found:
             missing = ukeys
             uvecs = None

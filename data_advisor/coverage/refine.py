@@ -20,9 +20,9 @@ happens, the unrefined assignment is kept and the reason is recorded.
 
 Only which principle a prompt belongs to changes; whether it is harm-relevant ("anchored") is decided by
 :mod:`data_advisor.coverage.harm` and never touched here.  Deterministic (no random step; ``seed`` is accepted for
-interface stability).  Bounded cost: the exact kNN graph is built only up to ``graph_max`` prompts (≈1 s at 10k on
-2 cores); above that, without a graph shared by the audit, only the k-means step runs (linear in n) and the
-report says so.
+interface stability).  Bounded cost: without a graph shared by the audit, the exact kNN graph is built among the
+anchored prompts only and only up to ``graph_max`` of them (≈1 s at 10k on 2 idle cores); above that only the
+k-means step runs (linear in n) and the report says so.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class RefineInfo:
     settings: dict[str, float | int] | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """For coverage.json: everything but the timing, so the same seed gives byte-identical files."""
+        return {k: v for k, v in asdict(self).items() if k != "seconds"}
 
 
 def principle_score_matrix(vectors: np.ndarray, anchors: AnchorSet, batch_size: int = 32768) -> np.ndarray:
@@ -94,8 +95,12 @@ def _softmax(z: np.ndarray, t: float) -> np.ndarray:
 
 
 def refine_best(vectors: np.ndarray, anchors: AnchorSet, scores: np.ndarray, eligible: np.ndarray,
-                graph: Graph | None, settings: RefineSettings) -> np.ndarray:
-    """The refined principle index of every prompt (the two steps of the module docstring, no guard)."""
+                graph: Graph | None, settings: RefineSettings, nodes: np.ndarray | None = None) -> np.ndarray:
+    """The refined principle index of every prompt (the two steps of the module docstring, no guard).
+
+    ``graph`` spans all prompts, or only ``nodes`` (its indices then count within ``nodes``); prompts outside the
+    graph keep the k-means step's answer.
+    """
     p = anchors.n_principles
     x = np.asarray(vectors, dtype=np.float32)
     best0 = scores.argmax(axis=1)
@@ -108,8 +113,11 @@ def refine_best(vectors: np.ndarray, anchors: AnchorSet, scores: np.ndarray, eli
     proto /= np.maximum(np.linalg.norm(proto, axis=1, keepdims=True), 1e-12)
     mixed = (1.0 - settings.score_weight) * (x @ proto.T) + settings.score_weight * scores
     y = _softmax(mixed, settings.temperature).astype(np.float32)
-    if graph is None or p < 2 or settings.alpha <= 0 or len(x) < 3:
-        return y.argmax(axis=1)
+    out = y.argmax(axis=1)
+    if graph is None or p < 2 or settings.alpha <= 0 or len(graph[0]) < 3:
+        return out
+    if nodes is not None:
+        y = y[nodes]
     idx, dist = graph
     k = min(settings.k, idx.shape[1] - 1)
     nb = idx[:, 1 : k + 1]
@@ -118,7 +126,10 @@ def refine_best(vectors: np.ndarray, anchors: AnchorSet, scores: np.ndarray, eli
     f = y.copy()
     for _ in range(settings.iterations):
         f = settings.alpha * np.einsum("nk,nkp->np", w, f[nb]) + (1.0 - settings.alpha) * y
-    return f.argmax(axis=1)
+    if nodes is None:
+        return f.argmax(axis=1)
+    out[nodes] = f.argmax(axis=1)
+    return out
 
 
 def _collapse(before: np.ndarray, after: np.ndarray, eligible: np.ndarray, p: int,
@@ -152,19 +163,24 @@ def refine_assignments(assignments: Assignments, vectors: np.ndarray, anchors: A
         info = RefineInfo(ran=False, reason="fewer than 3 prompts or 2 principles", settings=knobs)
         return replace(assignments, settings={**assignments.settings, "refine": info.to_dict()}), info
     scores = principle_score_matrix(vectors, anchors)
+    eligible = np.asarray(assignments.anchored, dtype=bool)
+    nodes = None
+    n_elig = int(eligible.sum())
     if graph is not None and graph[0].shape[1] >= 2:
         how = f"shared graph (k={graph[0].shape[1] - 1})"
     elif settings.alpha <= 0:
         graph, how = None, "none: k-means step only (alpha = 0)"
-    elif n > settings.graph_max:
-        graph, how = None, f"none: k-means step only (over {settings.graph_max:,} prompts and no shared kNN graph)"
+    elif n_elig > settings.graph_max:
+        graph, how = None, (f"none: k-means step only (over {settings.graph_max:,} anchored prompts and no shared "
+                            "kNN graph)")
     else:
         from data_advisor.coverage.cluster import knn_graph
 
-        graph, how = knn_graph(vectors, min(settings.k + 1, n)), "exact kNN (FAISS flat)"
-    eligible = np.asarray(assignments.anchored, dtype=bool)
+        nodes = np.where(eligible)[0]
+        graph = knn_graph(vectors[nodes], min(settings.k + 1, n_elig)) if n_elig >= 3 else None
+        how = "exact kNN among the anchored prompts (FAISS flat)"
     before = np.asarray(assignments.best, dtype=np.int64)
-    after = refine_best(vectors, anchors, scores, eligible, graph, settings)
+    after = refine_best(vectors, anchors, scores, eligible, graph, settings, nodes)
     reason = _collapse(before, after, eligible, p, settings)
     if reason:
         info = RefineInfo(ran=True, fell_back=True, reason=reason, graph=how,

@@ -26,6 +26,11 @@ MAX_TAXONOMY_BYTES = 2_000_000
 MAX_TAXONOMY_NODES = 200_000
 #: Largest ``target`` weight: weights are relative, and a product of huge weights down the tree would overflow.
 MAX_TARGET = 1e6
+#: Most principles, hierarchy levels and examples a taxonomy may have (the built-ins: <100, 2, <1,500): beyond these
+#: a file is a mistake or an attack, and validation and anchor embedding would take minutes to hours.
+MAX_PRINCIPLES = 5_000
+MAX_DEPTH = 32
+MAX_EXAMPLES = 50_000
 #: Built-in anchor set of benign principles, used to tell off-taxonomy prompts from harmful ones.
 BACKGROUND_ID = "background"
 
@@ -90,11 +95,14 @@ class Taxonomy:
 
     def target_shares(self) -> dict[str, float]:
         """Target share of each leaf: its ``target`` weight times its ancestors' weights, normalised to 1."""
+        index = {p.id: p for p in self.principles}
         raw: dict[str, float] = {}
         for leaf in self.leaves():
             w = leaf.target
-            for a in self.ancestors(leaf.id):
-                w *= self.by_id(a).target
+            cur = leaf.parent
+            while cur:
+                w *= index[cur].target
+                cur = index[cur].parent
             raw[leaf.id] = w
         total = sum(raw.values())
         if not 0 < total < math.inf:  # parse_taxonomy refuses such weights; a hand-built Taxonomy may still hold them
@@ -241,6 +249,8 @@ def parse_taxonomy(text: str, where: str = "<taxonomy>") -> Taxonomy:
     raw = data["principles"]
     if not isinstance(raw, list) or not raw:
         raise _err(where, "'principles' must be a non-empty list", "list at least one principle")
+    if len(raw) > MAX_PRINCIPLES:
+        raise _err(where, f"{len(raw):,} principles, over the limit of {MAX_PRINCIPLES:,}", "check it is a taxonomy file")
     principles: list[Principle] = []
     seen: set[str] = set()
     for n, item in enumerate(raw, start=1):
@@ -291,7 +301,14 @@ def parse_taxonomy(text: str, where: str = "<taxonomy>") -> Taxonomy:
                 cycle = " -> ".join([*chain[chain.index(cur):], cur])
                 raise _err(where, f"parent cycle {cycle}", "make the parent links form a tree")
             chain.append(cur)
+            if len(chain) > MAX_DEPTH:
+                raise _err(where, f"principle {p.id!r} is more than {MAX_DEPTH} levels deep",
+                           "flatten the hierarchy (parents are groups of issues, rarely more than 3 levels)")
             cur = by_id[cur].parent
+    n_examples = sum(len(p.examples) for p in principles)
+    if n_examples > MAX_EXAMPLES:
+        raise _err(where, f"{n_examples:,} examples, over the limit of {MAX_EXAMPLES:,}",
+                   "keep a few typical examples per principle")
     tax = Taxonomy(
         id=str(data["id"]), name=str(data["name"]), principles=tuple(principles),
         version=str(data.get("version", "1")), source=str(data.get("source") or ""),

@@ -234,11 +234,29 @@ class Ledger:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8"):
                     pass
+                self._cut_torn_tail(self.path)
             except OSError as exc:
                 raise OutputError(
                     f"cannot write the LLM ledger file {self.path}: {exc.strerror or exc}",
                     "choose a writable ledger path",
                 ) from None
+
+    @staticmethod
+    def _cut_torn_tail(path: Path) -> None:
+        """A kill mid-append leaves a partial last line; cut it, or the next record would be glued onto it."""
+        with path.open("r+b") as fh:
+            size = fh.seek(0, 2)
+            if size == 0:
+                return
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return
+            start = max(0, size - (1 << 16))
+            fh.seek(start)
+            tail = fh.read()
+            cut = tail.rfind(b"\n")
+            fh.truncate(start + cut + 1 if cut >= 0 else (0 if start == 0 else size))
+            logger.info("cut a partly written last record from the LLM ledger %s", path)
 
     def add(self, record: LedgerRecord) -> None:
         """Account one call (and append it to the JSONL file when there is one)."""

@@ -74,16 +74,37 @@ def load_run_dir(path: Path) -> RunInput:
     samples: dict[int, list[KeptPrompt]] = {}
     n = 0
     pp_ = path / "prompts.jsonl"
+    per_round: dict[int, int] = {}
     if pp_.exists():
         for row in read_jsonl(pp_):
             n += 1
             kp = KeptPrompt.from_json(row)
+            per_round[kp.round] = per_round.get(kp.round, 0) + 1
             bucket = samples.setdefault(kp.round, [])
             if len(bucket) < PROMPTS_PER_ROUND:
                 bucket.append(kp)
+        _check_run_files(path, rounds, per_round)
     bp = path / "base.json"
     base = read_json(bp) if bp.exists() else None
     return RunInput(path, config, rounds, samples, n, base if isinstance(base, dict) else None)
+
+
+def _check_run_files(path: Path, rounds: list[RoundRecord], per_round: dict[int, int]) -> None:
+    """prompts.jsonl and rounds.jsonl must tell one story: a report drawn from a file that lost records would be
+    silently wrong. A run killed mid-round legitimately has prompts of its last round without that round's record;
+    anything else (a round with fewer prompts than it kept, prompts of unrecorded earlier rounds) is damage."""
+    fix = "re-run the same generate/curate command to resume (it repairs a torn last line), or restore the file"
+    for r in rounds:
+        kept = r.kept
+        have = per_round.get(r.round, 0)
+        if have < kept:
+            raise InputError(f"{path / 'prompts.jsonl'} holds {have} prompts of round {r.round} but "
+                             f"{path / 'rounds.jsonl'} records {kept} kept (records were lost)", fix)
+    if per_round:
+        unrecorded = set(per_round) - {r.round for r in rounds} - {max(per_round)}
+        if unrecorded:
+            raise InputError(f"{path / 'rounds.jsonl'} lacks the records of round(s) "
+                             f"{', '.join(map(str, sorted(unrecorded)[:5]))} that prompts.jsonl has prompts of", fix)
 
 
 def _int(v: Any, default: int = 0) -> int:

@@ -42,10 +42,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out} would overwrite the report's own input {out.name}",
                          "pass another file name, e.g. report.html")
     labeler = make_labeler(args.label_model, args.api_base)
-    if _is_run(folder):
-        render_run_report(folder, out, plotlyjs=args.plotlyjs, labeler=labeler)
-    else:
-        render_audit_report(folder, out, plotlyjs=args.plotlyjs, labeler=labeler)
+    from data_advisor.io import removed_on_failure
+
+    with removed_on_failure(out.parent):
+        if _is_run(folder):
+            render_run_report(folder, out, plotlyjs=args.plotlyjs, labeler=labeler)
+        else:
+            render_audit_report(folder, out, plotlyjs=args.plotlyjs, labeler=labeler)
     _eprint(f"report → {out}")
     return 0
 
@@ -97,7 +100,9 @@ def _compare(args: argparse.Namespace) -> int:
         from data_advisor.api import audit
 
         audit_dir = out / "inputs" / label
-        _eprint(f"auditing {path} → {audit_dir}")
+        from data_advisor import _env
+
+        _env.log.info(f"auditing {path} → {audit_dir}")  # progress: hidden by -q
         audit(prompts, taxonomy=taxonomy, out=audit_dir, seed=args.seed, render_html=False)
         audited[label] = audit_dir
     inputs = [(label, audited[label]) for label in order]

@@ -7,9 +7,9 @@ import io
 from pathlib import Path
 
 from data_advisor.cli import main
-from tests.advisor.conftest import TEST_MODEL
-from tests.advisor.llm_server import LLMServer
 from tests.advisor.test_respond import answer, make_run
+from tests.llm.fixtures import TEST_MODEL
+from tests.llm.llm_server import LLMServer
 from tests.quiet_check import progress_lines
 
 

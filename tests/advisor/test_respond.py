@@ -210,3 +210,25 @@ def test_respond_cli_never_writes_an_echoed_key(llm_server: LLMServer, fresh_llm
         if path.is_file() and not path.is_symlink():
             assert PLAIN_KEY.encode() not in path.read_bytes(), path
     assert PLAIN_KEY not in err
+
+
+def test_respond_cli_output_folder_or_new_parents(llm_server: LLMServer, openai_key: str, tmp_path: Path) -> None:
+    """--output naming a folder was a traceback; --output in new folders crashed (or, on failure, left them)."""
+    run = make_run(tmp_path / "run", PROMPTS[:2])
+    (tmp_path / "dir").mkdir()
+    rc, err = _respond_cli_args(run, llm_server.base_url, "--output", str(tmp_path / "dir"))
+    assert rc == 2 and "is a folder" in err and list((tmp_path / "dir").iterdir()) == []
+    llm_server.responder = lambda req: Reply.error(401, "no")
+    rc, err = _respond_cli_args(run, llm_server.base_url, "--output", str(tmp_path / "new" / "deep" / "sft.jsonl"))
+    assert rc == 3 and not (tmp_path / "new").exists()
+    llm_server.responder = answer
+    rc, err = _respond_cli_args(run, llm_server.base_url, "--output", str(tmp_path / "new" / "deep" / "sft.jsonl"))
+    assert rc == 0, err
+    assert len(read_jsonl(tmp_path / "new" / "deep" / "sft.jsonl")) == 2
+
+
+def _respond_cli_args(run: Path, base_url: str, *extra: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["respond", str(run), "--model", TEST_MODEL, "--api-base", base_url, "-q", *extra])
+    return rc, err.getvalue()

@@ -66,6 +66,10 @@ def test_corrupt_config_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(RunConfigError, match="not valid JSON"):
         RunStore(tmp_path, dict(CONFIG))
+    for content in (b"[1, 2]", b"\xff\xfe{}", b"\x00" * 40):  # valid JSON of the wrong shape, not UTF-8, zero fill
+        (tmp_path / "config.json").write_bytes(content)
+        with pytest.raises(RunConfigError, match="config"):
+            RunStore(tmp_path, dict(CONFIG))
 
 
 @pytest.mark.parametrize("name", ["prompts.jsonl", "rounds.jsonl"])
@@ -220,3 +224,12 @@ def test_read_run_with_damaged_config_is_a_one_line_error(tmp_path: Path, conten
     with pytest.raises(DataAdvisorError, match=r"config\.json") as exc:
         read_run(tmp_path)
     assert exc.value.exit_code == 2
+
+
+def test_folder_with_outputs_but_no_config_is_not_taken_for_a_new_run(tmp_path: Path) -> None:
+    """An audit's --out reused as a run folder: the run's final outputs would overwrite the audit's coverage.json."""
+    (tmp_path / "coverage.json").write_text('{"audit": true}', encoding="utf-8")
+    with pytest.raises(RunConfigError, match="not a run folder") as exc:
+        RunStore(tmp_path, dict(CONFIG))
+    assert "coverage.json" in str(exc.value) and not (tmp_path / "config.json").exists()
+    RunStore(tmp_path / "new", dict(CONFIG))  # an empty or new folder is fine

@@ -33,8 +33,9 @@ DNA12_ACC_FLOOR = 0.67  # measured 0.720
 DNA12_F1_FLOOR = 0.66  # measured 0.705
 DNA5_ACC_FLOOR = 0.74  # measured 0.784
 DNA5_F1_FLOOR = 0.73  # measured 0.773
-XSTEST_AUROC_FLOOR = 0.75  # measured 0.802 (0.777 with an earlier catqa-11.yaml); catqa-11 is the default taxonomy
-JBB_AUROC_FLOOR = 0.63  # measured 0.668 (0.685 earlier): harmful vs benign *twins* is the hard case
+# Separation of the harm-pool relevance (harm.py; the legacy best-harm − best-background rule measured 0.802 / 0.668).
+XSTEST_AUROC_FLOOR = 0.82  # measured 0.851; catqa-11 is the default taxonomy
+JBB_AUROC_FLOOR = 0.70  # measured 0.739: harmful vs benign *twins* is the hard case
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -109,7 +110,8 @@ def test_assign_on_constructed_anchors() -> None:
     assert [a.anchor_id(i) for i in range(4)] == ["p0", "p0", None, None]
     assert [a.nearest_id(i) for i in range(4)] == ["p0", "p0", "p1", "p0"]
     assert a.settings == {"margin_threshold": DEFAULT_MARGIN_THRESHOLD, "min_score": DEFAULT_MIN_SCORE,
-                          "use_background": True}
+                          "use_background": True, "unanchored_rule": "taxonomy-vs-background"}  # no harm pool: legacy
+    assert a.harm_score is None
     no_bg = AnchorAssigner(use_background=False).fit(anchors).assign(queries)
     assert no_bg.anchored.tolist() == [True, True, True, False]
     assert (no_bg.background_score == -1).all()
@@ -154,6 +156,11 @@ def test_build_anchors_layout(embedder: CachedEmbedder) -> None:
     assert anchors.background_vectors is not None
     assert len(anchors.background_vectors) == sum(1 + len(p.examples) for p in bg.leaves())
     assert anchors.model_id == embedder.model_id
+    # the pooled harm anchors: every built-in taxonomy's anchor texts plus this one's (de-duplicated)
+    from data_advisor.coverage.harm import harm_pool_texts
+
+    assert anchors.harm_vectors is not None and len(anchors.harm_vectors) == len(harm_pool_texts(tax))
+    assert build_anchors(tax, embedder, bg, harm_pool=False).harm_vectors is None
     # each anchor vector is the embedding of its text
     first = leaves[0]
     np.testing.assert_allclose(anchors.vectors[: 1 + len(first.examples)], embedder.encode(first.anchor_texts()),
@@ -163,6 +170,7 @@ def test_build_anchors_layout(embedder: CachedEmbedder) -> None:
     only_defs = build_anchors(tax, embedder, None, use_examples=False)
     assert len(only_defs.vectors) == len(leaves)
     assert only_defs.background_vectors is None
+    assert only_defs.harm_vectors is None  # no background: no harm decision either
 
 
 # ------------------------------------------------------------------------------------------ labelled data
@@ -232,8 +240,10 @@ def test_scores_and_margins_match_exact_computation(request: pytest.FixtureReque
     np.testing.assert_allclose(a.margin, top2[:, 1] - top2[:, 0], atol=1e-5)
     clear = (top2[:, 1] - top2[:, 0]) > 1e-4  # ties may break either way
     assert (a.best[clear] == full.argmax(axis=1)[clear]).all()
-    expected_anchored = (a.score >= DEFAULT_MIN_SCORE) & (a.relevance >= DEFAULT_MARGIN_THRESHOLD)
-    assert (a.anchored == expected_anchored).all()
+    # anchored is the harm-pool decision (harm.py), not a property of the taxonomy's own scores
+    assert a.settings["unanchored_rule"] == "harm-pool"
+    assert (a.anchored == (a.relevance >= DEFAULT_MARGIN_THRESHOLD)).all()
+    assert a.harm_score is not None and ((a.harm_score >= 0.5) == a.anchored).all()
 
 
 @pytest.mark.datasets

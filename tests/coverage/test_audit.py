@@ -69,8 +69,12 @@ def test_outputs_and_schema(audited: tuple[CoverageReport, Path], sample_prompts
     for r in rows:
         assert set(r) >= ROW_KEYS
         assert r["anchor_id"] is None or r["anchor_id"] in leaf_ids
-        assert r["margin"] >= 0
         assert -1 <= r["score"] <= 1
+        assert 0.0 <= r["harm_score"] <= 1.0 and (r["anchor_id"] is not None) == (r["harm_score"] >= 0.5)
+    # margin = assigned − runner-up score: negative only where refinement moved a prompt off its nearest anchor
+    negative = sum(r["margin"] < 0 for r in rows)
+    unanchored = sum(r["anchor_id"] is None for r in rows)
+    assert negative <= cov["settings"]["assignment"]["refine"]["n_moved"] + unanchored
     cluster_ids = {c["id"] for c in cov["clusters"]}
     assert {r["cluster_id"] for r in rows} <= cluster_ids | {-1}
 

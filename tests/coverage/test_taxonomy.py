@@ -350,12 +350,25 @@ def test_non_finite_negative_or_huge_target_is_refused(tmp_path: Path, value: st
     assert "principle 'a2'" in msg and "invalid target" in msg and "finite" in msg
 
 
-def test_weights_that_overflow_down_the_tree_are_refused(tmp_path: Path) -> None:
-    """Each weight in range, but their product down a deep chain overflows to inf (shares nan)."""
+def test_deep_chains_whose_weights_would_overflow_are_refused(tmp_path: Path) -> None:
+    """Each weight in range, but their product down a 60-level chain overflows to inf (shares nan); the depth cap
+    also keeps validation linear (a 40,000-level chain was quadratic)."""
     chain = "".join(f"  - id: p{i}\n    name: P{i}\n    target: 1000000\n" + (f"    parent: p{i - 1}\n" if i else "")
                     for i in range(60))
     msg, _ = _error_for(tmp_path, "id: deep\nname: Deep\nprinciples:\n" + chain + "  - id: other\n    name: Other\n")
-    assert "out of range" in msg
+    assert "levels deep" in msg
+
+
+def test_too_many_principles_or_examples_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from data_advisor.coverage import taxonomy as T
+
+    monkeypatch.setattr(T, "MAX_PRINCIPLES", 3)
+    msg, _ = _error_for(tmp_path, GOOD)
+    assert "4 principles, over the limit of 3" in msg
+    monkeypatch.setattr(T, "MAX_PRINCIPLES", 5_000)
+    monkeypatch.setattr(T, "MAX_EXAMPLES", 1)
+    msg, _ = _error_for(tmp_path, GOOD)
+    assert "2 examples, over the limit of 1" in msg
 
 
 def test_zero_parent_target_leaving_no_share_is_refused(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def test_a_static_model_built_before_checksums_still_loads(static_folder: tuple[
 
 
 @pytest.mark.parametrize(("name", "how"), [
-    ("int8.onnx", "random"), ("fp32.onnx", "one-byte"),
+    ("int8.onnx", "random"), pytest.param("fp32.onnx", "one-byte", marks=pytest.mark.slow),
     pytest.param("tokenizer.json", "truncate-middle", marks=pytest.mark.slow),
     pytest.param("meta.json", "zero", marks=pytest.mark.slow),
 ])

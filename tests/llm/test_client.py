@@ -529,3 +529,46 @@ def test_import_does_not_import_litellm() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_ledger_cuts_a_torn_last_record_before_appending(tmp_path: Path) -> None:
+    """A kill mid-append left half a record; the next call's record was glued onto it (a damaged middle line)."""
+    from data_advisor.llm.client import Ledger, LedgerRecord
+
+    path = tmp_path / "llm_calls.jsonl"
+    path.write_bytes(b'{"model": "m", "ok": true}\n{"model": "m", "ok": tr')
+    ledger = Ledger(path)
+    ledger.add(LedgerRecord(time="t", model="m", prompt_tokens=1, completion_tokens=1, cost_usd=0.0, cached=False,
+                            attempts=1, latency_s=0.1, ok=True, error_kind=None))
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert len(rows) == 2 and rows[0] == {"model": "m", "ok": True} and rows[1]["attempts"] == 1
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "zero fill", "truncated"])
+def test_damaged_response_cache_is_moved_aside_and_answers_still_come(llm_server: LLMServer, make_llm_client,
+                                                                       tmp_path: Path, damage: str,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged sqlite cache was an error with a misleading fix ("choose a writable cache_dir") or a traceback."""
+    import os as _os
+
+    cache = tmp_path / "cache"
+    client = make_llm_client(cache_dir=cache)
+    for i in range(10):
+        client.complete(user(f"question {i} " + "x" * 400))
+    client.close()
+    path = cache / CACHE_FILENAME
+    size = path.stat().st_size
+    if damage == "random bytes":
+        path.write_bytes(_os.urandom(size))
+    elif damage == "zero fill":
+        path.write_bytes(b"\0" * size)
+    else:
+        with open(path, "r+b") as fh:
+            fh.truncate(size // 2)
+    client = make_llm_client(cache_dir=cache)
+    assert client.complete(user("question 3 " + "x" * 400)).text.startswith("echo: question 3")
+    err = capsys.readouterr().err
+    if damage != "truncated":  # a cut-short file may still pass sqlite's check; reads then miss, never crash
+        assert "damaged" in err and "moved aside" in err
+        assert list(cache.glob(f"{CACHE_FILENAME}.damaged-*"))
+    client.close()

@@ -65,3 +65,18 @@ def test_report_out_that_is_a_folder_is_a_one_line_error(tmp_path: Path) -> None
     rc, err = _run("report", folder, "--out", folder / "coverage.json")
     assert rc == 2 and "overwrite" in _one_error_line(err)
     assert (folder / "coverage.json").read_text("utf-8") == "{}"
+
+
+def test_report_on_assignments_of_the_wrong_shape_is_a_one_line_error(audit_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "audit"
+    shutil.copytree(audit_dir, folder)
+    lines = (folder / "assignments.jsonl").read_text("utf-8").splitlines()
+    row = json.loads(lines[5])
+    row["cluster_id"] = "seven"
+    lines[5] = json.dumps(row)
+    (folder / "assignments.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rc, err = _run("report", folder, "--out", tmp_path / "r.html")
+    assert rc == 2 and "assignments.jsonl" in _one_error_line(err)
+    assert not (tmp_path / "r.html").exists()

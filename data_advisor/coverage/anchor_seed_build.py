@@ -1,0 +1,36 @@
+"""Rebuild the shipped anchor vectors (``taxonomies/anchor_vectors.npz``): ``python -m data_advisor.coverage.anchor_seed_build``.
+
+Apart from :mod:`~data_advisor.coverage.anchor_seed` because building needs the embedding model while the embedding
+cache (which seeds itself from the file) must not depend on it: ``anchor_seed_build → embed → anchor_seed``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from data_advisor.coverage.anchor_seed import SEED_FILE, seed_texts
+
+
+def build(path: Path = SEED_FILE) -> Path:
+    """Embed :func:`seed_texts` with the bundled model (no cache) and write the seed file atomically."""
+    import io
+
+    from data_advisor.coverage.embed import DEFAULT_MODEL, SentenceTransformerEmbedder, text_key
+    from data_advisor.io import write_bytes_atomic
+
+    embedder = SentenceTransformerEmbedder(DEFAULT_MODEL)
+    texts = seed_texts()
+    vectors = embedder.encode(texts)
+    keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(len(texts), 16)
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps({"model_id": embedder.model_id, "n": len(texts)})), keys=keys,
+             vectors=np.ascontiguousarray(vectors, dtype=np.float32))
+    write_bytes_atomic(path, buf.getvalue())
+    return path
+
+
+if __name__ == "__main__":
+    print(f"wrote {build()}")
