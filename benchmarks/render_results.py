@@ -287,9 +287,11 @@ def sec_bench_audit(doc: dict[str, Any]) -> str:
     if fr:
         parts.append("\n### First run of the README example on an empty cache\n")
         parts.append(f"`{fr['command']}`; {fr['cache']}.\n")
-        parts.append(table(["pair", "first run s", "second run s", "ratio", "1-min load before (first, second)",
-                            "discovery"],
+        parts.append(table(["pair", "first run s", "second run s", "ratio", "CPU s (user+sys) first, second",
+                            "1-min load before (first, second)", "discovery"],
                            [[str(i + 1), f(r["first"]["wall_s"], 1), f(r["second"]["wall_s"], 1), f(r["ratio"], 2),
+                             f"{f(r['first']['user_s'] + r['first']['sys_s'], 1)}, "
+                             f"{f(r['second']['user_s'] + r['second']['sys_s'], 1)}",
                              f"{f(r['first']['load_average_before'][0], 1)}, {f(r['second']['load_average_before'][0], 1)}",
                              r["discovery_method"]] for i, r in enumerate(fr["pairs"])]))
         parts.append(f"\nMedian first run **{f(fr['median_first_s'], 1)} s**, second {f(fr['median_second_s'], 1)} s, "
