@@ -510,9 +510,12 @@ def sec_enrich(doc: dict[str, Any]) -> str:
              f"examples) gets {doc['per_principle']} examples per principle mined by `taxonomy enrich` from a pool of "
              f"the *other* shared prompt sources plus {f(doc['alpaca_in_pool'])} Alpaca instructions, with every pool "
              f"prompt equal to or a near-duplicate (cosine ≥ {doc['near_duplicate_cosine']}) of an evaluated prompt "
-             "removed; the set is then scored with default audit settings. macro-F1 counts unanchored prompts as "
+             "removed; the set is then scored as `accuracy.py`'s `user-untuned` condition does (default audit: "
+             "harm-pool anchored rule + refinement, with the built-in taxonomy written beside the set left out of the "
+             "harm pool and the harm threshold refitted without the set's group). macro-F1 counts unanchored prompts as "
              "wrong; \"forced\" takes the nearest principle for every prompt. Δ intervals: paired bootstrap, 1,000 "
-             "resamples. The mining knobs were fixed before this measurement.\n"]
+             "resamples. The mining settings were set while developing (after reading quick runs of an earlier "
+             "version of this script) and not changed for this run; the variants below show how much they matter.\n"]
     rows = []
     for r in doc["held_out"]:
         u, e = r["user"], r["user+mined"]
