@@ -91,13 +91,14 @@ def load_run_dir(path: Path) -> RunInput:
 
 def _check_run_files(path: Path, rounds: list[RoundRecord], per_round: dict[int, int]) -> None:
     """prompts.jsonl and rounds.jsonl must tell one story: a report drawn from a file that lost records would be
-    silently wrong. A run killed mid-round legitimately has prompts of its last round without that round's record;
-    anything else (a round with fewer prompts than it kept, prompts of unrecorded earlier rounds) is damage."""
+    silently wrong. A run killed mid-round legitimately has prompts of its last round without that round's record,
+    and a resume that dropped a torn last line leaves that line's round one prompt short of what it kept; anything
+    more (a round missing several of its prompts, prompts of unrecorded earlier rounds) is damage."""
     fix = "re-run the same generate/curate command to resume (it repairs a torn last line), or restore the file"
     for r in rounds:
         kept = r.kept
         have = per_round.get(r.round, 0)
-        if have < kept:
+        if have < kept - 1:
             raise InputError(f"{path / 'prompts.jsonl'} holds {have} prompts of round {r.round} but "
                              f"{path / 'rounds.jsonl'} records {kept} kept (records were lost)", fix)
     if per_round:
