@@ -35,6 +35,8 @@ def _matrix(xfail_store: bool = False) -> list[object]:
             marks = [] if (f, k, w) in FAST else [pytest.mark.slow]
             if xfail_store and f in STORE_FILES and (f, k, w) != ("prompts.jsonl", "truncate", "end"):
                 marks.append(pytest.mark.xfail(reason=STORE_REASON, strict=False))
+            if xfail_store and (f, k, w) == ("prompts.jsonl", "truncate", "end"):
+                marks.append(pytest.mark.xfail(reason=TORN_END_REASON, strict=False))
             params.append(pytest.param(f, k, w, id=f"{f}-{k}-{w}", marks=marks))
     return params
 
@@ -43,6 +45,10 @@ def _matrix(xfail_store: bool = False) -> list[object]:
 #: fixed on the reliability branch: today a damaged line in the middle silently truncates the file (prompts) or is
 #: replaced by a "recovered" record (rounds). The lead flips these once both branches are merged.
 STORE_FILES = ("prompts.jsonl", "rounds.jsonl")
+TORN_END_REASON = ("issue 13 (merged main, reliability store): a finished run whose last prompts.jsonl line tore is "
+                   "repaired (line dropped, a note printed) and then refused because rounds.jsonl counts one more "
+                   "prompt: exit 2 after changing the file, two lines on stderr. Either redo the torn record or "
+                   "refuse without touching the file")
 STORE_REASON = ("issue 13 item 1 (reliability branch): the run store drops every record after a damaged line in the "
                 "middle of prompts.jsonl / replaces damaged rounds.jsonl records instead of stopping")
 
