@@ -84,25 +84,48 @@ def _parse_jsonl(path: Path, raw: bytes, valid: Callable[[Any], bool]) -> tuple[
     return rows, len(raw)
 
 
-def _repair_jsonl(path: Path, valid: Callable[[Any], bool] = lambda row: isinstance(row, dict)) -> list[dict[str, Any]]:
-    """Read an append-only JSONL file, cutting off a torn (partially written) last line in place — and saying so."""
+@dataclass
+class _JsonlRead:
+    """An append-only JSONL file as read, and the repair it needs (applied only once every check has passed)."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    good_end: int
+    size: int
+    needs_newline: bool
+
+    def repair(self) -> None:
+        """Cut a torn last line (saying so), or finish a complete last record whose newline was never written."""
+        if self.good_end < self.size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(self.good_end)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _note(f"{self.path} ended with a partly written record ({self.size - self.good_end} bytes from an "
+                  f"interrupted run); it was removed and that work will be redone; {len(self.rows)} complete "
+                  "records kept")
+        elif self.needs_newline:
+            with open(self.path, "ab") as fh:
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+def _read_jsonl(path: Path, valid: Callable[[Any], bool] = lambda row: isinstance(row, dict)) -> _JsonlRead:
+    """Read an append-only JSONL file without changing it (see :func:`_parse_jsonl` for what counts as damage)."""
     if not path.exists():
-        return []
+        return _JsonlRead(path, [], 0, 0, False)
     raw = path.read_bytes()
     rows, good_end = _parse_jsonl(path, raw, valid)
-    if good_end < len(raw):
-        with open(path, "r+b") as fh:
-            fh.truncate(good_end)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _note(f"{path} ended with a partly written record ({len(raw) - good_end} bytes from an interrupted run); "
-              f"it was removed and that work will be redone; {len(rows)} complete records kept")
-    elif raw.strip() and not raw.endswith(b"\n"):
-        with open(path, "ab") as fh:  # a complete last record whose newline was never written: finish it
-            fh.write(b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    return rows
+    return _JsonlRead(path, rows, good_end, len(raw), good_end == len(raw) and bool(raw.strip())
+                      and not raw.endswith(b"\n"))
+
+
+def _repair_jsonl(path: Path, valid: Callable[[Any], bool] = lambda row: isinstance(row, dict)) -> list[dict[str, Any]]:
+    """Read an append-only JSONL file, cutting off a torn (partially written) last line in place — and saying so."""
+    read = _read_jsonl(path, valid)
+    read.repair()
+    return read.rows
 
 
 def _valid_prompt(row: Any) -> bool:
@@ -191,22 +214,45 @@ class RunStore:
                                      "choose a new --out folder for the run")
             write_json_atomic(self.config_path, config)
         self.config = config
-        self.state = RunState(_repair_jsonl(self.prompts_path, _valid_prompt), _repair_jsonl(self.rounds_path, _valid_round))
+        # Both files are read and checked before either is touched: a refused folder is left exactly as it was.
+        prompts = _read_jsonl(self.prompts_path, _valid_prompt)
+        rounds = _read_jsonl(self.rounds_path, _valid_round)
+        self.state = RunState(prompts.rows, rounds.rows)
         _check_counts(self.dir, self.state.prompts, self.state.rounds)
-        self._recover_round_records()
+        missing_records = self._rounds_without_record()
+        prompts.repair()
+        rounds.repair()
+        self._recover_round_records(missing_records)
         #: Whether the folder already held records when opened (a resume, not a fresh run).
         self.resumed = bool(self.state.prompts or self.state.rounds)
 
-    def _recover_round_records(self) -> None:
-        """A kill between a round's prompt append and its record append leaves prompts without a record:
-        write a minimal ``recovered`` record for each such round so the log stays complete."""
+    def _rounds_without_record(self) -> dict[int, int]:
+        """Rounds whose prompts are in prompts.jsonl but whose record is not in rounds.jsonl → their prompt counts.
+
+        A kill between a round's prompt append and its record append leaves exactly one such round, the last one.
+        An earlier round without its record means rounds.jsonl lost records (cut or edited): that is damage, refused
+        rather than papered over with rebuilt records that would lose the rounds' advice."""
         logged = {r.get("round") for r in self.state.rounds}
         missing: dict[int, int] = {}
         for p in self.state.prompts:
             if "round" in p and p["round"] not in logged:
                 missing[p["round"]] = missing.get(p["round"], 0) + 1
+        last = max((p["round"] for p in self.state.prompts if "round" in p), default=None)
+        earlier = sorted(r for r in missing if r != last)
+        if earlier:
+            raise RunDamagedError(
+                f"{self.rounds_path} lacks the records of round(s) {', '.join(map(str, earlier[:5]))} although "
+                f"{self.prompts_path.name} holds their prompts (records were lost)",
+                "restore rounds.jsonl from a backup, or start the run again in a new --out folder")
+        return missing
+
+    def _recover_round_records(self, missing: dict[int, int]) -> None:
+        """Write a minimal ``recovered`` record for the last round when a kill came before its record, and say so."""
         counts = {p.get("round"): n for n, p in enumerate(self.state.prompts, start=1)}
         for rnd in sorted(missing):
+            _note(f"round {rnd} of {self.dir} has {missing[rnd]} kept prompts but no record in rounds.jsonl (the run "
+                  "was stopped before writing it); a minimal record was rebuilt from prompts.jsonl (its advice is "
+                  "not known)")
             self.append_round({"round": rnd, "kept": missing[rnd], "rejected": 0, "rejected_reasons": {},
                                "n_prompts": counts[rnd], "recovered": True,
                                "note": "the run was killed before this round's record was written"})

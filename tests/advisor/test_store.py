@@ -233,3 +233,27 @@ def test_folder_with_outputs_but_no_config_is_not_taken_for_a_new_run(tmp_path: 
         RunStore(tmp_path, dict(CONFIG))
     assert "coverage.json" in str(exc.value) and not (tmp_path / "config.json").exists()
     RunStore(tmp_path / "new", dict(CONFIG))  # an empty or new folder is fine
+
+
+def test_an_earlier_round_without_its_record_is_damage_not_recovered(tmp_path: Path) -> None:
+    """Only the last round can lack its record (a kill before it was written); an earlier one means rounds.jsonl
+    lost records, and rebuilding them would silently drop their advice."""
+    _finished_run(tmp_path)
+    path = tmp_path / "rounds.jsonl"
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:1] + lines[2:]), encoding="utf-8")  # round 1's record cut at line boundaries
+    before = {f: (tmp_path / f).read_bytes() for f in ("prompts.jsonl", "rounds.jsonl")}
+    with pytest.raises(DataAdvisorError, match=r"lacks the records of round\(s\) 1"):
+        RunStore(tmp_path, dict(CONFIG))
+    assert {f: (tmp_path / f).read_bytes() for f in ("prompts.jsonl", "rounds.jsonl")} == before
+
+
+def test_a_refused_folder_is_left_untouched_even_with_a_torn_last_line(tmp_path: Path) -> None:
+    """A finished run whose last prompt line tore lost a record rounds.jsonl counts: refuse before cutting anything."""
+    _finished_run(tmp_path)
+    path = tmp_path / "prompts.jsonl"
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-20])
+    with pytest.raises(DataAdvisorError, match="missing"):
+        RunStore(tmp_path, dict(CONFIG))
+    assert path.read_bytes() == raw[:-20]

@@ -2,8 +2,7 @@
 ledger, each truncated, zero-filled and random-filled at its start, middle and end, then ``respond`` again.
 
 Invariant: exit 0 with one response per prompt, each the one the (deterministic) responder gives, none twice; or exit
-2 with one line naming the damaged file, the run's files untouched. config.json and the run store's readers are
-fixed on the reliability branch (issue 13); their cases are xfail(strict=False) until both branches are merged.
+2 with one line naming the damaged file, the run's files untouched.
 """
 
 from __future__ import annotations
@@ -22,23 +21,9 @@ pytestmark = pytest.mark.faults
 
 FILES = ("config.json", "prompts.jsonl", "responses.jsonl", "llm_calls_respond.jsonl")
 FAST = {("responses.jsonl", "truncate", "end"), ("config.json", "zero", "start")}
-RELIABILITY = {
-    "config.json": "issue 13 (reliability branch): `respond` on a run folder whose config.json is damaged",
-    "prompts.jsonl": "issue 13 item 1 (reliability branch): the run store reads a damaged prompts.jsonl line in the "
-                     "middle as the end of the file",
-    "responses.jsonl": "issue 13 item 1 (reliability branch): torn-line repair must only drop a torn last line",
-}
-
-
 def _matrix() -> list[object]:
-    params = []
-    for f in FILES:
-        for k, w in CASES:
-            marks = [] if (f, k, w) in FAST else [pytest.mark.slow]
-            if f in RELIABILITY and not (f.endswith(".jsonl") and (k, w) == ("truncate", "end")):
-                marks.append(pytest.mark.xfail(reason=RELIABILITY[f], strict=False))
-            params.append(pytest.param(f, k, w, id=f"{f}-{k}-{w}", marks=marks))
-    return params
+    return [pytest.param(f, k, w, id=f"{f}-{k}-{w}", marks=[] if (f, k, w) in FAST else [pytest.mark.slow])
+            for f in FILES for k, w in CASES]
 
 
 def _rows(path: Path) -> dict[str, str]:
