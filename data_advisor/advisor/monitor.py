@@ -23,8 +23,8 @@ import numpy as np
 
 from data_advisor.coverage import metrics as M
 from data_advisor.coverage.assign import AnchorAssigner, Assignments, build_anchors
-from data_advisor.coverage.audit import AuditResult, AuditSettings, anchor_subclusters, build_report
-from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, extend_clusters, keyword_labels
+from data_advisor.coverage.audit import AuditResult, AuditSettings, anchor_subclusters, apply_refinement, build_report
+from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, build_knn_graph, extend_clusters, keyword_labels
 from data_advisor.coverage.embed import Embedder
 from data_advisor.coverage.report import CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background
@@ -74,12 +74,13 @@ class CoverageMonitor:
         """Assign vectors without adding them (filters use this for the on-target check)."""
         return self.assigner.assign(vectors)
 
-    def add(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray | None = None) -> Assignments:
-        """Add kept prompts; returns their assignments."""
+    def add(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray | None = None, *,
+            assignments: Assignments | None = None) -> Assignments:
+        """Add kept prompts; returns their assignments (nearest anchor, or ``assignments`` when given)."""
         if vectors is None:
             vectors = self.embed(texts)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        a = self.assigner.assign(vectors)
+        a = assignments if assignments is not None else self.assigner.assign(vectors)
         self.ids.extend(ids)
         self.texts.extend(texts)
         self.vectors = np.concatenate([self.vectors, vectors]) if len(self.vectors) else vectors.copy()
@@ -99,7 +100,15 @@ class CoverageMonitor:
         """Start from the user's base set (before any round); ``clusters`` are the base audit's own labels."""
         if len(self):
             raise RuntimeError("the base set is added before any other prompt")
-        a = self.add(ids, texts, vectors)
+        if vectors is None:
+            vectors = self.embed(texts)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        # The base is a whole data set, so it is refined as the audit refines it: its counts here are the audit's.
+        # Prompts added later join by nearest anchor (refinement is a whole-set step; re-running it every round would
+        # move earlier prompts under the advisor's feet).
+        knn = build_knn_graph(vectors, min(self.settings.n_neighbors, len(vectors))) if len(vectors) >= 3 else None
+        refined = apply_refinement(self.assigner.assign(vectors), vectors, self.anchors, self.settings, knn)
+        a = self.add(ids, texts, vectors, assignments=refined)
         self.n_base = len(texts)
         if clusters is not None and len(clusters.labels) == len(texts):
             self._clusters, self._clustered_n, self._fitted_n = clusters, len(texts), len(texts)

@@ -142,6 +142,23 @@ class AuditResult:
         return out_dir
 
 
+def apply_refinement(assignments: Assignments, vectors: np.ndarray, anchors: AnchorSet, settings: AuditSettings,
+                     knn: KnnGraph | None) -> Assignments:
+    """The transductive refinement step exactly as the audit runs it (the advisor's monitor reuses it for a base set,
+    so a run's "before" counts are the audit's).  Label spreading uses the first k columns of the audit's one kNN
+    graph (self + k neighbours): the same neighbours an exact k-NN search would give, without a second search."""
+    if not settings.refine:
+        assignments.settings["refine"] = {"ran": False, "n_moved": 0,  # type: ignore[assignment]
+                                          "reason": "turned off (--no-refine / refine=False)"}
+        return assignments
+    from data_advisor.coverage.refine import RefineSettings, refine_assignments
+
+    k_refine = RefineSettings().k + 1
+    graph = (knn.idx[:, :k_refine], knn.dists[:, :k_refine]) if knn is not None and knn.k >= k_refine else None
+    refined, _ = refine_assignments(assignments, vectors, anchors, graph=graph, seed=settings.seed)
+    return refined
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 def run_audit(
     prompts: PromptSet,
@@ -181,17 +198,7 @@ def run_audit(
     digest = vectors_digest(vectors) if cluster_cache is not None else None
     knn = (shared_knn_graph(vectors, min(settings.n_neighbors, n), cache=cluster_cache, digest=digest)
            if 2 <= n <= M.IVF_ABOVE else None)
-    if settings.refine:
-        from data_advisor.coverage.refine import RefineSettings, refine_assignments
-
-        # Label spreading uses the first k columns of the audit's one kNN graph (self + k neighbours): the same
-        # neighbours an exact k-NN search would give, without a second search.
-        k_refine = RefineSettings().k + 1
-        graph = (knn.idx[:, :k_refine], knn.dists[:, :k_refine]) if knn is not None and knn.k >= k_refine else None
-        assignments, _ = refine_assignments(assignments, vectors, anchors, graph=graph, seed=settings.seed)
-    else:
-        assignments.settings["refine"] = {"ran": False, "n_moved": 0,  # type: ignore[assignment]
-                                          "reason": "turned off (--no-refine / refine=False)"}
+    assignments = apply_refinement(assignments, vectors, anchors, settings, knn)
     if settings.cluster:
         discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
                                                   min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)
