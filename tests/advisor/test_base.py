@@ -153,6 +153,9 @@ def test_readme_advisor_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
                                                         if (a["deficit"], a["gap"]) == (largest["deficit"], largest["gap"])}
     # the audit's own per-anchor sub-clusters are in its coverage.json
     assert any(a["subclusters"] for a in audit["anchors"])
+    # the run starts from exactly the audit's numbers: the base is refined as the audit refined it
+    before = json.loads((tmp_path / "r" / "base.json").read_text("utf-8"))
+    assert before["anchor_counts"] == {a["id"]: a["count"] for a in audit["anchors"] if a.get("is_leaf", True)}
 
 
 def test_generate_with_a_base_audit_sends_clusters_and_history_to_the_advisor(
