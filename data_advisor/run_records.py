@@ -14,14 +14,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 
-def _int(v: Any, default: int = 0) -> int:
+def as_int(v: Any, default: int = 0) -> int:
+    """``int(v)``, or ``default`` when a record field is missing or of the wrong type (records are read tolerantly)."""
     try:
         return int(v)
     except (TypeError, ValueError):
         return default
 
 
-def _float(v: Any, default: float = 0.0) -> float:
+def as_float(v: Any, default: float = 0.0) -> float:
+    """``float(v)``, or ``default`` when a record field is missing or of the wrong type."""
     try:
         return float(v)
     except (TypeError, ValueError):
@@ -68,10 +70,10 @@ class KeptPrompt:
         score = d.get("score")
         on = d.get("on_target")
         return cls(
-            id=str(d.get("id", "")), text=str(d.get("text", "")), round=_int(d.get("round"), -1),
+            id=str(d.get("id", "")), text=str(d.get("text", "")), round=as_int(d.get("round"), -1),
             issue=_opt_str(d.get("issue")), advised_anchor_id=_opt_str(d.get("advised_anchor_id")),
             anchor_id=_opt_str(d.get("anchor_id")), nearest_anchor_id=_opt_str(d.get("nearest_anchor_id")),
-            score=None if score is None else _float(score), on_target=None if on is None else bool(on),
+            score=None if score is None else as_float(score), on_target=None if on is None else bool(on),
             generator=str(d.get("generator") or ""), method=str(d.get("method") or ""),
             timestamp=str(d.get("timestamp") or ""), source_id=_opt_str(d.get("source_id")),
             extra={k: v for k, v in d.items() if k not in known},
@@ -132,19 +134,19 @@ class RoundRecord:
         known = {f.name for f in fields(cls)}
         on = d.get("on_target")
         return cls(
-            round=_int(d.get("round")), issue=_opt_str(d.get("issue")), anchor_id=_opt_str(d.get("anchor_id")),
+            round=as_int(d.get("round")), issue=_opt_str(d.get("issue")), anchor_id=_opt_str(d.get("anchor_id")),
             rationale=_opt_str(d.get("rationale")), advice_mode=_opt_str(d.get("advice_mode")),
             advice_overridden=bool(d.get("advice_overridden", False)), advice_note=str(d.get("advice_note") or ""),
-            advice_repeats=_int(d.get("advice_repeats")), n_generated=_int(d.get("n_generated")),
-            kept=_int(d.get("kept")), rejected=_int(d.get("rejected")),
-            rejected_reasons={str(k): _int(v) for k, v in _dict(d.get("rejected_reasons")).items()},
-            problems={str(k): _int(v) for k, v in _dict(d.get("problems")).items()},
-            on_target=None if on is None else _int(on), n_calls=_int(d.get("n_calls")),
-            prompt_tokens=_int(d.get("prompt_tokens")), completion_tokens=_int(d.get("completion_tokens")),
-            cost_usd=_float(d.get("cost_usd")), cost_usd_total=_float(d.get("cost_usd_total")),
-            n_prompts=_int(d.get("n_prompts")), metrics=_dict(d.get("metrics")),
-            anchor_counts={str(k): _int(v) for k, v in _dict(d.get("anchor_counts")).items()},
-            gaps_before={str(k): _float(v) for k, v in _dict(d.get("gaps_before")).items()},
+            advice_repeats=as_int(d.get("advice_repeats")), n_generated=as_int(d.get("n_generated")),
+            kept=as_int(d.get("kept")), rejected=as_int(d.get("rejected")),
+            rejected_reasons={str(k): as_int(v) for k, v in _dict(d.get("rejected_reasons")).items()},
+            problems={str(k): as_int(v) for k, v in _dict(d.get("problems")).items()},
+            on_target=None if on is None else as_int(on), n_calls=as_int(d.get("n_calls")),
+            prompt_tokens=as_int(d.get("prompt_tokens")), completion_tokens=as_int(d.get("completion_tokens")),
+            cost_usd=as_float(d.get("cost_usd")), cost_usd_total=as_float(d.get("cost_usd_total")),
+            n_prompts=as_int(d.get("n_prompts")), metrics=_dict(d.get("metrics")),
+            anchor_counts={str(k): as_int(v) for k, v in _dict(d.get("anchor_counts")).items()},
+            gaps_before={str(k): as_float(v) for k, v in _dict(d.get("gaps_before")).items()},
             summary=_opt_str(d.get("summary")), recovered=bool(d.get("recovered", False)), note=str(d.get("note") or ""),
             extra={k: v for k, v in d.items() if k not in known},
         )

@@ -35,7 +35,7 @@ from data_advisor.reports._page import (
     pp,
     table,
 )
-from data_advisor.run_records import KeptPrompt, RoundRecord
+from data_advisor.run_records import KeptPrompt, RoundRecord, as_float, as_int
 
 #: Generated prompts shown per round in the samples table.
 PROMPTS_PER_ROUND = 5
@@ -55,7 +55,7 @@ class RunInput:
     @property
     def n_base(self) -> int:
         record = (self.base or {}).get("base_set") or self.config.get("base_set") or {}
-        return _int(record.get("count")) if isinstance(record, dict) else 0
+        return as_int(record.get("count")) if isinstance(record, dict) else 0
 
 
 def load_run_dir(path: Path) -> RunInput:
@@ -108,20 +108,6 @@ def _check_run_files(path: Path, rounds: list[RoundRecord], per_round: dict[int,
                              f"{', '.join(map(str, sorted(unrecorded)[:5]))} that prompts.jsonl has prompts of", fix)
 
 
-def _int(v: Any, default: int = 0) -> int:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return default
-
-
-def _float(v: Any, default: float = 0.0) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return default
-
-
 def redact(obj: Any) -> Any:
     """Copy of a config with credential-like values replaced, so a report can be shared safely."""
     if isinstance(obj, dict):
@@ -147,8 +133,8 @@ def run_cards(run: RunInput) -> Raw:
 
     def moved(key: str, digits: int = 3) -> str:
         a, b = first.get(key), last.get(key)
-        return "–" if b is None else (f"{num(_float(b), digits)}" if a is None else
-                                      f"{num(_float(a), digits)} → {num(_float(b), digits)}")
+        return "–" if b is None else (f"{num(as_float(b), digits)}" if a is None else
+                                      f"{num(as_float(a), digits)} → {num(as_float(b), digits)}")
 
     return cards([
         ("Rounds", num(len(r)), ""),
@@ -186,7 +172,7 @@ def metrics_figure(run: RunInput) -> tuple[Any, int]:
     for k, (key, title) in enumerate(METRIC_PANELS):
         ys = [r.metrics.get(key) for r in run.rounds]
         fig.add_trace(go.Scatter(
-            x=xs, y=[None if v is None else _float(v) for v in ys], mode="lines+markers", name=title,
+            x=xs, y=[None if v is None else as_float(v) for v in ys], mode="lines+markers", name=title,
             customdata=rounds, line={"color": PALETTE[k], "width": 2}, marker={"size": 6}, showlegend=False,
             hovertemplate="round %{customdata}<br>%{x:,} prompts<br>%{y:.4f}<extra></extra>",
         ), row=k // 2 + 1, col=k % 2 + 1)
@@ -292,9 +278,9 @@ def gaps_figure(run: RunInput, names: dict[str, str]) -> tuple[Any, int] | None:
     anchors: list[str] = [a for a in names if any(a in r.gaps_before for r in run.rounds)]
     anchors += sorted({a for r in run.rounds for a in r.gaps_before} - set(anchors))
     z = [[r.gaps_before.get(a) for r in run.rounds] for a in anchors]
-    lim = max([abs(_float(v)) for row in z for v in row if v is not None] + [0.01])
+    lim = max([abs(as_float(v)) for row in z for v in row if v is not None] + [0.01])
     fig = go.Figure(go.Heatmap(
-        z=[[None if v is None else _float(v) for v in row] for row in z], x=rounds, y=list(range(len(anchors))),
+        z=[[None if v is None else as_float(v) for v in row] for row in z], x=rounds, y=list(range(len(anchors))),
         zmid=0, zmin=-lim, zmax=lim, colorscale=[[0, "#1c7ed6"], [0.5, "#f8f9fa"], [1, UNDER_COLOR]],
         customdata=[[plot_text(names.get(a, a), 60)] * len(rounds) for a in anchors],
         colorbar={"title": {"text": "gap"}, "tickformat": "+.0%", "thickness": 12},
@@ -361,9 +347,9 @@ def base_anchor_table(run: RunInput, final: AuditInput | None, names: dict[str, 
     """Per anchor, the base set's count, share and gap before the run → after it (largest gap before first)."""
     if not run.base:
         return None
-    counts0 = {str(k): _int(v) for k, v in (run.base.get("anchor_counts") or {}).items()}
-    shares0 = {str(k): _float(v) for k, v in (run.base.get("shares") or {}).items()}
-    gaps0 = {str(k): _float(v) for k, v in (run.base.get("gaps") or {}).items()}
+    counts0 = {str(k): as_int(v) for k, v in (run.base.get("anchor_counts") or {}).items()}
+    shares0 = {str(k): as_float(v) for k, v in (run.base.get("shares") or {}).items()}
+    gaps0 = {str(k): as_float(v) for k, v in (run.base.get("gaps") or {}).items()}
     after = {a.id: a for a in final.report.leaf_anchors()} if final is not None else {}
     last_counts = run.rounds[-1].anchor_counts if run.rounds else {}
     rows = []
