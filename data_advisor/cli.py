@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace], int]
 #: What `audit` writes into --out (an input of the same name there would be overwritten).
-AUDIT_OUTPUTS = ("coverage.json", "assignments.jsonl", "embeddings.npy", "report.html", "anchor_counts.json", "assignments")
+AUDIT_OUTPUTS = ("coverage.json", "assignments.jsonl", "embeddings.npy", "report.html", "anchor_counts.json", "assignments",
+                 "outputs.sha256.json", "run_info.json")
 
 
 def _eprint(msg: str) -> None:

@@ -215,3 +215,50 @@ def save_npy_atomic(path: Path, array: Any) -> None:
     import numpy as np
 
     _atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False), "wb")
+
+
+# ------------------------------------------------------------------------------------------------ checksums
+#: Written beside an audit's (or run's) outputs: the sha256 of each output file as it was written, so a reader can
+#: tell a file changed since (a flipped digit keeps JSON valid, and would otherwise give a silently different report).
+CHECKSUM_FILE = "outputs.sha256.json"
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path, names: Iterable[str]) -> None:
+    """Record the sha256 of each named file present in ``folder`` (written atomically, last)."""
+    sums = {n: file_sha256(folder / n) for n in sorted(names) if (folder / n).is_file()}
+    write_json_atomic(folder / CHECKSUM_FILE, {"sha256": sums})
+
+
+def verify_checksums(folder: Path, names: Iterable[str]) -> None:
+    """Raise a one-line :class:`~data_advisor.errors.InputError` when a named file no longer has the sha256 recorded
+    when it was written.  Folders written before checksums existed (no checksum file) are read as they are."""
+    from data_advisor.errors import InputError
+
+    path = folder / CHECKSUM_FILE
+    if not path.exists():
+        return
+    try:
+        sums = json.loads(path.read_text("utf-8"))["sha256"]
+        if not isinstance(sums, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InputError(f"{path} is damaged", f"re-run the command that wrote {folder}, or delete {path.name} to "
+                         "read the folder without checking it") from None
+    for name in names:
+        want = sums.get(name)
+        if want is None or not (folder / name).is_file():
+            continue
+        if file_sha256(folder / name) != want:
+            raise InputError(f"{folder / name} changed since it was written (its sha256 differs from {path.name})",
+                             f"re-run the command that wrote {folder}; if you edited the file on purpose, delete "
+                             f"{path.name}")

@@ -108,7 +108,9 @@ def load_base(path: str | Path, *, text_field: str | None = None) -> BaseSet:
 
 
 def _load_audit_dir(p: Path, shown: str, digest: str) -> BaseSet:
-    from data_advisor.io import split_lines
+    from data_advisor.io import split_lines, verify_checksums
+
+    verify_checksums(p, ("coverage.json", "assignments.jsonl"))  # a changed file would silently move the baseline
 
     ids: list[str] = []
     texts: list[str] = []

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError, OutputError, RunConfigError
-from data_advisor.io import ensure_writable_dir, removed_on_failure, write_json_atomic
+from data_advisor.io import CHECKSUM_FILE, ensure_writable_dir, removed_on_failure, write_json_atomic
 
 #: Files a run writes into its folder (an input file of the same name there would be overwritten).
 RUN_FILES = ("config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
-             "report.html", "llm_calls.jsonl", "responses.jsonl", "llm_calls_respond.jsonl")
+             "report.html", "llm_calls.jsonl", "responses.jsonl", "llm_calls_respond.jsonl", CHECKSUM_FILE)
 #: Files that make a folder without config.json something other than a new run (a damaged run, an audit's --out).
 _RECORD_AND_OUTPUT_FILES = ("prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
                             "report.html")

@@ -34,7 +34,14 @@ from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxon
 from data_advisor.coverage.warnings import audit_warnings
 from data_advisor.data import PromptSet, load_prompts
 from data_advisor.errors import OutputError
-from data_advisor.io import ensure_writable_dir, make_temp_dir, save_npy_atomic, write_json_atomic, write_jsonl_atomic
+from data_advisor.io import (
+    ensure_writable_dir,
+    make_temp_dir,
+    save_npy_atomic,
+    write_checksums,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 
 #: A cluster whose centroid is less similar than this to every principle is "far from every anchor".
 DEFAULT_EMERGENT_THRESHOLD = 0.45
@@ -130,6 +137,7 @@ class AuditResult:
             write_jsonl_atomic(tmp / "assignments.jsonl", self.rows())
             if save_embeddings and len(self.vectors) <= SAVE_EMBEDDINGS_MAX:
                 save_npy_atomic(tmp / "embeddings.npy", self.vectors.astype(np.float16))
+            write_checksums(tmp, ("coverage.json", "assignments.jsonl", "embeddings.npy"))
             for add_output in extra_outputs:
                 add_output(tmp)
             for f in sorted(tmp.iterdir()):

@@ -16,7 +16,7 @@ import numpy as np
 
 from data_advisor.coverage.report import CoverageReport
 from data_advisor.errors import InputError
-from data_advisor.io import split_lines
+from data_advisor.io import split_lines, verify_checksums
 
 REWRITE_FIX = "re-run the audit (or run) that wrote it; reports only read what audit/run wrote"
 
@@ -164,6 +164,7 @@ def load_audit_dir(path: Path, *, want_embeddings: bool = False) -> AuditInput:
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path} is not a folder", "pass the audit/run output folder (the one with coverage.json)")
+    verify_checksums(path, ("coverage.json", "assignments.jsonl", "embeddings.npy"))
     report = CoverageReport.load(path / "coverage.json")
     notes: list[str] = []
     points = None

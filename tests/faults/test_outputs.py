@@ -69,3 +69,18 @@ def test_compare_with_a_damaged_audit_output(audit_copy: Path, audit_dir: Path, 
     else:
         error_line(rc, err, [audit_copy / name])
         assert not (out / "compare.html").exists()
+
+
+@pytest.mark.parametrize("name", ["coverage.json", "assignments.jsonl"])
+def test_a_changed_digit_that_keeps_the_file_valid_is_caught(audit_copy: Path, tmp_path: Path, name: str) -> None:
+    """The damage no parser can see: one digit changed, the JSON still valid and the counts still consistent. The
+    sha256 recorded when the audit wrote its outputs catches it, so `report` never draws a silently different page."""
+    path = audit_copy / name
+    text = path.read_text("utf-8")
+    i = next(i for i in range(len(text) // 2, len(text)) if text[i] in "12345678")
+    path.write_text(text[:i] + str(int(text[i]) + 1) + text[i + 1:], encoding="utf-8")
+    out = tmp_path / "report.html"
+    rc, err = run_inproc("report", audit_copy, "--out", out, "--plotlyjs", "cdn")
+    no_traceback(rc, err)
+    error_line(rc, err, [path])
+    assert "changed since it was written" in err and not out.exists()
