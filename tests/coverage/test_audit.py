@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from collections import Counter
@@ -42,7 +43,10 @@ def test_outputs_and_schema(audited: tuple[CoverageReport, Path], sample_prompts
     report, out = audited
     assert isinstance(report, CoverageReport)
     assert sorted(p.name for p in out.iterdir()) == ["assignments.jsonl", "coverage.json", "embeddings.npy",
-                                                     "run_info.json"]
+                                                     "outputs.sha256.json", "run_info.json"]
+    sums = json.loads((out / "outputs.sha256.json").read_text("utf-8"))["sha256"]
+    assert set(sums) == {"assignments.jsonl", "coverage.json", "embeddings.npy"}
+    assert all(sums[n] == hashlib.sha256((out / n).read_bytes()).hexdigest() for n in sums)
     cov = json.loads((out / "coverage.json").read_text("utf-8"))
     assert set(cov) >= TOP_KEYS
     assert cov["schema_version"] == report.schema_version
