@@ -151,8 +151,12 @@ class AnchorAssigner:
             self._bg_index.add(np.ascontiguousarray(anchors.background_vectors, dtype=np.float32))
         self._harm: HarmScorer | None = None
         if self._bg_index is not None and anchors.harm_vectors is not None and len(anchors.harm_vectors):
+            cal = self.harm_calibration or HarmCalibration.load()
+            self._harm_calibrated = cal.applies_to(anchors.model_id)
+            if not self._harm_calibrated:  # fitted for another model's cosines: never apply its threshold blindly
+                cal = cal.uncalibrated()
             self._harm = HarmScorer(anchors.harm_vectors, anchors.background_vectors,  # type: ignore[arg-type]
-                                    self.harm_calibration)
+                                    cal)
         return self
 
     def principle_scores(self, vectors: np.ndarray) -> np.ndarray:
@@ -211,6 +215,7 @@ class AnchorAssigner:
             cal = self._harm.calibration
             settings.update({"unanchored_rule": "harm-pool", "harm_threshold": cal.threshold,
                              "harm_scale": cal.scale, "harm_top_k": cal.k,
+                             "harm_calibrated": self._harm_calibrated,
                              "harm_pool_vectors": len(a.harm_vectors)})  # type: ignore[arg-type]
         else:
             anchored = score >= self.min_score

@@ -408,8 +408,9 @@ def build_report(
         discovery={"method": clusters.method, "notes": list(clusters.notes), "n_clusters": clusters.n_clusters,
                    "noise_share": clusters.noise_share},
         settings=report_settings,
-        warnings=[w.to_dict() for w in audit_warnings(taxonomy=taxonomy, leaf_counts=counts, n_prompts=n,
-                                                      n_unanchored=n_un, source=str(prompts.source or ""))],
+        warnings=[w.to_dict() for w in audit_warnings(
+            taxonomy=taxonomy, leaf_counts=counts, n_prompts=n, n_unanchored=n_un, source=str(prompts.source or ""),
+            harm_calibrated=bool(assignments.settings.get("harm_calibrated", True)), model_id=model_id)],
     )
 
 

@@ -42,6 +42,22 @@ class HarmCalibration:
     threshold: float
     scale: float
     k: int = DEFAULT_TOP_K
+    #: The embedding model the numbers were fitted for ("" = any): cosines of another model live on another scale.
+    embedding_model: str = ""
+
+    def applies_to(self, model_id: str) -> bool:
+        """Whether these numbers were fitted for vectors of ``model_id``: the same model, its ONNX export, or a
+        cascade whose exact stage is that model.  A static (distilled) model or any other model is not covered."""
+        m = self.embedding_model
+        if not m or not model_id or model_id == m:
+            return True
+        return (model_id.startswith("onnx[") and model_id.endswith("]:" + m)) or \
+            (model_id.startswith("cascade[") and f"> {m}]" in model_id)
+
+    def uncalibrated(self) -> HarmCalibration:
+        """The fallback for a model the numbers were not fitted for: the boundary at 0 (the prompt's harm-pool
+        neighbours closer than its background neighbours), the same scale and k."""
+        return HarmCalibration(threshold=0.0, scale=self.scale, k=self.k, embedding_model="")
 
     @classmethod
     def load(cls, path: Path | None = None) -> HarmCalibration:
@@ -51,7 +67,8 @@ class HarmCalibration:
         else:
             text = Path(path).read_text("utf-8")
         data = json.loads(text)
-        return cls(threshold=float(data["threshold"]), scale=float(data["scale"]), k=int(data["k"]))
+        return cls(threshold=float(data["threshold"]), scale=float(data["scale"]), k=int(data["k"]),
+                   embedding_model=str(data.get("embedding_model") or ""))
 
 
 def builtin_harm_texts(exclude: tuple[str, ...] = ()) -> list[str]:

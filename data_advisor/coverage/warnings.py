@@ -160,6 +160,8 @@ def audit_warnings(
     n_prompts: int,
     n_unanchored: int,
     source: str = "",
+    harm_calibrated: bool = True,
+    model_id: str = "",
 ) -> list[CoverageWarning]:
     """Warnings about an audit's numbers: high unanchored share, empty principles, one dominant principle.
 
@@ -175,6 +177,17 @@ def audit_warnings(
     enrich = enrich_command(ref or taxonomy.id, source)
     thin = thin_leaves(taxonomy)
 
+    if not harm_calibrated:
+        out.append(CoverageWarning(
+            code="harm_uncalibrated",
+            problem=f"the harm / unanchored boundary was not fitted for the embedding model {model_id or '(custom)'}",
+            cause=("its two numbers (coverage/harm_calibration.json) were fitted on the bundled model's cosines; for "
+                   "this model the boundary falls back to 0 (a prompt is anchored when its harm-pool neighbours are "
+                   "closer than its benign ones), which has not been measured"),
+            fix=("use the default model for measured numbers, or refit the calibration for this model with "
+                 "benchmarks/fit_harm.py and pass it in"),
+            value=0.0, threshold=0.0,
+        ))
     share_un = n_unanchored / n_prompts
     if share_un >= UNANCHORED_SHARE:
         causes = ["the data may be off-taxonomy (benign prompts, or harms the taxonomy does not name: see the "

@@ -201,3 +201,27 @@ def test_anchored_decision_hardly_depends_on_the_audited_taxonomy(datasets_dir: 
     agree = float((user.anchored == builtin.anchored).mean())
     print(f"\nXSTest anchored decision, 5-sentence user taxonomy vs built-in catqa-11: {agree:.3f} agree")
     assert agree >= 0.95
+
+
+def test_calibration_applies_only_to_the_model_it_was_fitted_for() -> None:
+    """Cosines of another model live on another scale: its fitted threshold must not be applied there silently."""
+    from data_advisor.coverage.harm import HarmCalibration
+
+    cal = HarmCalibration.load()
+    m = cal.embedding_model
+    assert m and cal.applies_to(m) and cal.applies_to(f"onnx[v1,fp32]:{m}")
+    assert cal.applies_to(f"cascade[static[s1,sif=1]:{m} > {m}]@target=0.99")
+    assert not cal.applies_to(f"static[s1,sif=1]:{m}") and not cal.applies_to("intfloat/e5-small-v2")
+    fallback = cal.uncalibrated()
+    assert fallback.threshold == 0.0 and fallback.scale == cal.scale and fallback.k == cal.k
+
+
+def test_an_uncalibrated_model_is_said_in_settings_and_warnings() -> None:
+    from data_advisor.coverage.taxonomy import load_taxonomy
+    from data_advisor.coverage.warnings import audit_warnings
+
+    tax = load_taxonomy("catqa-11")
+    ws = audit_warnings(taxonomy=tax, leaf_counts={}, n_prompts=10, n_unanchored=0, harm_calibrated=False,
+                        model_id="some/other-model")
+    assert [w.code for w in ws] == ["harm_uncalibrated"] and "some/other-model" in ws[0].problem
+    assert audit_warnings(taxonomy=tax, leaf_counts={}, n_prompts=10, n_unanchored=0) == []
