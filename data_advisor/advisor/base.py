@@ -24,6 +24,7 @@ import numpy as np
 from data_advisor.coverage.cluster import ClusterResult
 from data_advisor.data import load_prompts
 from data_advisor.errors import InputError, RunConfigError
+from data_advisor.io import file_sha256
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,7 @@ def files_sha256(path: Path) -> str:
     outer = hashlib.sha256()
     root = path if path.is_dir() else path.parent
     for f in _data_files(path):
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        outer.update(f"{f.relative_to(root).as_posix()}\0{h.hexdigest()}\n".encode())
+        outer.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
     return outer.hexdigest()
 
 

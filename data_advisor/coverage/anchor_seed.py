@@ -28,19 +28,6 @@ if TYPE_CHECKING:
 SEED_FILE = Path(__file__).resolve().parent / "taxonomies" / "anchor_vectors.npz"
 
 
-def seed_texts() -> list[str]:
-    """Every anchor text of every built-in taxonomy and of the background, deduplicated, in a stable order."""
-    from data_advisor.coverage.taxonomy import builtin_taxonomies, load_background, load_taxonomy
-
-    texts: dict[str, None] = {}
-    for name in builtin_taxonomies():
-        for leaf in load_taxonomy(name).leaves():
-            texts.update(dict.fromkeys(leaf.anchor_texts()))
-    for leaf in load_background().leaves():
-        texts.update(dict.fromkeys(leaf.anchor_texts()))
-    return list(texts)
-
-
 @functools.cache
 def _load(path: Path) -> tuple[str, dict[bytes, int], np.ndarray] | None:
     """(model id, text key → row, vectors) of a seed file; None when it is missing or unreadable."""

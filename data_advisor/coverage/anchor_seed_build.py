@@ -11,7 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from data_advisor.coverage.anchor_seed import SEED_FILE, seed_texts
+from data_advisor.coverage.anchor_seed import SEED_FILE
+
+
+def seed_texts() -> list[str]:
+    """Every anchor text of every built-in taxonomy and of the background, deduplicated, in a stable order."""
+    from data_advisor.coverage.harm import builtin_harm_texts
+    from data_advisor.coverage.taxonomy import load_background
+
+    background = (t for leaf in load_background().leaves() for t in leaf.anchor_texts())
+    return list(dict.fromkeys([*builtin_harm_texts(), *background]))
 
 
 def build(path: Path = SEED_FILE) -> Path:

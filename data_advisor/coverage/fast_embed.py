@@ -154,14 +154,9 @@ def _model_folder(root: Path, base_id: str, key: str) -> Path:
 
 def _file_digests(folder: Path, names: Sequence[str]) -> dict[str, str]:
     """sha256 of each named file of an artefact folder (read in 1 MiB blocks; ~0.2 s for the fp32 ONNX model)."""
-    out: dict[str, str] = {}
-    for name in names:
-        h = hashlib.sha256()
-        with open(folder / name, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        out[name] = h.hexdigest()
-    return out
+    from data_advisor.io import file_sha256
+
+    return {name: file_sha256(folder / name) for name in names}
 
 
 class _ArtefactDamaged(Exception):

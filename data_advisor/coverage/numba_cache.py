@@ -11,12 +11,13 @@ stderr says what was removed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import pickle
 import sys
 from pathlib import Path
+
+from data_advisor.io import file_sha256
 
 MANIFEST = ".data-advisor-manifest.json"
 
@@ -26,8 +27,6 @@ def numba_cache_dir() -> Path | None:
     return Path(d) if d else None
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _files(root: Path) -> list[Path]:
@@ -64,7 +63,7 @@ def check(root: Path | None = None) -> list[Path]:
     for f in _files(root):
         rel = str(f.relative_to(root))
         try:
-            ok = recorded[rel] == _digest(f) if rel in recorded else _unpickles(f)
+            ok = recorded[rel] == file_sha256(f) if rel in recorded else _unpickles(f)
         except OSError:
             ok = False
         if not ok:
@@ -86,4 +85,4 @@ def record(root: Path | None = None) -> None:
     from data_advisor.io import write_json_atomic
 
     with contextlib.suppress(OSError):
-        write_json_atomic(root / MANIFEST, {str(f.relative_to(root)): _digest(f) for f in _files(root)})
+        write_json_atomic(root / MANIFEST, {str(f.relative_to(root)): file_sha256(f) for f in _files(root)})
