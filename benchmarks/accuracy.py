@@ -253,7 +253,7 @@ def main() -> None:
 
     import fit_harm
 
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.harm import DEFAULT_TOP_K, HarmCalibration
     from data_advisor.coverage.refine import RefineSettings
     from data_advisor.coverage.taxonomy import load_taxonomy

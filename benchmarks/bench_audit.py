@@ -45,7 +45,7 @@ TAXONOMY = "catqa-11"
 # ---------------------------------------------------------------------------------------------- workers
 def fill_shared_cache(model_id: str, texts: list[str], vectors) -> int:
     """After timing: store the vectors in the shared DATA_ADVISOR_CACHE so later scripts need not re-embed."""
-    from data_advisor.coverage.embed import EmbeddingCache, default_cache_dir, text_key
+    from data_advisor.coverage.embedding.cache import EmbeddingCache, default_cache_dir, text_key
 
     cache = EmbeddingCache(default_cache_dir(), model_id, int(vectors.shape[1]))
     keys: dict[bytes, int] = {}
@@ -73,7 +73,7 @@ def worker_stages(ds: Path, n: int, seed: int, fill_cache: bool = True) -> dict:
         from data_advisor.coverage.assign import AnchorAssigner, build_anchors
         from data_advisor.coverage.audit import AuditSettings, build_report
         from data_advisor.coverage.cluster import ClusterDiscovery
-        from data_advisor.coverage.embedders import make_embedder
+        from data_advisor.coverage.embedding.registry import make_embedder
         from data_advisor.coverage.taxonomy import load_background, load_taxonomy
         from data_advisor.data import PromptSet
     rss["after_imports"] = C.peak_rss_mib_self()
@@ -159,7 +159,7 @@ def load() -> list[float]:
 
 def _cached_vectors(texts: list[str]):
     """The texts' vectors from the shared embedding cache (the model is loaded only for misses)."""
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
 
     return make_embedder().encode(texts)
 
@@ -195,7 +195,7 @@ def worker_metrics(ds: Path, n: int, seed: int) -> dict:
     from data_advisor.coverage.audit import AuditSettings, build_report
     from data_advisor.coverage.cluster import build_knn_graph
     from data_advisor.coverage.cluster_cache import ClusterCache, vectors_digest
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.taxonomy import load_background, load_taxonomy
     from data_advisor.data import PromptSet
 

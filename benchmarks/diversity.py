@@ -420,7 +420,7 @@ def main() -> None:
     methods = tuple(args.methods) if args.methods else (LLM_METHODS if mode == "llm" else OFFLINE_METHODS)
 
     from data_advisor.advisor.loop import SEEDS_DIR
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.data import load_prompts
 
     embedder = make_embedder()

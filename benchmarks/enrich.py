@@ -210,7 +210,7 @@ def main() -> None:
     import fit_harm
 
     from data_advisor.coverage.audit import AuditSettings, run_audit
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.enrich import EnrichSettings, mine_from_assignments, with_examples
     from data_advisor.coverage.harm import DEFAULT_TOP_K
     from data_advisor.coverage.taxonomy import load_taxonomy

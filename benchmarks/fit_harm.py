@@ -44,7 +44,7 @@ HARM_WEIGHT = 2.0
 
 def groups(ds: Path, embedder: Any, k: int) -> list[dict[str, Any]]:
     """One entry per (group, polarity): raw scores of its prompts, label 1 = harmful."""
-    from data_advisor.coverage.embed import Embedder  # noqa: F401  (type only)
+    from data_advisor.coverage.embedding.base import Embedder  # noqa: F401  (type only)
     from data_advisor.coverage.harm import embed_harm_pool, top_k_mean
     from data_advisor.coverage.taxonomy import load_background
 
@@ -104,7 +104,7 @@ def main() -> None:
     args = p.parse_args()
     ds = C.require_datasets(args.datasets)
     started = time.perf_counter()
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.harm import DEFAULT_TOP_K
 
     embedder = make_embedder()

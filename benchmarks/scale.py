@@ -127,8 +127,11 @@ def phase_embed(ds: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
     from sentence_transformers import SentenceTransformer
 
     from data_advisor.coverage.assign import build_anchors
-    from data_advisor.coverage.embed import CachedEmbedder, SentenceTransformerEmbedder
-    from data_advisor.coverage.fast_embed import CascadeEmbedder, OnnxEmbedder, StaticEmbedder, attach_anchors
+    from data_advisor.coverage.embedding.cached import CachedEmbedder
+    from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
+    from data_advisor.coverage.embedding.cascade import CascadeEmbedder
+    from data_advisor.coverage.embedding.onnx import OnnxEmbedder
+    from data_advisor.coverage.embedding.static import StaticEmbedder
     from data_advisor.coverage.taxonomy import load_background, load_taxonomy
 
     speed_n = args.speed_n
@@ -179,7 +182,7 @@ def phase_embed(ds: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
     exact = CachedEmbedder(OnnxEmbedder(variant="fp32"), tmp / "cascade-cache")  # empty: timing is cold
     cas = CascadeEmbedder(StaticEmbedder(), exact, seed=args.seed)
     anchors = build_anchors(tax, cas, bg)
-    attach_anchors(cas, anchors)
+    cas.set_anchors(anchors)
     t0 = time.perf_counter()
     cas_vecs = cas.encode(cas_texts)
     cas_s = time.perf_counter() - t0
@@ -202,7 +205,7 @@ def phase_embed(ds: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
         t = load_taxonomy(tn)
         c2 = CascadeEmbedder(StaticEmbedder(), _Lookup(backends["st"], lab, ref_vecs), calibration_min=500, seed=args.seed)
         a2 = build_anchors(t, c2, bg)
-        attach_anchors(c2, a2)
+        c2.set_anchors(a2)
         v2 = c2.encode(lab)
         ref = _anchor_ids(_assign(t, backends["st"], ref_vecs, bg))
         lab_rows[tn] = {"agreement": round(float((_anchor_ids(_assign(t, c2, v2, bg, anchors=a2)) == ref).mean()), 4),
@@ -216,7 +219,8 @@ def phase_embed(ds: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
 def _prebuild(model_cache: Path) -> None:
     """Distil the static table and export the ONNX model into the persistent model cache (once)."""
     os.environ["DATA_ADVISOR_CACHE"] = str(model_cache)
-    from data_advisor.coverage.fast_embed import OnnxEmbedder, StaticEmbedder, onnx_available
+    from data_advisor.coverage.embedding.onnx import OnnxEmbedder, onnx_available
+    from data_advisor.coverage.embedding.static import StaticEmbedder
 
     _ = StaticEmbedder().dim  # distils once
     if onnx_available():
@@ -352,7 +356,7 @@ def phase_ray_audit(ds: Path, args: argparse.Namespace, tmp: Path) -> dict[str, 
 def phase_ivf(ds: Path, args: argparse.Namespace) -> dict[str, Any]:
     os.environ["DATA_ADVISOR_CACHE"] = str(args.model_cache)
     from data_advisor.coverage import metrics as M
-    from data_advisor.coverage.fast_embed import StaticEmbedder
+    from data_advisor.coverage.embedding.static import StaticEmbedder
 
     texts, comp = build_prompts(ds, args.ivf_n, seed=args.seed)
     vecs = StaticEmbedder().encode(texts)
@@ -394,7 +398,7 @@ def phase_discovery(ds: Path, args: argparse.Namespace) -> dict[str, Any]:
     from sklearn.metrics import adjusted_rand_score
 
     from data_advisor.coverage.cluster import ClusterDiscovery
-    from data_advisor.coverage.fast_embed import StaticEmbedder
+    from data_advisor.coverage.embedding.static import StaticEmbedder
 
     n = args.discovery_n
     texts, comp = build_prompts(ds, n, seed=args.seed)
@@ -426,7 +430,7 @@ def phase_discovery(ds: Path, args: argparse.Namespace) -> dict[str, Any]:
 def phase_ray(ds: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``embed_texts`` on a local Ray (2 workers, 1 CPU each) against the local backend, same prompts, same process."""
     os.environ["DATA_ADVISOR_CACHE"] = str(args.model_cache)
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.engines.ray_engine import embed_texts, ray_session
 
     out: dict[str, Any] = {"workers": 2, "note": "one local Ray session (started once, not timed); the first "
@@ -436,12 +440,12 @@ def phase_ray(ds: Path, args: argparse.Namespace) -> dict[str, Any]:
     with ray_session(workers=2):
         for emb, n in (("onnx", args.speed_n), ("static", args.ray_static_n)):
             sub = texts[:n]
-            local = make_embedder(embedder=emb, cache=False)
+            local = make_embedder(embedder_name=emb, cache=False)
             local.encode(sub[:8])
             with C.Timer() as t_local:
                 lv = local.encode(sub)
             with C.Timer() as t_ray:
-                rv = embed_texts(sub, embedder=emb, workers=2, cache=False)
+                rv = embed_texts(sub, embedder_name=emb, workers=2, cache=False)
             out[emb] = {"n": n, "local_s": round(t_local.s, 2), "ray_s": round(t_ray.s, 2),
                         "local_prompts_per_s": round(n / t_local.s, 1), "ray_prompts_per_s": round(n / t_ray.s, 1),
                         "max_abs_diff": float(np.abs(lv - rv).max())}

@@ -44,7 +44,7 @@ def w_ours(ds: Path, n: int, seed: int) -> dict[str, Any]:
         import umap  # noqa: F401
 
         from data_advisor.coverage.audit import AuditSettings, run_audit
-        from data_advisor.coverage.embedders import make_embedder
+        from data_advisor.coverage.embedding.registry import make_embedder
         from data_advisor.coverage.taxonomy import load_taxonomy
         from data_advisor.data import PromptSet
     prompts = PromptSet.from_texts(C.scale_prompts(ds, n, seed=0))
@@ -61,7 +61,7 @@ def w_ours(ds: Path, n: int, seed: int) -> dict[str, Any]:
 def _st_model() -> Any:
     from sentence_transformers import SentenceTransformer
 
-    from data_advisor.coverage.embed import resolve_model
+    from data_advisor.coverage.embedding.models import resolve_model
 
     path, _, _ = resolve_model("default")
     return SentenceTransformer(path, device="cpu")
@@ -72,7 +72,7 @@ def w_bertopic(ds: Path, n: int, seed: int, precomputed: bool, second_fit: bool)
         from bertopic import BERTopic
         from umap import UMAP
 
-        from data_advisor.coverage.embedders import make_embedder
+        from data_advisor.coverage.embedding.registry import make_embedder
     texts = C.scale_prompts(ds, n, seed=0)
 
     def model(st: Any) -> Any:
@@ -109,7 +109,9 @@ def w_bertopic(ds: Path, n: int, seed: int, precomputed: bool, second_fit: bool)
 def w_embed(ds: Path, n: int, kind: str) -> dict[str, Any]:
     import numpy as np
 
-    from data_advisor.coverage.embed import CachedEmbedder, SentenceTransformerEmbedder, default_cache_dir
+    from data_advisor.coverage.embedding.cache import default_cache_dir
+    from data_advisor.coverage.embedding.cached import CachedEmbedder
+    from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
 
     texts = C.scale_prompts(ds, n, seed=0)
     if kind == "st-plain":
@@ -133,7 +135,7 @@ def w_incremental(ds: Path, n: int, seed: int, repeats: int) -> dict[str, Any]:
 
     from data_advisor.advisor.monitor import CoverageMonitor
     from data_advisor.coverage.audit import AuditSettings, run_audit
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.taxonomy import load_taxonomy
     from data_advisor.data import PromptSet
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.coverage.audit import AuditResult, audit_full
-from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
+from data_advisor.coverage.audit_settings import deprecated_embedding_kwargs
+from data_advisor.coverage.embedding.base import Embedder
+from data_advisor.coverage.embedding.models import DEFAULT_MODEL
 from data_advisor.coverage.report import CoverageReport
 from data_advisor.coverage.taxonomy import Taxonomy
 from data_advisor.data import PromptSet
@@ -40,12 +42,12 @@ def audit(
     source: str | Path | PromptSet | Sequence[str],
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
-    model: str = DEFAULT_MODEL,
+    embedding_model: str = DEFAULT_MODEL,
     out: str | Path | None = None,
     seed: int = 0,
     text_field: str | None = None,
     embedder: Embedder | None = None,
-    embedder_kind: str = "st",
+    embedder_name: str = "st",
     cache: bool = True,
     show_progress: bool = False,
     render_html: bool = True,
@@ -56,11 +58,13 @@ def audit(
     ``source`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
     (coverage.json, assignments.jsonl, embeddings.npy, report.html) are written there. Extra keyword
     arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``).
-    ``embedder_kind`` picks the backend as ``--embedder`` does (``st``, ``onnx``, ``onnx-int8``, ``static``,
-    ``cascade``) when no ``embedder`` object is passed.
+    ``embedder_name`` picks the backend as ``--embedder`` does (one of
+    :data:`~data_advisor.coverage.embedding.registry.EMBEDDERS`) when no ``embedder`` object is passed.
+    ``model=`` and ``embedder_kind=`` still work, deprecated: ``embedding_model=`` and ``embedder_name=``.
     """
-    result = audit_full(source, taxonomy=taxonomy, model=model, seed=seed, text_field=text_field,
-                        embedder=embedder, embedder_kind=embedder_kind, cache=cache, show_progress=show_progress,
+    embedding_model, embedder_name = deprecated_embedding_kwargs(settings, embedding_model, embedder_name)
+    result = audit_full(source, taxonomy=taxonomy, embedding_model=embedding_model, seed=seed, text_field=text_field,
+                        embedder=embedder, embedder_name=embedder_name, cache=cache, show_progress=show_progress,
                         out=out, **settings)
     if out is not None:
         write_audit(result, out, render_html=render_html)

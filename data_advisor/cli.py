@@ -49,10 +49,26 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-invalid", action="store_true", help="drop records with no usable text instead of failing")
 
 
+class _DeprecatedEmbeddingModel(argparse.Action):
+    """``--model`` on audit: the old spelling of ``--embedding-model`` (``--model`` names LLMs everywhere else)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        _env.log.warning("warning: --model is deprecated for the embedding model; use --embedding-model")
+        namespace.embedding_model = values
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default",
+    from data_advisor.coverage.embedding.backends import LOADERS
+
+    p.add_argument("--embedding-model", default="default",
                    help="embedding model: `default` (bundled all-MiniLM-L6-v2, offline), a sentence-transformers "
-                        "name, or a local path")
+                        "name, or a local path (--model: deprecated alias)")
+    p.add_argument("--model", dest="embedding_model", action=_DeprecatedEmbeddingModel, help=argparse.SUPPRESS)
+    p.add_argument("--st-loader", choices=LOADERS, default="auto",
+                   help="how the exact transformer loads: light (tokenizers + transformers, plain mean-pooling "
+                        "models only), sentence-transformers, or auto (light exactly when the model folder is a plain "
+                        "mean-pooling layout; default). run_info.json records which ran")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the embedding and cluster caches (everything is recomputed)")
     p.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
@@ -74,7 +90,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise DataAdvisorError("--batch-size and --max-chars must be at least 1", "pass positive numbers")
     taxonomy = load_taxonomy(args.taxonomy)
     settings = AuditSettings(  # validates the numbers before anything expensive happens
-        taxonomy=taxonomy.id, model=args.model, seed=args.seed, background=not args.no_background,
+        taxonomy=taxonomy.id, embedding_model=args.embedding_model, seed=args.seed, background=not args.no_background,
         coverage_min_count=args.min_count, cluster=not args.no_cluster, min_cluster_size=args.min_cluster_size,
         max_fit=args.max_fit, refine=not args.no_refine,
         **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
@@ -101,18 +117,17 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
             + (f" (truncated {prompts.n_truncated})" if prompts.n_truncated else ""))
 
     from data_advisor.coverage.audit import run_audit
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
 
-    embedder = make_embedder(args.model, cache=not args.no_cache, batch_size=args.batch_size,
-                             embedder=args.embedder)
+    embedder = make_embedder(args.embedding_model, cache=not args.no_cache, batch_size=args.batch_size,
+                             embedder_name=args.embedder, loader=args.st_loader, cascade_exact=args.cascade_exact)
     # --engine ray embeds on Ray workers; run_audit gives an anchor-aware embedder (the cascade) its anchors.
-    from data_advisor.coverage import fast_embed
-
     vectors = None
     if args.engine == "ray":
         from data_advisor.engines.ray_engine import embed_texts
 
-        vectors = embed_texts(prompts.texts, model=args.model, embedder=args.embedder, batch_size=args.batch_size,
+        vectors = embed_texts(prompts.texts, embedding_model=args.embedding_model, embedder_name=args.embedder,
+                              batch_size=args.batch_size,
                               address=args.ray_address, workers=args.ray_workers, cache=not args.no_cache,
                               show_progress=not args.quiet)
     from data_advisor.coverage.cluster_cache import ClusterCache
@@ -120,12 +135,9 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     cluster_cache = None if args.no_cache else ClusterCache.default()
     result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet, vectors=vectors,
                        cluster_cache=cluster_cache)
-    line = fast_embed.describe(embedder)
+    line = embedder.describe() if vectors is None else None
     if line:
         _info(line)
-    stats = getattr(embedder, "last", None)
-    if stats is not None and vectors is None and not line:
-        _info(f"embeddings: {stats.misses:,} computed, {stats.hits:,} from cache")
     for note in cluster_cache.notes if cluster_cache is not None else []:  # its warnings were logged as they happened
         _info(note)
     labeler = None
@@ -169,8 +181,9 @@ def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSe
 
     work = make_temp_dir(out, ".assign-")
     try:
-        summary = assign_shards(args.input, work / "assignments", taxonomy=args.taxonomy, model=args.model,
-                                embedder=args.embedder, text_field=args.text_field,
+        summary = assign_shards(args.input, work / "assignments", taxonomy=args.taxonomy,
+                                embedding_model=args.embedding_model, embedder_name=args.embedder,
+                                text_field=args.text_field,
                                 id_field=None if args.id_field == "none" else (args.id_field or "id"),
                                 batch_size=args.batch_size, address=args.ray_address, workers=args.ray_workers,
                                 background=settings.background, margin_threshold=settings.margin_threshold,
@@ -255,7 +268,7 @@ def _enrich(args: argparse.Namespace) -> int:
     pool = _load_input(args, args.pool) if args.pool else None
     if pool is not None:
         _eprint(f"loaded {len(pool):,} pool prompts from {args.pool}")
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
 
     embedder = make_embedder(cache=not args.no_cache, batch_size=args.batch_size)
     writer = client = None
@@ -343,12 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only the final summary and warnings (no progress bars)")
     # embedding backends and engines
-    p.add_argument("--embedder", choices=["st", "onnx", "onnx-int8", "static", "cascade"], default="st",
-                   help="embedding backend: st (sentence-transformers, default); onnx (same model in ONNX Runtime, "
-                        "same vectors, faster; needs the `fast` extra); onnx-int8 (quantised, faster, ~93%% same "
-                        "anchors); static (distilled token table, ~46x faster, ~45%% same anchors: a quick look only); "
-                        "cascade (static first, the exact model re-embeds every prompt whose anchor is in doubt; "
-                        "~99.5%% same anchors)")
+    from data_advisor.coverage.embedding import backends
+
+    p.add_argument("--embedder", choices=backends.EMBEDDERS, default="st",
+                   help=backends.help_text().replace("%", "%%"))
+    p.add_argument("--cascade-exact", choices=backends.CASCADE_EXACT, default=backends.DEFAULT_CASCADE_EXACT,
+                   help="the exact stage of --embedder cascade: onnx (default; needs the `fast` extra) or st")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where embedding runs: this process (default) or Ray Data map_batches (needs the `ray` extra)")
     p.add_argument("--ray-address", default=None,

@@ -90,7 +90,7 @@ def datasets_dir() -> Path:
 @pytest.fixture(scope="session")
 def embedder():  # returns a CachedEmbedder (imported lazily so collection stays fast)
     """The real default embedder (bundled all-MiniLM-L6-v2, offline) behind the session's disk cache."""
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
 
     return make_embedder()
 

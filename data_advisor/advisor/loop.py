@@ -49,7 +49,7 @@ from data_advisor.advisor.generate import (
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.advisor.store import RunStore, discard_new_run_on_failure
 from data_advisor.coverage.audit import AuditSettings
-from data_advisor.coverage.embedders import make_embedder
+from data_advisor.coverage.embedding.registry import make_embedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
 from data_advisor.data import PromptSet, load_prompts
 from data_advisor.errors import DataAdvisorError, LLMError
@@ -133,7 +133,7 @@ class AdvisorLoop:
         self.store = RunStore(Path(out), run_json)
         self.out = self.store.dir
         self.embedder = make_embedder(config.embedding_model)
-        self.settings = AuditSettings(taxonomy=self.taxonomy.id, model=config.embedding_model, seed=config.seed)
+        self.settings = AuditSettings(taxonomy=self.taxonomy.id, embedding_model=config.embedding_model, seed=config.seed)
         self.monitor = CoverageMonitor(self.taxonomy, self.embedder, self.settings)
         self.clients = clients or {}
         self.filters = self.spec.filter_config(on_target=config.on_target, near_dup_cosine=config.near_dup_cosine,

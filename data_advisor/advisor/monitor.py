@@ -25,7 +25,7 @@ from data_advisor.coverage import metrics as M
 from data_advisor.coverage.assign import AnchorAssigner, Assignments, build_anchors
 from data_advisor.coverage.audit import AuditResult, AuditSettings, anchor_subclusters, apply_refinement, build_report
 from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, build_knn_graph, extend_clusters, keyword_labels
-from data_advisor.coverage.embed import Embedder
+from data_advisor.coverage.embedding.base import Embedder
 from data_advisor.coverage.report import CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background
 from data_advisor.data import PromptSet

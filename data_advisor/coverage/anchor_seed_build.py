@@ -1,7 +1,8 @@
 """Rebuild the shipped anchor vectors (``taxonomies/anchor_vectors.npz``): ``python -m data_advisor.coverage.anchor_seed_build``.
 
-Apart from :mod:`~data_advisor.coverage.anchor_seed` because building needs the embedding model while the embedding
-cache (which seeds itself from the file) must not depend on it: ``anchor_seed_build → embed → anchor_seed``.
+Apart from :mod:`~data_advisor.coverage.embedding.anchor_seed` because building needs the embedding model and the
+built-in taxonomies, while the seed filler the registry injects into the cache must not:
+``anchor_seed_build → embedding.sentence, embedding.anchor_seed``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_advisor.coverage.anchor_seed import SEED_FILE
+from data_advisor.coverage.embedding.anchor_seed import SEED_FILE
 
 
 def seed_texts() -> list[str]:
@@ -27,7 +28,9 @@ def build(path: Path = SEED_FILE) -> Path:
     """Embed :func:`seed_texts` with the bundled model (no cache) and write the seed file atomically."""
     import io
 
-    from data_advisor.coverage.embed import DEFAULT_MODEL, SentenceTransformerEmbedder, text_key
+    from data_advisor.coverage.embedding.cache import text_key
+    from data_advisor.coverage.embedding.models import DEFAULT_MODEL
+    from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
     from data_advisor.io import write_bytes_atomic
 
     embedder = SentenceTransformerEmbedder(DEFAULT_MODEL)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_advisor.coverage.embed import Embedder
+from data_advisor.coverage.embedding.base import Embedder
 from data_advisor.coverage.harm import HarmCalibration, HarmScorer, harm_pool_texts
 from data_advisor.coverage.taxonomy import Taxonomy
 

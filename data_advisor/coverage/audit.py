@@ -1,7 +1,7 @@
 """The audit orchestrator: prompts → embeddings → assignments + clusters → :class:`CoverageReport`.
 
 Thin on purpose: each stage is its own module with a typed contract and can be swapped (any
-:class:`~data_advisor.coverage.embed.Embedder`, an assigner with ``fit/assign``, a discovery object with
+:class:`~data_advisor.coverage.embedding.base.Embedder`, an assigner with ``fit/assign``, a discovery object with
 ``fit``).  :func:`build_report` is the pure part the advisor loop reuses after each round.
 """
 
@@ -18,17 +18,17 @@ import numpy as np
 
 from data_advisor.coverage import metrics as M
 from data_advisor.coverage.assign import (
-    DEFAULT_MARGIN_THRESHOLD,
-    DEFAULT_MIN_SCORE,
     AnchorAssigner,
     AnchorSet,
     Assignments,
     build_anchors,
 )
+from data_advisor.coverage.audit_settings import AuditSettings, deprecated_embedding_kwargs
 from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, KnnGraph, keyword_labels
 from data_advisor.coverage.cluster_cache import ClusterCache, shared_knn_graph, vectors_digest
-from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
-from data_advisor.coverage.embedders import make_embedder
+from data_advisor.coverage.embedding.base import Embedder, as_embedder
+from data_advisor.coverage.embedding.models import DEFAULT_MODEL
+from data_advisor.coverage.embedding.registry import make_embedder
 from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
@@ -43,50 +43,10 @@ from data_advisor.io import (
     write_jsonl_atomic,
 )
 
-#: A cluster whose centroid is less similar than this to every principle is "far from every anchor".
-DEFAULT_EMERGENT_THRESHOLD = 0.45
 #: Above this many prompts, embeddings.npy is not written next to the report (the cache still has them).
 SAVE_EMBEDDINGS_MAX = 300_000
 #: Per-run facts beside coverage.json (cache hits, recoveries); report.html shows them with the discovery notes.
 RUN_INFO = "run_info.json"
-
-
-@dataclass
-class AuditSettings:
-    """Everything that changes an audit's numbers; stored in the report so it can be reproduced."""
-
-    taxonomy: str = "catqa-11"
-    model: str = DEFAULT_MODEL
-    seed: int = 0
-    background: bool = True
-    margin_threshold: float = DEFAULT_MARGIN_THRESHOLD
-    min_score: float = DEFAULT_MIN_SCORE
-    coverage_min_count: int = 5
-    near_duplicate_threshold: float = 0.95
-    emergent_threshold: float = DEFAULT_EMERGENT_THRESHOLD
-    cluster: bool = True
-    min_cluster_size: int | None = None
-    n_neighbors: int = 15
-    max_fit: int = 50_000
-    n_examples: int = 3
-    refine: bool = True  # transductive refinement of principle assignments (coverage/refine.py); --no-refine
-
-    def __post_init__(self) -> None:
-        """Reject impossible settings before any work starts (HDBSCAN's own error would come after embedding)."""
-        from data_advisor.errors import InputError
-
-        if self.min_cluster_size is not None and self.min_cluster_size < 2:
-            raise InputError(f"--min-cluster-size must be at least 2 (got {self.min_cluster_size})",
-                             "pass 2 or more, or leave it out for the default (about √n / 2)")
-        if self.coverage_min_count < 1:
-            raise InputError(f"--min-count must be at least 1 (got {self.coverage_min_count})", "pass 1 or more")
-        if self.n_neighbors < 2:
-            raise InputError(f"n_neighbors must be at least 2 (got {self.n_neighbors})", "pass 2 or more")
-        if self.max_fit < 100:
-            raise InputError(f"--max-fit must be at least 100 (got {self.max_fit})",
-                             "pass the number of prompts UMAP + HDBSCAN may fit at once, e.g. 50000")
-        if not 0 < self.near_duplicate_threshold <= 1:
-            raise InputError("the near-duplicate threshold must be in (0, 1]", "pass a cosine such as 0.95")
 
 
 @dataclass
@@ -105,6 +65,8 @@ class AuditResult:
     run_notes: list[str] = field(default_factory=list)
     """What this run did that is not part of the numbers (e.g. clusters read from the cluster cache): printed by the
     CLI and shown in report.html through ``run_info.json``, never in coverage.json, which stays byte-identical."""
+    embedder_info: dict[str, Any] = field(default_factory=dict)
+    """The embedder's own account of this run (backend, which loader ran, cache hits), for ``run_info.json``."""
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """One ``assignments.jsonl`` record per prompt, in input order."""
@@ -133,7 +95,7 @@ class AuditResult:
         try:
             self.report.save(tmp / "coverage.json")
             write_json_atomic(tmp / RUN_INFO, {"clusters_from_cache": self.clusters.from_cache,
-                                               "notes": list(self.run_notes)})
+                                               "notes": list(self.run_notes), "embedder": self.embedder_info})
             write_jsonl_atomic(tmp / "assignments.jsonl", self.rows())
             if save_embeddings and len(self.vectors) <= SAVE_EMBEDDINGS_MAX:
                 save_npy_atomic(tmp / "embeddings.npy", self.vectors.astype(np.float16))
@@ -189,14 +151,13 @@ def run_audit(
     were audited with the same discovery settings before (the taxonomy plays no part), and stored otherwise.
     """
     settings = settings or AuditSettings(taxonomy=taxonomy.id)
+    embedder = as_embedder(embedder)
     if anchors is None:
         background = load_background() if settings.background else None
         anchors = build_anchors(taxonomy, embedder, background)
-    from data_advisor.coverage.fast_embed import attach_anchors
-
     # An anchor-aware embedder (the cascade) needs the anchors before it embeds the prompts; others ignore this.
-    attach_anchors(embedder, anchors, margin_threshold=settings.margin_threshold, min_score=settings.min_score,
-                   use_background=settings.background)
+    embedder.set_anchors(anchors, margin_threshold=settings.margin_threshold, min_score=settings.min_score,
+                         use_background=settings.background)
     if vectors is None:
         vectors = embedder.encode(prompts.texts, show_progress=show_progress)
     assigner = assigner or AnchorAssigner(margin_threshold=settings.margin_threshold, min_score=settings.min_score,
@@ -220,7 +181,8 @@ def run_audit(
     report = build_report(prompts, vectors, taxonomy, anchors, assignments, clusters, settings,
                           model_id=embedder.model_id, knn=knn)
     run_notes = list(cluster_cache.events) if cluster_cache is not None else []
-    return AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings, knn, run_notes)
+    return AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings, knn, run_notes,
+                       {"model_id": embedder.model_id, **embedder.info()})
 
 
 class _GroupVendi:
@@ -379,7 +341,8 @@ def build_report(
     from data_advisor import __version__
 
     report_settings = {
-        **{k: v for k, v in asdict(settings).items()},
+        # coverage.json's schema keeps the key "model" for the embedding model
+        **{("model" if k == "embedding_model" else k): v for k, v in asdict(settings).items()},
         "model_id": model_id,
         "taxonomy_id": taxonomy.id,
         "taxonomy_version": taxonomy.version,
@@ -494,11 +457,11 @@ def audit_full(
     source: str | Path | PromptSet | Sequence[str],
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
-    model: str = DEFAULT_MODEL,
+    embedding_model: str = DEFAULT_MODEL,
     seed: int = 0,
     text_field: str | None = None,
     embedder: Embedder | None = None,
-    embedder_kind: str = "st",
+    embedder_name: str = "st",
     cache: bool = True,
     show_progress: bool = False,
     out: str | Path | None = None,
@@ -507,7 +470,11 @@ def audit_full(
     """Audit a prompt set and return the report with its per-prompt arrays (writes nothing).
 
     :func:`data_advisor.audit` (in :mod:`data_advisor.api`) wraps this and writes the outputs and the HTML report.
+    ``embedder`` is an embedder object; without one, ``embedder_name`` picks a backend of the registry
+    (``--embedder``).  ``model=`` and ``embedder_kind=`` are deprecated spellings of ``embedding_model=`` and
+    ``embedder_name=``.
     """
+    embedding_model, embedder_name = deprecated_embedding_kwargs(settings, embedding_model, embedder_name)
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     if out is not None:
         ensure_writable_dir(Path(out))  # fail before the expensive part
@@ -517,7 +484,7 @@ def audit_full(
         prompts = load_prompts(source, text_field=text_field)
     else:
         prompts = PromptSet.from_texts(list(source))
-    emb = embedder or make_embedder(model, cache=cache, embedder=embedder_kind)
-    cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings)
+    emb = embedder or make_embedder(embedding_model, cache=cache, embedder_name=embedder_name)
+    cfg = AuditSettings(taxonomy=tax.id, embedding_model=embedding_model, seed=seed, **settings)
     return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress,
                      cluster_cache=ClusterCache.default() if cache else None)

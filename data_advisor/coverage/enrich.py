@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from data_advisor.coverage.assign import AnchorAssigner, AnchorSet, Assignments
-from data_advisor.coverage.embed import Embedder
+from data_advisor.coverage.embedding.base import Embedder
 from data_advisor.coverage.metrics import normalize_for_dedup
 from data_advisor.coverage.taxonomy import Principle, Taxonomy, parse_taxonomy
 from data_advisor.data import PromptSet

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_advisor.coverage.embed import Embedder
+from data_advisor.coverage.embedding.base import Embedder
 from data_advisor.coverage.taxonomy import Taxonomy, builtin_taxonomies, load_taxonomy
 
 CALIBRATION_FILE = "harm_calibration.json"

@@ -16,10 +16,12 @@ Two entry points:
   output is the unrefined nearest-anchor assignment (``--no-refine`` semantics); a full ``--engine ray`` audit
   refines on the driver as the local engine does.
 
-Both workers and the local engine call the same :func:`~data_advisor.coverage.embedders.make_embedder` backend and
+Both workers and the local engine call the same :func:`~data_advisor.coverage.embedding.registry.make_embedder` backend and
 the same :class:`~data_advisor.coverage.assign.AnchorAssigner` with anchors embedded once on the driver, so the
 same model and inputs give the same anchors (``tests/test_ray_engine.py`` checks it with 2 workers).
-The stateful ``cascade`` embedder (it calibrates on a sample of the whole input) is not supported here.
+Which backends run here is read from the one list of backends
+(:data:`~data_advisor.coverage.embedding.backends.RAY_EMBEDDERS`): the stateful ``cascade`` (it calibrates on a sample
+of the whole input) does not.
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ import numpy as np
 
 from data_advisor.errors import DataAdvisorError, InputError
 
-#: Embedders that work per batch (no state across batches), hence on Ray.
-RAY_EMBEDDERS = ("st", "onnx", "onnx-int8", "static")
 SHARD_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 
 
@@ -50,10 +50,23 @@ def _require_ray() -> Any:
     return ray
 
 
-def _check_embedder(embedder: str) -> None:
-    if embedder not in RAY_EMBEDDERS:
-        raise InputError(f"--embedder {embedder} does not run on --engine ray",
-                         f"use one of {', '.join(RAY_EMBEDDERS)} with --engine ray, or --engine local")
+def _check_embedder(embedder_name: str) -> None:
+    from data_advisor.coverage.embedding.backends import check_embedder_name
+
+    check_embedder_name(embedder_name, ray=True)
+
+
+def _old_names(deprecated: dict[str, Any], embedding_model: str, embedder_name: str) -> tuple[str, str]:
+    """The deprecated keywords ``model`` / ``embedder`` (strings) as ``embedding_model`` / ``embedder_name``."""
+    import warnings
+
+    unknown = set(deprecated) - {"model", "embedder"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    for old, new in (("model", "embedding_model"), ("embedder", "embedder_name")):
+        if old in deprecated:
+            warnings.warn(f"{old}= is deprecated: use {new}=", DeprecationWarning, stacklevel=3)
+    return deprecated.get("model", embedding_model), deprecated.get("embedder", embedder_name)
 
 
 @contextlib.contextmanager
@@ -98,12 +111,12 @@ def _local_cpus() -> int:
 class EmbedAssign:
     """The ``map_batches`` UDF: one instance per Ray actor, so each worker loads the model once."""
 
-    def __init__(self, model: str, embedder: str, batch_size: int, cache: bool, anchors: Any = None,
+    def __init__(self, embedding_model: str, embedder_name: str, batch_size: int, cache: bool, anchors: Any = None,
                  margin_threshold: float | None = None, min_score: float | None = None,
                  use_background: bool = True, keep_vectors: bool = True) -> None:
-        from data_advisor.coverage.embedders import make_embedder
+        from data_advisor.coverage.embedding.registry import make_embedder
 
-        self.embedder = make_embedder(model, embedder=embedder, cache=cache, batch_size=batch_size)
+        self.embedder = make_embedder(embedding_model, embedder_name=embedder_name, cache=cache, batch_size=batch_size)
         self.keep_vectors = keep_vectors
         self.assigner = None
         if anchors is not None:
@@ -135,19 +148,23 @@ class EmbedAssign:
         return out
 
 
-def _udf_kwargs(model: str, embedder: str, batch_size: int, cache: bool, anchors: Any,
+def _udf_kwargs(embedding_model: str, embedder_name: str, batch_size: int, cache: bool, anchors: Any,
                 margin_threshold: float | None, min_score: float | None, use_background: bool,
                 keep_vectors: bool) -> dict[str, Any]:
-    return {"model": model, "embedder": embedder, "batch_size": batch_size, "cache": cache, "anchors": anchors,
+    return {"embedding_model": embedding_model, "embedder_name": embedder_name, "batch_size": batch_size,
+            "cache": cache, "anchors": anchors,
             "margin_threshold": margin_threshold, "min_score": min_score, "use_background": use_background,
             "keep_vectors": keep_vectors}
 
 
-def embed_texts(texts: Sequence[str], *, model: str = "default", embedder: str = "st", batch_size: int = 64,
-                address: str | None = None, workers: int | None = None, cache: bool = True,
-                rows_per_task: int = 1024, show_progress: bool = False) -> np.ndarray:
-    """Vectors of ``texts`` (input order) computed by ``workers`` Ray actors with ``map_batches``."""
-    _check_embedder(embedder)
+def embed_texts(texts: Sequence[str], *, embedding_model: str = "default", embedder_name: str = "st",
+                batch_size: int = 64, address: str | None = None, workers: int | None = None, cache: bool = True,
+                rows_per_task: int = 1024, show_progress: bool = False, **deprecated: Any) -> np.ndarray:
+    """Vectors of ``texts`` (input order) computed by ``workers`` Ray actors with ``map_batches``.
+
+    ``model=`` / ``embedder=`` are the deprecated spellings of ``embedding_model=`` / ``embedder_name=``."""
+    embedding_model, embedder_name = _old_names(deprecated, embedding_model, embedder_name)
+    _check_embedder(embedder_name)
     import pyarrow as pa
 
     n = len(texts)
@@ -160,8 +177,8 @@ def embed_texts(texts: Sequence[str], *, model: str = "default", embedder: str =
                   for s in range(0, n, rows_per_task)]
         ds = ray.data.from_arrow(blocks)  # blocks made here: no split task competes with the actors for CPUs
         ds = ds.map_batches(EmbedAssign, batch_size=rows_per_task, batch_format="numpy", concurrency=n_workers,
-                            num_cpus=1, fn_constructor_kwargs=_udf_kwargs(model, embedder, batch_size, cache, None,
-                                                                          None, None, True, True))
+                            num_cpus=1, fn_constructor_kwargs=_udf_kwargs(embedding_model, embedder_name, batch_size, cache,
+                                                                          None, None, None, True, True))
         out: np.ndarray | None = None
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             vecs = np.asarray(batch["vector"], dtype=np.float32)
@@ -219,24 +236,26 @@ def _prepare(text_field: str, id_field: str | None):
 
 
 def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path, *, taxonomy: str = "catqa-11",
-                  model: str = "default", embedder: str = "st", text_field: str | None = None,
+                  embedding_model: str = "default", embedder_name: str = "st", text_field: str | None = None,
                   id_field: str | None = "id", batch_size: int = 64, address: str | None = None,
                   workers: int | None = None, background: bool = True, margin_threshold: float | None = None,
                   min_score: float | None = None, keep_vectors: bool = False, cache: bool = True,
-                  rows_per_task: int = 1024, show_progress: bool = False) -> dict[str, Any]:
+                  rows_per_task: int = 1024, show_progress: bool = False, **deprecated: Any) -> dict[str, Any]:
     """Embed and assign every prompt of the shards on Ray; write Parquet results under ``out_dir``.
 
-    Returns a summary: prompts, anchored share, counts per anchor, the files written.
+    Returns a summary: prompts, anchored share, counts per anchor, the files written.  ``model=`` / ``embedder=``
+    are the deprecated spellings of ``embedding_model=`` / ``embedder_name=``.
     """
-    _check_embedder(embedder)
+    embedding_model, embedder_name = _old_names(deprecated, embedding_model, embedder_name)
+    _check_embedder(embedder_name)
     from data_advisor.coverage.assign import build_anchors
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.taxonomy import load_background, load_taxonomy
     from data_advisor.data import TEXT_FIELD_CANDIDATES
 
     files = shard_files(source)
     tax = load_taxonomy(taxonomy)
-    local = make_embedder(model, embedder=embedder, cache=cache, batch_size=batch_size)
+    local = make_embedder(embedding_model, embedder_name=embedder_name, cache=cache, batch_size=batch_size)
     anchors = build_anchors(tax, local, load_background() if background else None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,9 +273,9 @@ def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path
                              "pass text_field (dotted paths like conversation.0.content work)")
         ds = ds.map(_prepare(field, id_field if id_field in columns else None))
         ds = ds.map_batches(EmbedAssign, batch_size=rows_per_task, batch_format="numpy", concurrency=n_workers,
-                            num_cpus=1, fn_constructor_kwargs=_udf_kwargs(model, embedder, batch_size, cache, anchors,
-                                                                          margin_threshold, min_score, background,
-                                                                          keep_vectors))
+                            num_cpus=1, fn_constructor_kwargs=_udf_kwargs(embedding_model, embedder_name, batch_size, cache,
+                                                                          anchors, margin_threshold, min_score,
+                                                                          background, keep_vectors))
         ds = ds.materialize()
         ds.write_parquet(str(out_dir))
         counts: dict[str, int] = {}

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data_advisor.coverage.anchor_seed import SEED_FILE
 from data_advisor.coverage.anchor_seed_build import seed_texts
 from data_advisor.coverage.assign import build_anchors
-from data_advisor.coverage.embed import CachedEmbedder, text_key
+from data_advisor.coverage.embedding.anchor_seed import SEED_FILE
+from data_advisor.coverage.embedding.cache import text_key
+from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.taxonomy import load_background, load_taxonomy
 
 

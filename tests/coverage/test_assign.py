@@ -22,7 +22,7 @@ from data_advisor.coverage.assign import (
     Assignments,
     build_anchors,
 )
-from data_advisor.coverage.embed import CachedEmbedder
+from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 
 # Floors ≈ 4–5 points under the measured values (bundled MiniLM, built-in taxonomies as of this writing; the values

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import data_advisor
-from data_advisor.coverage.embed import CachedEmbedder
+from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.report import CoverageReport
 from data_advisor.coverage.taxonomy import load_taxonomy
 from data_advisor.data import PromptSet

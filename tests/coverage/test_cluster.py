@@ -18,7 +18,7 @@ from data_advisor.coverage.cluster import (
     keyword_labels,
     knn_graph,
 )
-from data_advisor.coverage.embed import CachedEmbedder
+from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.taxonomy import load_background, load_taxonomy
 
 

@@ -12,7 +12,7 @@ from data_advisor.api import write_audit
 from data_advisor.coverage.audit import AuditSettings, run_audit
 from data_advisor.coverage.cluster import ClusterDiscovery, build_knn_graph
 from data_advisor.coverage.cluster_cache import ClusterCache, vectors_digest
-from data_advisor.coverage.embed import CachedEmbedder
+from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.taxonomy import load_taxonomy
 from data_advisor.data import PromptSet
 

@@ -11,13 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_advisor.coverage.embed import (
-    DEFAULT_MODEL_NAME,
-    CachedEmbedder,
-    SentenceTransformerEmbedder,
-    resolve_model,
-)
-from data_advisor.coverage.embedders import make_embedder
+from data_advisor.coverage.embedding.cached import CachedEmbedder
+from data_advisor.coverage.embedding.models import DEFAULT_MODEL_NAME, resolve_model
+from data_advisor.coverage.embedding.registry import make_embedder
+from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
 from data_advisor.errors import InputError
 
 MINILM_DIM = 384  # all-MiniLM-L6-v2's published embedding size
@@ -150,7 +147,7 @@ def test_large_calls_embed_and_cache_in_chunks(counting: CountingEmbedder, tmp_p
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A million-prompt call must not hold a second copy of every vector: misses go to the model and the cache a
     chunk at a time, hits are read a chunk at a time, and the result equals the unchunked one."""
-    import data_advisor.coverage.embed as embed_mod
+    import data_advisor.coverage.embedding.cached as embed_mod
 
     texts = [*TEXTS, "alpha text", TEXTS[1], "beta text", "gamma text", "alpha text"]  # 7 unique, 2 repeats
     expected = counting.inner.encode(texts)
@@ -167,7 +164,7 @@ def test_large_calls_embed_and_cache_in_chunks(counting: CountingEmbedder, tmp_p
 
 def test_a_killed_chunked_encode_resumes_from_the_last_chunk(counting: CountingEmbedder, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import data_advisor.coverage.embed as embed_mod
+    import data_advisor.coverage.embedding.cached as embed_mod
 
     class DiesOnThirdChunk(CountingEmbedder):
         def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
@@ -400,10 +397,10 @@ def _old_format_cache(root: Path, texts: list[str]) -> Path:
     """A cache as main wrote it before checksums: index table ``vec(key, row)`` only."""
     import sqlite3
 
-    from data_advisor.coverage.embed import _slug, text_key
+    from data_advisor.coverage.embedding.cache import text_key
 
     e = HashEmbedder()
-    folder = root / _slug(e.model_id)
+    folder = root / slug(e.model_id)
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text(f'{{"model_id": "{e.model_id}", "dim": {e.dim}, "dtype": "float32"}}', "utf-8")
     (folder / "vectors.f32").write_bytes(e.encode(texts).tobytes())

@@ -15,18 +15,14 @@ import numpy as np
 import pytest
 
 from data_advisor.coverage.assign import AnchorAssigner, AnchorSet
-from data_advisor.coverage.embed import CachedEmbedder, SentenceTransformerEmbedder, _slug
-from data_advisor.coverage.embedders import make_embedder
-from data_advisor.coverage.fast_embed import (
-    EMBEDDERS,
-    STATIC_FORMAT,
-    CascadeEmbedder,
-    OnnxEmbedder,
-    StaticEmbedder,
-    attach_anchors,
-    describe,
-    make_fast_embedder,
-)
+from data_advisor.coverage.embedding.cached import CachedEmbedder
+from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
+from data_advisor.coverage.embedding.cache import slug
+from data_advisor.coverage.embedding.registry import make_embedder
+from data_advisor.coverage.embedding.registry import EMBEDDERS
+from data_advisor.coverage.embedding.static import STATIC_FORMAT, StaticEmbedder
+from data_advisor.coverage.embedding.cascade import CascadeEmbedder
+from data_advisor.coverage.embedding.onnx import OnnxEmbedder
 from data_advisor.errors import InputError
 
 DIM = 32
@@ -107,7 +103,7 @@ def test_every_backend_has_its_own_model_id_and_cache_folder(tmp_path: Path) -> 
     }
     assert set(ids) == set(EMBEDDERS)
     assert len(set(ids.values())) == len(ids), ids
-    assert len({_slug(m) for m in ids.values()}) == len(ids)  # cache folders never collide
+    assert len({slug(m) for m in ids.values()}) == len(ids)  # cache folders never collide
     for k in ("static", "onnx", "onnx-int8"):  # each names the model it was made from
         assert exact.model_id in ids[k]
     assert f"static[{STATIC_FORMAT}" in ids["static"]
@@ -116,9 +112,9 @@ def test_every_backend_has_its_own_model_id_and_cache_folder(tmp_path: Path) -> 
 def test_make_embedder_dispatches_and_keeps_caches_apart(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     st = make_embedder(cache_dir=cache)
-    onnx = make_embedder(cache_dir=cache, embedder="onnx")
-    static = make_embedder(cache_dir=cache, embedder="static")
-    cascade = make_embedder(cache_dir=cache, embedder="cascade")
+    onnx = make_embedder(cache_dir=cache, embedder_name="onnx")
+    static = make_embedder(cache_dir=cache, embedder_name="static")
+    cascade = make_embedder(cache_dir=cache, embedder_name="cascade")
     assert isinstance(st.inner, SentenceTransformerEmbedder)
     assert isinstance(onnx.inner, OnnxEmbedder) and onnx.cache_dir == cache
     assert isinstance(static.inner, StaticEmbedder) and static.cache_dir is None  # recomputing beats a lookup
@@ -126,7 +122,7 @@ def test_make_embedder_dispatches_and_keeps_caches_apart(tmp_path: Path) -> None
     assert cascade.inner.exact.cache_dir == cache  # the exact stage's vectors are cached under its own id
     assert len({st.model_id, onnx.model_id, static.model_id, cascade.model_id}) == 4
     with pytest.raises(InputError, match="unknown embedder"):
-        make_fast_embedder("nope", cache_dir=None)
+        make_embedder(embedder_name="nope", cache=False)
 
 
 def test_two_models_in_one_cache_never_mix(tmp_path: Path) -> None:
@@ -189,8 +185,8 @@ def test_cascade_without_anchors_or_on_small_inputs_embeds_exactly() -> None:
     texts = _topic_texts(300, 4)
     assert np.allclose(cas.encode(texts), exact.encode(texts))
     assert cas.last.mode == "exact" and cas.last.exact_share == 1.0
-    assert "no anchors" in (describe(CachedEmbedder(cas, None)) or "")  # describe sees through wrappers
-    attach_anchors(cas, _anchors(exact, 4))
+    assert "no anchors" in ((CachedEmbedder(cas, None)).describe() or "")  # describe sees through wrappers
+    cas.set_anchors(_anchors(exact, 4))
     small = texts[:80]
     assert np.allclose(cas.encode(small), exact.encode(small))
     assert cas.last.mode == "exact"
@@ -203,7 +199,7 @@ def test_cascade_keeps_the_exact_anchor_and_skips_confident_prompts() -> None:
     anchors = _anchors(exact, n_topics)
     cas = CascadeEmbedder(FastFake(exact), exact, calibration_min=400, target_agreement=0.995, chunk_size=700)
     wrapped = CachedEmbedder(cas, None)
-    assert attach_anchors(wrapped, anchors, use_background=False)
+    assert wrapped.set_anchors(anchors, use_background=False)
     texts = _topic_texts(4000, n_topics)
     got = wrapped.encode(texts)
     ref = exact.encode(texts)
@@ -218,17 +214,17 @@ def test_cascade_keeps_the_exact_anchor_and_skips_confident_prompts() -> None:
     assert agree >= 0.99, (agree, s)
     assert s.estimated_agreement >= 0.995
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
-    assert "embedded exactly" in (describe(wrapped) or "")
+    assert "embedded exactly" in (wrapped.describe() or "")
     # Deterministic: same inputs, same seed → same vectors and decisions.
     again = CachedEmbedder(CascadeEmbedder(FastFake(exact), exact, calibration_min=400, chunk_size=700), None)
-    attach_anchors(again, anchors, use_background=False)
+    again.set_anchors(anchors, use_background=False)
     assert np.allclose(again.encode(texts), got)
 
 
 def test_run_audit_gives_the_cascade_its_anchors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Python API path (run_audit / audit_full), not only the CLI, must attach the anchors before embedding,
     and the cascade must see the whole input at once even when the cache wrapper works in chunks."""
-    import data_advisor.coverage.embed as embed_mod
+    import data_advisor.coverage.embedding.cached as embed_mod
     from data_advisor.coverage.audit import AuditSettings, run_audit
     from data_advisor.coverage.taxonomy import load_taxonomy
     from data_advisor.data import PromptSet
@@ -253,7 +249,7 @@ def test_run_audit_gives_the_cascade_its_anchors(tmp_path: Path, monkeypatch: py
 
 def test_attach_anchors_ignores_embedders_without_the_hook() -> None:
     centres = _unit(np.random.default_rng(3).standard_normal((2, DIM)))
-    assert attach_anchors(CachedEmbedder(ExactFake(centres), None), _anchors(ExactFake(centres), 2)) is False
+    assert (CachedEmbedder(ExactFake(centres), None)).set_anchors(_anchors(ExactFake(centres), 2)) is False
 
 
 def test_cli_accepts_embedder_and_engine_options() -> None:
@@ -307,7 +303,7 @@ def test_cascade_agrees_with_the_transformer_on_harmbench_and_do_not_answer(data
         # The set (1,339 prompts) is smaller than the default calibration sample (2,000): calibrate on 500.
         cas = CascadeEmbedder(static, embedder, calibration_min=500)
         anchors = build_anchors(tax, cas, bg)
-        attach_anchors(cas, anchors)
+        cas.set_anchors(anchors)
         got = _ids(AnchorAssigner().fit(anchors).assign(cas.encode(texts)))
         agree = float((got == ref).mean())
         assert float((own == ref).mean()) >= 0.35  # README: ~45% for the static model alone

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from data_advisor.coverage.assign import AnchorAssigner, build_anchors
-from data_advisor.coverage.embed import CachedEmbedder
+from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.harm import (
     CALIBRATION_FILE,
     HarmCalibration,

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_advisor.coverage.embed import SentenceTransformerEmbedder, _default_model_path
-from data_advisor.coverage.light_st import LightMeanPoolEncoder, plain_mean_pooling_layout
+from data_advisor.coverage.embedding.light import LightMeanPoolEncoder, plain_mean_pooling_layout
+from data_advisor.coverage.embedding.models import default_model_path
+from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
 
 TEXTS = [
     "How do I pick the lock on my neighbour's front door?",
@@ -28,7 +29,7 @@ TEXTS = [
 def test_same_vectors_as_sentence_transformers() -> None:
     from sentence_transformers import SentenceTransformer
 
-    path, _ = _default_model_path()
+    path, _ = default_model_path()
     light = LightMeanPoolEncoder.try_load(path)
     assert light is not None
     st = SentenceTransformer(path, device="cpu")
@@ -39,7 +40,7 @@ def test_same_vectors_as_sentence_transformers() -> None:
 
 
 def test_other_layouts_use_sentence_transformers(tmp_path: Path) -> None:
-    path = Path(_default_model_path()[0])
+    path = Path(default_model_path()[0])
     assert plain_mean_pooling_layout(path) == 256
     for change in ("cls", "lower", "prompts", "dense"):
         d = tmp_path / change
@@ -60,7 +61,7 @@ def test_other_layouts_use_sentence_transformers(tmp_path: Path) -> None:
 
 
 def test_default_embedder_does_not_import_sentence_transformers() -> None:
-    code = ("import sys; from data_advisor.coverage.embed import SentenceTransformerEmbedder; "
+    code = ("import sys; from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder; "
             "v = SentenceTransformerEmbedder().encode(['hello there']); "
             "print(v.shape, 'sentence_transformers' in sys.modules, 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from data_advisor.coverage.assign import AnchorAssigner, AnchorSet, Assignments, build_anchors
-from data_advisor.coverage.embed import CachedEmbedder
+from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.refine import RefineSettings, principle_score_matrix, refine_assignments
 from data_advisor.coverage.taxonomy import load_background, load_taxonomy
 

