@@ -1,6 +1,7 @@
 """Data Advisor: what your alignment data covers, what it misses, and what to generate next.
 
-Public API (imported lazily so ``import data_advisor`` stays fast and makes no network call):
+Public API (imported lazily so ``import data_advisor`` stays fast, makes no network call and changes no environment
+variable):
 
 - :func:`audit` — prompts → :class:`CoverageReport`
 - :func:`load_prompts`, :class:`PromptSet` — validated input
@@ -12,8 +13,6 @@ Public API (imported lazily so ``import data_advisor`` stays fast and makes no n
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from data_advisor import _env  # noqa: F401  (offline-safe defaults before anything else loads)
 
 __version__ = "0.1.0"
 

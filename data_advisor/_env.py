@@ -1,9 +1,10 @@
-"""Process-wide defaults that must be in place before heavy libraries are imported.
+"""Environment defaults that must be in place while heavy libraries load, and the toolkit's logger.
 
-Why here: litellm fetches its model cost map from the internet at import time unless
-``LITELLM_LOCAL_MODEL_COST_MAP`` is set, and numba recompiles UMAP's kernels in every new
-process unless ``NUMBA_CACHE_DIR`` points somewhere writable.  We only *default* these
-(``setdefault``) so a user's explicit environment always wins.
+Why: litellm fetches its model cost map from the internet at import time unless ``LITELLM_LOCAL_MODEL_COST_MAP`` is
+set, and numba recompiles UMAP's kernels in every new process unless ``NUMBA_CACHE_DIR`` points somewhere writable.
+We only *default* these (a user's explicit environment always wins), and never at import: ``import data_advisor``
+changes no environment variable.  :func:`library_defaults` holds them around the import of litellm and umap/numba
+(and restores the environment after); the CLI holds them for the whole command, so child processes inherit them.
 
 :func:`set_quiet` is the one switch behind every command's ``-q``: progress bars of tqdm, huggingface_hub,
 transformers ("Loading weights") and sentence-transformers are all driven by environment variables or
@@ -14,9 +15,11 @@ have).  :data:`log` is the toolkit's own logger: informative lines go through ``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("data_advisor")
@@ -33,11 +36,25 @@ def cache_root() -> Path:
     return base / "data-advisor"
 
 
-def apply_defaults() -> None:
-    """Set offline-safe environment defaults; idempotent and cheap."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def default_env() -> dict[str, str]:
+    """The offline-safe defaults (only those the environment does not set already)."""
+    defaults = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "NUMBA_CACHE_DIR": str(cache_root() / "numba"),
+                "TOKENIZERS_PARALLELISM": "false"}
+    return {k: v for k, v in defaults.items() if k not in os.environ}
+
+
+@contextlib.contextmanager
+def library_defaults() -> Iterator[None]:
+    """Hold :func:`default_env` while the body runs (a library import, a CLI command), then remove exactly what was
+    added; a variable the body itself changed meanwhile is left as the body left it."""
+    added = default_env()
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k, v in added.items():
+            if os.environ.get(k) == v:
+                os.environ.pop(k, None)
 
 
 #: Environment switches that turn off every third-party progress bar and info chatter we know of.
@@ -83,5 +100,3 @@ def configure_logging(*, quiet: bool = False) -> None:
     if quiet:
         set_quiet()
 
-
-apply_defaults()

@@ -436,7 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _env.configure_logging(quiet=args.quiet)
     try:
         _check_finite(args)
-        return int(args.func(args) or 0)
+        with _env.library_defaults():  # offline-safe defaults for this command and its child processes
+            return int(args.func(args) or 0)
     except DataAdvisorError as exc:
         _eprint(f"error: {exc.one_line()}")
         return exc.exit_code

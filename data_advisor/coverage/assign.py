@@ -222,6 +222,8 @@ class AnchorAssigner:
             if self._bg_index is not None:
                 anchored &= (score - bg) >= self.margin_threshold
             settings["unanchored_rule"] = "taxonomy-vs-background" if self._bg_index is not None else "min-score"
+        # A zero vector (a text the static embedder has no word piece for) is not embeddable: it anchors nowhere.
+        anchored &= np.einsum("ij,ij->i", vectors, vectors) > 0
         return Assignments(
             principle_ids=list(a.principle_ids), best=best, score=score, second=second, margin=margin,
             background_score=bg, anchored=anchored, settings=settings, harm_score=harm_score,

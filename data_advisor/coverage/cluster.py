@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from data_advisor import _env  # noqa: F401  (NUMBA_CACHE_DIR before umap/numba load)
+from data_advisor import _env
 
 #: Bump when a change to this module changes what ``ClusterDiscovery.fit`` returns for the same input: it is part of
 #: the cluster-cache key, so entries written by older code are never reused.
@@ -277,9 +277,10 @@ class ClusterDiscovery:
 
         from data_advisor.coverage import numba_cache
 
-        numba_cache.check()  # a damaged compiled kernel would crash numba (or worse) when loaded
-        enable_umap_numba_cache()
-        import umap
+        with _env.library_defaults():  # NUMBA_CACHE_DIR while numba loads (it reads it once, at import)
+            numba_cache.check()  # a damaged compiled kernel would crash numba (or worse) when loaded
+            enable_umap_numba_cache()
+            import umap
 
         n = len(vectors)
         k = self.graph_k(n)

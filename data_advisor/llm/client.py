@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from data_advisor import _env  # noqa: F401  (sets LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported)
+from data_advisor import _env
 from data_advisor.errors import LLMError, OutputError
 
 if TYPE_CHECKING:
@@ -462,7 +462,8 @@ def _answer_checksum(key: str, text: str, model: str, finish_reason: str | None)
 # --------------------------------------------------------------------------------------------
 def _litellm() -> Any:
     """Import litellm on first use (seconds of import time) and silence its stdout help banners."""
-    import litellm
+    with _env.library_defaults():  # LITELLM_LOCAL_MODEL_COST_MAP: no cost-map download at import
+        import litellm
 
     litellm.suppress_debug_info = True
     return litellm

@@ -285,7 +285,10 @@ def pca_2d(vectors: np.ndarray, *, fit_max: int = 50_000, seed: int = 0) -> tupl
 
 def umap_2d(vectors: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     """Project vectors to 2-D with UMAP (cosine metric, ``random_state`` fixed → reproducible, slower)."""
-    import umap
+    from data_advisor import _env
+
+    with _env.library_defaults():  # NUMBA_CACHE_DIR while numba loads
+        import umap
 
     reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=15, min_dist=0.1)
     coords = reducer.fit_transform(np.asarray(vectors, dtype=np.float32)).astype(np.float32)

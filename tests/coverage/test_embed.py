@@ -311,7 +311,7 @@ def test_unknown_model_offline_is_an_input_error(tmp_path: Path) -> None:
     msg = ei.value.one_line()
     assert "\n" not in msg
     assert "no-such-org/definitely-not-a-real-model-4821" in msg
-    assert " — fix: " in msg and "--model default" in msg
+    assert " — fix: " in msg and "--embedding-model default" in msg
     assert not list(tmp_path.glob("*/vectors.f32"))  # nothing cached for a model that never loaded
 
 

@@ -19,7 +19,7 @@ from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
 from data_advisor.coverage.embedding.cache import slug
 from data_advisor.coverage.embedding.registry import make_embedder
-from data_advisor.coverage.embedding.registry import EMBEDDERS
+from data_advisor.coverage.embedding.backends import EMBEDDERS
 from data_advisor.coverage.embedding.static import STATIC_FORMAT, StaticEmbedder
 from data_advisor.coverage.embedding.cascade import CascadeEmbedder
 from data_advisor.coverage.embedding.onnx import OnnxEmbedder
@@ -171,6 +171,32 @@ def test_static_encode_is_the_normalised_sum_of_token_rows(tmp_path: Path) -> No
     assert np.allclose(v[1], expect / np.linalg.norm(expect), atol=1e-5)
     assert np.allclose(emb.encode(texts[:2]), emb.encode(texts)[:2])  # batching does not change results
     assert emb.encode([]).shape == (0, 8)
+
+
+EMOJI_ONLY = ["😀😀😀", "🔥🔥", "🙏", "🎉🎉🎉🎉", "💀"]
+
+
+def test_static_unk_only_texts_get_zero_vectors(tmp_path: Path) -> None:
+    emb = _tiny_static(tmp_path)
+    v = emb.encode([*EMOJI_ONLY, "hello 😀", "hello"])
+    unk = emb._tok.token_to_id("[UNK]")
+    assert all(set(emb._tok.encode(t, add_special_tokens=False).ids) == {unk} for t in EMOJI_ONLY)  # really [UNK] only
+    assert not v[: len(EMOJI_ONLY)].any()  # not one shared [UNK] vector: no vector at all
+    np.testing.assert_allclose(v[-2], v[-1], atol=1e-6)  # [UNK] is left out of the mean, as model2vec does
+
+
+def test_static_audit_does_not_count_unk_only_prompts_as_near_duplicates(tmp_path: Path) -> None:
+    from data_advisor.coverage.audit import AuditSettings, run_audit
+    from data_advisor.coverage.taxonomy import load_taxonomy
+    from data_advisor.data import PromptSet
+
+    texts = [*EMOJI_ONLY, "how do I pick a lock", "best pasta recipe", "write a poem about rain",
+             "explain photosynthesis", "how to make a bomb"]
+    result = run_audit(PromptSet.from_texts(texts), load_taxonomy("catqa-11"), CachedEmbedder(_tiny_static(tmp_path)),
+                       settings=AuditSettings(taxonomy="catqa-11", cluster=False, refine=False))
+    pairs = result.report.duplicates["near_pairs"]
+    assert not [p for p in pairs if {p["a"]["text"], p["b"]["text"]} & set(EMOJI_ONLY)], pairs
+    assert not any(result.assignments.anchored[: len(EMOJI_ONLY)])  # a zero vector anchors nowhere
 
 
 # ------------------------------------------------------------------------------------------- cascade

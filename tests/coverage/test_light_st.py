@@ -69,9 +69,12 @@ def test_default_embedder_does_not_import_sentence_transformers() -> None:
 
 
 def test_forcing_the_full_library_gives_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    light = SentenceTransformerEmbedder().encode(TEXTS[:3])
-    monkeypatch.setenv("DATA_ADVISOR_ST_LOADER", "sentence-transformers")
-    full_embedder = SentenceTransformerEmbedder()
+    auto = SentenceTransformerEmbedder()
+    light = auto.encode(TEXTS[:3])
+    assert auto.loader_used == "light"  # auto picks the light loader for the bundled plain layout
+    monkeypatch.setenv("DATA_ADVISOR_ST_LOADER", "sentence-transformers")  # no longer read: the choice is explicit
+    assert SentenceTransformerEmbedder().info()["loader"] == "auto"
+    full_embedder = SentenceTransformerEmbedder(loader="sentence-transformers")
     full = full_embedder.encode(TEXTS[:3])
-    assert full_embedder._st is not None and full_embedder.model_loaded
+    assert full_embedder.loader_used == "sentence-transformers" and full_embedder.model_loaded
     assert np.abs(light - full).max() < 1e-5

@@ -88,11 +88,17 @@ class _Adapted(EmbedderBase):
         return self._inner.encode(texts, show_progress=show_progress)
 
 
+_HOOKS = ("encodes_whole_input", "set_anchors", "describe", "info")
+
+
 def as_embedder(obj: Any) -> Embedder:
-    """``obj`` itself when it implements the whole protocol, else ``obj`` with the default hooks."""
-    if isinstance(obj, Embedder):
-        return obj
+    """``obj`` itself when it implements the whole protocol, else ``obj`` with the default hooks.
+
+    Checked on the type, not with ``isinstance(obj, Embedder)``: a runtime protocol check reads every property, and
+    reading ``dim`` would load a model that a fully cached call never needs."""
+    if all(hasattr(type(obj), name) for name in _HOOKS):
+        return obj  # type: ignore[no-any-return]
     for name in ("model_id", "dim", "encode"):
-        if not hasattr(obj, name):
+        if not hasattr(type(obj), name) and name not in getattr(obj, "__dict__", {}):
             raise TypeError(f"an embedder needs model_id, dim and encode(texts); {type(obj).__name__} has no {name}")
     return _Adapted(obj)

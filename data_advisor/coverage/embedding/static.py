@@ -124,6 +124,9 @@ def distill_static(model_path: str | Path, out_dir: str | Path, *, base_model_id
 class StaticEmbedder(EmbedderBase):
     """Static (token-lookup) embedder distilled from a transformer; distils and caches on first use.
 
+    ``[UNK]`` word pieces are left out of the mean, as model2vec does; a text with no other word piece gets a zero
+    vector (not embeddable: it scores 0 against every anchor and is nobody's near-duplicate).
+
     ``model`` is what ``--model`` names (``default`` = the bundled MiniLM). Texts are tokenised with the
     transformer's own word-piece tokenizer (no special tokens, truncated like the transformer) and embedded as
     the mean of their token rows, L2-normalised.
@@ -195,6 +198,7 @@ class StaticEmbedder(EmbedderBase):
         self._ensure()
         table, rows, tok = self._table, self._rows, self._tok
         assert table is not None and rows is not None
+        unk = tok.token_to_id("[UNK]")
         out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             chunk = list(texts[start : start + self.batch_size])
@@ -202,7 +206,7 @@ class StaticEmbedder(EmbedderBase):
             lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
             ids = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64, count=int(lens.sum()))
             r = rows[ids] if len(ids) else ids
-            valid = r >= 0
+            valid = (r >= 0) & (ids != unk) if unk is not None else r >= 0  # [UNK] carries no meaning: no row
             counts = np.bincount(np.repeat(np.arange(len(chunk)), lens)[valid], minlength=len(chunk))
             vecs = np.zeros((len(chunk), table.shape[1]), dtype=np.float32)
             nonempty = counts > 0
