@@ -83,8 +83,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 def _check_inputs_outside(out: str, source: str | None) -> None:
     """The run folder must not overlap the pool / seed file (a run file of the same name would overwrite it)."""
-    from data_advisor.advisor.store import RUN_FILES
     from data_advisor.io import check_disjoint
+    from data_advisor.runs import RUN_FILES
 
     if source:
         check_disjoint([Path(source)], Path(out), RUN_FILES)
@@ -119,9 +119,9 @@ def cmd_curate(args: argparse.Namespace) -> int:
 def cmd_respond(args: argparse.Namespace) -> int:
     from data_advisor import _env
     from data_advisor.advisor.responses import respond
-    from data_advisor.advisor.store import read_run
     from data_advisor.io import ensure_writable_dir, removed_on_failure
     from data_advisor.llm.client import LLMClient, LLMSettings
+    from data_advisor.runs import read_run
 
     _check_numbers(args)
     run_dir = Path(args.run)

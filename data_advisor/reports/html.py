@@ -121,7 +121,7 @@ def render_run_report(
     if base_anchors is not None:
         page.add("run-base-anchors", "Base → after, per anchor", base_anchors,
                  f"The run extended a base set of {run.n_base:,} prompts "
-                 f"({(run.base or {}).get('base_set', {}).get('path', '')}): each principle's prompts, share "
+                 f"({run.base.base_set.path if run.base and run.base.base_set else ''}): each principle's prompts, share "
                  "and gap before the run and after it, largest gap before first.")
     base_clusters = R.base_cluster_table(run, final, names)
     if base_clusters is not None:

@@ -375,6 +375,7 @@ def test_run_report_tolerates_sparse_runs(tmp_path: Path) -> None:
     """A run that just started (no rounds, no coverage yet) or wrote partial rounds still renders."""
     empty = tmp_path / "empty"
     empty.mkdir()
+    (empty / "config.json").write_text("{}", "utf-8")  # a run writes its config before anything else
     (empty / "rounds.jsonl").write_text("", "utf-8")
     src = render_run_report(empty, tmp_path / "e.html", generated_at=STAMP).read_text("utf-8")
     assert "The run has no rounds yet." in src and "has no coverage.json yet" in src
