@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from data_advisor.coverage.audit import AuditResult, audit_full
-from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
+from data_advisor.coverage.audit import AuditOptions, AuditResult, AuditSettings, audit_full, settings_from_keywords
+from data_advisor.coverage.embed import Embedder
 from data_advisor.coverage.report import CoverageReport
 from data_advisor.coverage.taxonomy import Taxonomy
 from data_advisor.data import PromptSet
@@ -37,33 +37,35 @@ def write_audit(result: AuditResult, out: str | Path, *, render_html: bool = Tru
 
 
 def audit(
-    source: str | Path | PromptSet | Sequence[str],
+    data: str | Path | PromptSet | Sequence[str] | None = None,
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
-    model: str = DEFAULT_MODEL,
     out: str | Path | None = None,
-    seed: int = 0,
-    text_field: str | None = None,
+    settings: AuditSettings | None = None,
+    options: AuditOptions | None = None,
     embedder: Embedder | None = None,
-    embedder_kind: str = "st",
-    cache: bool = True,
-    show_progress: bool = False,
     render_html: bool = True,
-    **settings: Any,
+    **deprecated: Any,
 ) -> CoverageReport:
     """Audit a prompt set against a taxonomy and return its :class:`CoverageReport`.
 
-    ``source`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
-    (coverage.json, assignments.jsonl, embeddings.npy, report.html) are written there. Extra keyword
-    arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``).
-    ``embedder_kind`` picks the backend as ``--embedder`` does (``st``, ``onnx``, ``onnx-int8``, ``static``,
-    ``cascade``) when no ``embedder`` object is passed.
+    ``data`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
+    (coverage.json, assignments.jsonl, embeddings.npy and, unless ``render_html`` is False, report.html) are written
+    there.  ``settings`` holds everything that changes the numbers (stored in coverage.json); ``options`` how the
+    audit runs (text field, embedding backend by name, caches, progress); ``embedder`` an embedder object to use
+    instead of ``options.embedder_name``.  The old flat keywords (``seed=3``, ``min_cluster_size=10``,
+    ``text_field=``, ``embedder_kind=`` ...) still work, with a DeprecationWarning.
     """
-    result = audit_full(source, taxonomy=taxonomy, model=model, seed=seed, text_field=text_field,
-                        embedder=embedder, embedder_kind=embedder_kind, cache=cache, show_progress=show_progress,
-                        out=out, **settings)
+    if "source" in deprecated:  # the first parameter's old name
+        import warnings
+
+        warnings.warn("audit(source=...) is deprecated: pass the data as the first argument", DeprecationWarning,
+                      stacklevel=2)
+        data = deprecated.pop("source")
+    if data is None:
+        raise TypeError("audit() missing the data to audit (a path, a PromptSet or a list of strings)")
+    settings, options = settings_from_keywords(settings, options, deprecated, where="audit")
+    result = audit_full(data, taxonomy=taxonomy, settings=settings, options=options, embedder=embedder, out=out)
     if out is not None:
         write_audit(result, out, render_html=render_html)
     return result.report
-
-

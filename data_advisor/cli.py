@@ -164,17 +164,18 @@ def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSe
     import shutil
 
     from data_advisor.coverage import metrics as M
-    from data_advisor.engines.ray_engine import assign_shards
+    from data_advisor.engines.ray_engine import ShardSettings, assign_shards
     from data_advisor.io import make_temp_dir, write_json_atomic
 
     work = make_temp_dir(out, ".assign-")
     try:
-        summary = assign_shards(args.input, work / "assignments", taxonomy=args.taxonomy, model=args.model,
-                                embedder=args.embedder, text_field=args.text_field,
-                                id_field=None if args.id_field == "none" else (args.id_field or "id"),
-                                batch_size=args.batch_size, address=args.ray_address, workers=args.ray_workers,
-                                background=settings.background, margin_threshold=settings.margin_threshold,
-                                min_score=settings.min_score, cache=not args.no_cache, show_progress=not args.quiet)
+        shard_settings = ShardSettings(
+            taxonomy=args.taxonomy, embedding_model=args.model, embedder_name=args.embedder, text_field=args.text_field,
+            id_field=None if args.id_field == "none" else (args.id_field or "id"), batch_size=args.batch_size,
+            background=settings.background, margin_threshold=settings.margin_threshold, min_score=settings.min_score,
+            cache=not args.no_cache)
+        summary = assign_shards(args.input, work / "assignments", shard_settings, address=args.ray_address,
+                                workers=args.ray_workers, show_progress=not args.quiet)
         n = summary["n_prompts"]
         if n == 0:
             raise DataAdvisorError(f"no prompts in {args.input}", "pass JSONL/Parquet shards with a text field")

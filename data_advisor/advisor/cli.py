@@ -103,10 +103,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``curate --strategy`` takes the method's own name; the first spellings stay accepted.
+_CURATE_STRATEGY_ALIASES = {"advisor": "curate", "random": "curate-random"}
+
+
 def cmd_curate(args: argparse.Namespace) -> int:
     from data_advisor.advisor.loop import run_method
 
-    method = "curate-random" if args.strategy == "random" else "curate"
+    method = _CURATE_STRATEGY_ALIASES.get(args.strategy, args.strategy)
     config = _config_from(args, method=method, pool=args.pool, pool_text_field=args.text_field,
                           advice=args.advice, model=args.model, advisor_model=args.advisor_model)
     _check_numbers(args)
@@ -166,8 +170,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pool", help="candidate pool file (any input format)")
     p.add_argument("--text-field", help="field holding the prompt in the pool file")
     _add_loop_args(p)
-    p.add_argument("--strategy", choices=["advisor", "random"], default="advisor",
-                   help="advisor: fill the largest gaps with relevant, non-redundant prompts; random: baseline")
+    p.add_argument("--strategy", choices=["curate", "curate-random", *_CURATE_STRATEGY_ALIASES], default="curate",
+                   metavar="{curate,curate-random}",
+                   help="curate: fill the largest gaps with relevant, non-redundant prompts; curate-random: baseline "
+                        "(the run's method; 'advisor' and 'random' are the old spellings)")
     p.add_argument("--advice", choices=["numeric", "llm", "summary"], default="numeric",
                    help="numeric (default, no LLM) or an advisor LLM given with --model")
     p.add_argument("--model", help="advisor model for --advice llm/summary")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -376,7 +376,7 @@ def build_report(
         "unanchored_share": n_un / n if n else 0.0,
         "refine_moved": int(refine.get("n_moved", 0)) if isinstance(refine := assignments.settings.get("refine"), dict) else 0,
     }
-    from data_advisor import __version__
+    from data_advisor._version import __version__
 
     report_settings = {
         **{k: v for k, v in asdict(settings).items()},
@@ -490,34 +490,81 @@ def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, a
 
 
 # ------------------------------------------------------------------------------------------------ public API
+@dataclass(frozen=True)
+class AuditOptions:
+    """How an audit runs, as opposed to what it computes (:class:`AuditSettings`): none of these change a number,
+    so none is stored in coverage.json."""
+
+    text_field: str | None = None  # field holding the prompt in a file input (default: detected)
+    embedder_name: str = "st"  # backend when no embedder object is given: st, onnx, onnx-int8, static, cascade
+    cache: bool = True  # the embedding and cluster caches
+    show_progress: bool = False
+
+
+#: Old keyword spellings of :func:`audit_full` / :func:`data_advisor.audit` → (object, field) they now set.
+_LEGACY_OPTION_NAMES = {"embedder_kind": "embedder_name"}
+
+
+def settings_from_keywords(settings: AuditSettings | None, options: AuditOptions | None, legacy: dict[str, Any],
+                           *, where: str) -> tuple[AuditSettings, AuditOptions]:
+    """Merge keyword arguments of the old flat signature into the settings objects, with a DeprecationWarning.
+
+    Why: ``audit(..., seed=3, min_cluster_size=10, text_field="body")`` must keep working for existing callers while
+    the signature becomes a settings object plus a few explicit arguments (which other features extend).
+    """
+    import warnings
+
+    from data_advisor.errors import InputError
+
+    settings = settings or AuditSettings()
+    options = options or AuditOptions()
+    if not legacy:
+        return settings, options
+    setting_names = {f.name for f in fields(AuditSettings)}
+    option_names = {f.name for f in fields(AuditOptions)}
+    to_settings: dict[str, Any] = {}
+    to_options: dict[str, Any] = {}
+    for key, value in legacy.items():
+        name = _LEGACY_OPTION_NAMES.get(key, key)
+        if name in setting_names:
+            to_settings[name] = value
+        elif name in option_names:
+            to_options[name] = value
+        else:
+            raise InputError(f"{where}() got an unknown keyword argument {key!r}",
+                             "pass AuditSettings fields in settings=AuditSettings(...) and run options in "
+                             "options=AuditOptions(...)")
+    warnings.warn(f"{where}({', '.join(f'{k}=' for k in legacy)}) is deprecated: pass "
+                  "settings=AuditSettings(...) and options=AuditOptions(...)", DeprecationWarning, stacklevel=3)
+    return replace(settings, **to_settings), replace(options, **to_options)
+
+
 def audit_full(
-    source: str | Path | PromptSet | Sequence[str],
+    data: str | Path | PromptSet | Sequence[str],
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
-    model: str = DEFAULT_MODEL,
-    seed: int = 0,
-    text_field: str | None = None,
+    settings: AuditSettings | None = None,
+    options: AuditOptions | None = None,
     embedder: Embedder | None = None,
-    embedder_kind: str = "st",
-    cache: bool = True,
-    show_progress: bool = False,
     out: str | Path | None = None,
-    **settings: Any,
+    **deprecated: Any,
 ) -> AuditResult:
     """Audit a prompt set and return the report with its per-prompt arrays (writes nothing).
 
     :func:`data_advisor.audit` (in :mod:`data_advisor.api`) wraps this and writes the outputs and the HTML report.
+    ``out`` is only checked to be writable before the expensive part.  The old flat keywords (``seed=``,
+    ``model=``, ``text_field=``, ``min_cluster_size=`` ...) still work, with a DeprecationWarning.
     """
+    settings, options = settings_from_keywords(settings, options, deprecated, where="audit_full")
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     if out is not None:
         ensure_writable_dir(Path(out))  # fail before the expensive part
-    if isinstance(source, PromptSet):
-        prompts = source
-    elif isinstance(source, str | Path):
-        prompts = load_prompts(source, text_field=text_field)
+    if isinstance(data, PromptSet):
+        prompts = data
+    elif isinstance(data, str | Path):
+        prompts = load_prompts(data, text_field=options.text_field)
     else:
-        prompts = PromptSet.from_texts(list(source))
-    emb = embedder or make_embedder(model, cache=cache, embedder=embedder_kind)
-    cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings)
-    return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress,
-                     cluster_cache=ClusterCache.default() if cache else None)
+        prompts = PromptSet.from_texts(list(data))
+    emb = embedder or make_embedder(settings.model, cache=options.cache, embedder=options.embedder_name)
+    return run_audit(prompts, tax, emb, settings=replace(settings, taxonomy=tax.id), show_progress=options.show_progress,
+                     cluster_cache=ClusterCache.default() if options.cache else None)

@@ -97,13 +97,13 @@ def _compare(args: argparse.Namespace) -> int:
     out = ensure_writable_dir(Path(args.out))
     audited: dict[str, Path] = dict(folders)
     for label, path, prompts in raw_sets:
-        from data_advisor.api import audit
+        from data_advisor.coverage.audit import AuditSettings, audit_full
 
         audit_dir = out / "inputs" / label
         from data_advisor import _env
 
         _env.log.info(f"auditing {path} → {audit_dir}")  # progress: hidden by -q
-        audit(prompts, taxonomy=taxonomy, out=audit_dir, seed=args.seed, render_html=False)
+        audit_full(prompts, taxonomy=taxonomy, settings=AuditSettings(seed=args.seed), out=audit_dir).write(audit_dir)
         audited[label] = audit_dir
     inputs = [(label, audited[label]) for label in order]
     report = render_comparison(inputs, out / "compare.html", plotlyjs=args.plotlyjs)
