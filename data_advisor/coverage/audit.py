@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,20 @@ import numpy as np
 
 from data_advisor.coverage import metrics as M
 from data_advisor.coverage.assign import (
-    DEFAULT_MARGIN_THRESHOLD,
-    DEFAULT_MIN_SCORE,
     AnchorAssigner,
     AnchorSet,
     Assignments,
     build_anchors,
 )
+from data_advisor.coverage.audit_settings import (
+    DEFAULT_EMERGENT_THRESHOLD,
+    AuditOptions,
+    AuditSettings,
+    settings_from_keywords,
+)
 from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, KnnGraph, keyword_labels
 from data_advisor.coverage.cluster_cache import ClusterCache, shared_knn_graph, vectors_digest
-from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
+from data_advisor.coverage.embed import Embedder
 from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
@@ -43,50 +47,13 @@ from data_advisor.io import (
     write_jsonl_atomic,
 )
 
-#: A cluster whose centroid is less similar than this to every principle is "far from every anchor".
-DEFAULT_EMERGENT_THRESHOLD = 0.45
 #: Above this many prompts, embeddings.npy is not written next to the report (the cache still has them).
 SAVE_EMBEDDINGS_MAX = 300_000
 #: Per-run facts beside coverage.json (cache hits, recoveries); report.html shows them with the discovery notes.
 RUN_INFO = "run_info.json"
 
-
-@dataclass
-class AuditSettings:
-    """Everything that changes an audit's numbers; stored in the report so it can be reproduced."""
-
-    taxonomy: str = "catqa-11"
-    model: str = DEFAULT_MODEL
-    seed: int = 0
-    background: bool = True
-    margin_threshold: float = DEFAULT_MARGIN_THRESHOLD
-    min_score: float = DEFAULT_MIN_SCORE
-    coverage_min_count: int = 5
-    near_duplicate_threshold: float = 0.95
-    emergent_threshold: float = DEFAULT_EMERGENT_THRESHOLD
-    cluster: bool = True
-    min_cluster_size: int | None = None
-    n_neighbors: int = 15
-    max_fit: int = 50_000
-    n_examples: int = 3
-    refine: bool = True  # transductive refinement of principle assignments (coverage/refine.py); --no-refine
-
-    def __post_init__(self) -> None:
-        """Reject impossible settings before any work starts (HDBSCAN's own error would come after embedding)."""
-        from data_advisor.errors import InputError
-
-        if self.min_cluster_size is not None and self.min_cluster_size < 2:
-            raise InputError(f"--min-cluster-size must be at least 2 (got {self.min_cluster_size})",
-                             "pass 2 or more, or leave it out for the default (about √n / 2)")
-        if self.coverage_min_count < 1:
-            raise InputError(f"--min-count must be at least 1 (got {self.coverage_min_count})", "pass 1 or more")
-        if self.n_neighbors < 2:
-            raise InputError(f"n_neighbors must be at least 2 (got {self.n_neighbors})", "pass 2 or more")
-        if self.max_fit < 100:
-            raise InputError(f"--max-fit must be at least 100 (got {self.max_fit})",
-                             "pass the number of prompts UMAP + HDBSCAN may fit at once, e.g. 50000")
-        if not 0 < self.near_duplicate_threshold <= 1:
-            raise InputError("the near-duplicate threshold must be in (0, 1]", "pass a cosine such as 0.95")
+__all__ = ["DEFAULT_EMERGENT_THRESHOLD", "AuditOptions", "AuditResult", "AuditSettings", "anchor_subclusters",
+           "apply_refinement", "audit_full", "build_report", "run_audit", "settings_from_keywords"]
 
 
 @dataclass
@@ -490,55 +457,6 @@ def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, a
 
 
 # ------------------------------------------------------------------------------------------------ public API
-@dataclass(frozen=True)
-class AuditOptions:
-    """How an audit runs, as opposed to what it computes (:class:`AuditSettings`): none of these change a number,
-    so none is stored in coverage.json."""
-
-    text_field: str | None = None  # field holding the prompt in a file input (default: detected)
-    embedder_name: str = "st"  # backend when no embedder object is given: st, onnx, onnx-int8, static, cascade
-    cache: bool = True  # the embedding and cluster caches
-    show_progress: bool = False
-
-
-#: Old keyword spellings of :func:`audit_full` / :func:`data_advisor.audit` → (object, field) they now set.
-_LEGACY_OPTION_NAMES = {"embedder_kind": "embedder_name"}
-
-
-def settings_from_keywords(settings: AuditSettings | None, options: AuditOptions | None, legacy: dict[str, Any],
-                           *, where: str) -> tuple[AuditSettings, AuditOptions]:
-    """Merge keyword arguments of the old flat signature into the settings objects, with a DeprecationWarning.
-
-    Why: ``audit(..., seed=3, min_cluster_size=10, text_field="body")`` must keep working for existing callers while
-    the signature becomes a settings object plus a few explicit arguments (which other features extend).
-    """
-    import warnings
-
-    from data_advisor.errors import InputError
-
-    settings = settings or AuditSettings()
-    options = options or AuditOptions()
-    if not legacy:
-        return settings, options
-    setting_names = {f.name for f in fields(AuditSettings)}
-    option_names = {f.name for f in fields(AuditOptions)}
-    to_settings: dict[str, Any] = {}
-    to_options: dict[str, Any] = {}
-    for key, value in legacy.items():
-        name = _LEGACY_OPTION_NAMES.get(key, key)
-        if name in setting_names:
-            to_settings[name] = value
-        elif name in option_names:
-            to_options[name] = value
-        else:
-            raise InputError(f"{where}() got an unknown keyword argument {key!r}",
-                             "pass AuditSettings fields in settings=AuditSettings(...) and run options in "
-                             "options=AuditOptions(...)")
-    warnings.warn(f"{where}({', '.join(f'{k}=' for k in legacy)}) is deprecated: pass "
-                  "settings=AuditSettings(...) and options=AuditOptions(...)", DeprecationWarning, stacklevel=3)
-    return replace(settings, **to_settings), replace(options, **to_options)
-
-
 def audit_full(
     data: str | Path | PromptSet | Sequence[str],
     *,

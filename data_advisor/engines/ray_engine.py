@@ -195,19 +195,13 @@ def shard_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _text_of(value: Any) -> str | None:
-    from data_advisor.data import _to_text
-
-    return _to_text(value)
-
-
 def _prepare(text_field: str, id_field: str | None):
     """Row → {"id", "text"} (dotted text fields and chat records as the local loader reads them)."""
-    from data_advisor.data import _lookup
+    from data_advisor.data import lookup_field, value_text
 
     def fn(row: dict[str, Any]) -> dict[str, Any]:
         try:
-            text = _text_of(_lookup(row, text_field))
+            text = value_text(lookup_field(row, text_field))
         except KeyError:
             text = None
         text = text or ""

@@ -26,8 +26,9 @@ from data_advisor.errors import InputError
 from data_advisor.io import write_text_atomic
 from data_advisor.reports import _compare as C
 from data_advisor.reports import _run as R
-from data_advisor.reports._audit import Labeler, add_audit_sections, anchor_colors, subtitle
+from data_advisor.reports._audit import Labeler, add_audit_sections, subtitle
 from data_advisor.reports._data import PROJECTIONS, AuditInput, load_audit_dir
+from data_advisor.reports._map import anchor_colors
 from data_advisor.reports._page import PLOTLYJS_MODES, Page, details, figure_html, join, note, para
 
 __all__ = ["Labeler", "render_audit_report", "render_comparison", "render_run_report"]
