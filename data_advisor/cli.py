@@ -8,6 +8,7 @@ line on stderr (``error: <problem> — fix: <fix>``) and a non-zero exit code; n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -383,15 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_taxonomy)
 
     for extra in _EXTRA_COMMANDS:
-        extra(sub)
+        extra(sub.add_parser)
     for sp in sub.choices.values():  # every command takes -q, whoever registered it
-        if "-q" not in sp._option_string_actions:
+        with contextlib.suppress(argparse.ArgumentError):  # the command already has its own -q
             sp.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and warnings")
     return parser
 
 
 #: Other modules register their subcommands here (keeps this file a thin dispatcher).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+_EXTRA_COMMANDS: list[Callable[[Callable[..., argparse.ArgumentParser]], None]] = []
 
 
 def _register_extras() -> None:

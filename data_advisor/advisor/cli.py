@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +149,9 @@ def cmd_respond(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="advisor-driven (or Self-Instruct) prompt generation through an LLM")
+def register(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands (``add_parser`` is the main parser's ``subparsers.add_parser``)."""
+    p = add_parser("generate", help="advisor-driven (or Self-Instruct) prompt generation through an LLM")
     _add_loop_args(p)
     p.add_argument("--model", required=True, help="generator model, any litellm name (openai/gpt-4o-mini, "
                                                    "anthropic/..., ollama/..., hosted_vllm/...)")
@@ -166,7 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_llm_args(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("curate", help="offline: choose N prompts from a candidate pool to fill coverage gaps")
+    p = add_parser("curate", help="offline: choose N prompts from a candidate pool to fill coverage gaps")
     p.add_argument("pool", help="candidate pool file (any input format)")
     p.add_argument("--text-field", help="field holding the prompt in the pool file")
     _add_loop_args(p)
@@ -181,7 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_llm_args(p)
     p.set_defaults(func=cmd_curate)
 
-    p = sub.add_parser("respond", help="write safe, helpful responses for a run's prompts (chat JSONL for SFT)")
+    p = add_parser("respond", help="write safe, helpful responses for a run's prompts (chat JSONL for SFT)")
     p.add_argument("run", help="run folder")
     p.add_argument("--model", required=True, help="responder model, any litellm name")
     p.add_argument("--output", help="output file (default RUN/responses.jsonl)")
