@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from data_advisor._version import __version__
 
 _LAZY = {
     "audit": ("data_advisor.api", "audit"),
     "Advisor": ("data_advisor.advisor.api", "Advisor"),
     "audit_full": ("data_advisor.coverage.audit", "audit_full"),
     "AuditSettings": ("data_advisor.coverage.audit", "AuditSettings"),
+    "AuditOptions": ("data_advisor.coverage.audit", "AuditOptions"),
     "CoverageReport": ("data_advisor.coverage.report", "CoverageReport"),
     "Taxonomy": ("data_advisor.coverage.taxonomy", "Taxonomy"),
     "load_taxonomy": ("data_advisor.coverage.taxonomy", "load_taxonomy"),
@@ -34,7 +35,7 @@ __all__ = [*_LAZY, "__version__"]
 if TYPE_CHECKING:  # static names for type checkers and IDEs
     from data_advisor.advisor.api import Advisor  # noqa: F401
     from data_advisor.api import audit  # noqa: F401
-    from data_advisor.coverage.audit import AuditSettings, audit_full  # noqa: F401
+    from data_advisor.coverage.audit import AuditOptions, AuditSettings, audit_full  # noqa: F401
     from data_advisor.coverage.report import CoverageReport  # noqa: F401
     from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy  # noqa: F401
     from data_advisor.data import PromptSet, load_prompts  # noqa: F401

@@ -11,10 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from data_advisor.coverage.audit import AuditResult, audit_full
-from data_advisor.coverage.audit_settings import deprecated_embedding_kwargs
+from data_advisor.coverage.audit import AuditOptions, AuditResult, AuditSettings, audit_full, settings_from_keywords
 from data_advisor.coverage.embedding.base import Embedder
-from data_advisor.coverage.embedding.models import DEFAULT_MODEL
 from data_advisor.coverage.report import CoverageReport
 from data_advisor.coverage.taxonomy import Taxonomy
 from data_advisor.data import PromptSet
@@ -39,35 +37,35 @@ def write_audit(result: AuditResult, out: str | Path, *, render_html: bool = Tru
 
 
 def audit(
-    source: str | Path | PromptSet | Sequence[str],
+    data: str | Path | PromptSet | Sequence[str] | None = None,
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
-    embedding_model: str = DEFAULT_MODEL,
     out: str | Path | None = None,
-    seed: int = 0,
-    text_field: str | None = None,
+    settings: AuditSettings | None = None,
+    options: AuditOptions | None = None,
     embedder: Embedder | None = None,
-    embedder_name: str = "st",
-    cache: bool = True,
-    show_progress: bool = False,
     render_html: bool = True,
-    **settings: Any,
+    **deprecated: Any,
 ) -> CoverageReport:
     """Audit a prompt set against a taxonomy and return its :class:`CoverageReport`.
 
-    ``source`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
-    (coverage.json, assignments.jsonl, embeddings.npy, report.html) are written there. Extra keyword
-    arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``).
-    ``embedder_name`` picks the backend as ``--embedder`` does (one of
-    :data:`~data_advisor.coverage.embedding.registry.EMBEDDERS`) when no ``embedder`` object is passed.
-    ``model=`` and ``embedder_kind=`` still work, deprecated: ``embedding_model=`` and ``embedder_name=``.
+    ``data`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
+    (coverage.json, assignments.jsonl, embeddings.npy and, unless ``render_html`` is False, report.html) are written
+    there.  ``settings`` holds everything that changes the numbers (stored in coverage.json); ``options`` how the
+    audit runs (text field, embedding backend by name, caches, progress); ``embedder`` an embedder object to use
+    instead of ``options.embedder_name``.  The old flat keywords (``seed=3``, ``min_cluster_size=10``,
+    ``text_field=``, ``embedder_kind=`` ...) still work, with a DeprecationWarning.
     """
-    embedding_model, embedder_name = deprecated_embedding_kwargs(settings, embedding_model, embedder_name)
-    result = audit_full(source, taxonomy=taxonomy, embedding_model=embedding_model, seed=seed, text_field=text_field,
-                        embedder=embedder, embedder_name=embedder_name, cache=cache, show_progress=show_progress,
-                        out=out, **settings)
+    if "source" in deprecated:  # the first parameter's old name
+        import warnings
+
+        warnings.warn("audit(source=...) is deprecated: pass the data as the first argument", DeprecationWarning,
+                      stacklevel=2)
+        data = deprecated.pop("source")
+    if data is None:
+        raise TypeError("audit() missing the data to audit (a path, a PromptSet or a list of strings)")
+    settings, options = settings_from_keywords(settings, options, deprecated, where="audit")
+    result = audit_full(data, taxonomy=taxonomy, settings=settings, options=options, embedder=embedder, out=out)
     if out is not None:
         write_audit(result, out, render_html=render_html)
     return result.report
-
-

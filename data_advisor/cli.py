@@ -8,6 +8,7 @@ line on stderr (``error: <problem> — fix: <fix>``) and a non-zero exit code; n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -176,18 +177,18 @@ def _assign_only(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSe
     import shutil
 
     from data_advisor.coverage import metrics as M
-    from data_advisor.engines.ray_engine import assign_shards
+    from data_advisor.engines.ray_engine import ShardSettings, assign_shards
     from data_advisor.io import make_temp_dir, write_json_atomic
 
     work = make_temp_dir(out, ".assign-")
     try:
-        summary = assign_shards(args.input, work / "assignments", taxonomy=args.taxonomy,
-                                embedding_model=args.embedding_model, embedder_name=args.embedder,
-                                text_field=args.text_field,
-                                id_field=None if args.id_field == "none" else (args.id_field or "id"),
-                                batch_size=args.batch_size, address=args.ray_address, workers=args.ray_workers,
-                                background=settings.background, margin_threshold=settings.margin_threshold,
-                                min_score=settings.min_score, cache=not args.no_cache, show_progress=not args.quiet)
+        shard_settings = ShardSettings(
+            taxonomy=args.taxonomy, embedding_model=args.embedding_model, embedder_name=args.embedder, text_field=args.text_field,
+            id_field=None if args.id_field == "none" else (args.id_field or "id"), batch_size=args.batch_size,
+            background=settings.background, margin_threshold=settings.margin_threshold, min_score=settings.min_score,
+            cache=not args.no_cache)
+        summary = assign_shards(args.input, work / "assignments", shard_settings, address=args.ray_address,
+                                workers=args.ray_workers, show_progress=not args.quiet)
         n = summary["n_prompts"]
         if n == 0:
             raise DataAdvisorError(f"no prompts in {args.input}", "pass JSONL/Parquet shards with a text field")
@@ -395,15 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_taxonomy)
 
     for extra in _EXTRA_COMMANDS:
-        extra(sub)
+        extra(sub.add_parser)
     for sp in sub.choices.values():  # every command takes -q, whoever registered it
-        if "-q" not in sp._option_string_actions:
+        with contextlib.suppress(argparse.ArgumentError):  # the command already has its own -q
             sp.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and warnings")
     return parser
 
 
 #: Other modules register their subcommands here (keeps this file a thin dispatcher).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+_EXTRA_COMMANDS: list[Callable[[Callable[..., argparse.ArgumentParser]], None]] = []
 
 
 def _register_extras() -> None:

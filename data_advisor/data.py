@@ -274,7 +274,7 @@ def _iter_file(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
 
 
 # ----------------------------------------------------------------------------------------------- fields
-def _lookup(record: Any, dotted: str) -> Any:
+def lookup_field(record: Any, dotted: str) -> Any:
     """Resolve ``a.b.0.c`` in nested dicts/lists; raises KeyError when absent."""
     cur = record
     for part in dotted.split("."):
@@ -310,7 +310,9 @@ def _first_user_turn(value: Any) -> str | None:
     return None
 
 
-def _to_text(value: Any) -> str | None:
+def value_text(value: Any) -> str | None:
+    """The prompt text of a field's value as every reader takes it (a chat record's first user turn, an HH-RLHF
+    transcript's first human turn); shared with the Ray engine so both engines read the same text."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -399,7 +401,7 @@ def load_prompts(
                 value: Any = rec
             else:
                 try:
-                    value = _lookup(rec, chosen_field)
+                    value = lookup_field(rec, chosen_field)
                 except KeyError:
                     if skip_invalid:
                         n_missing += 1
@@ -412,14 +414,14 @@ def load_prompts(
             rid: str | None = None
             if chosen_id is not None and isinstance(rec, dict):
                 try:
-                    raw_id = _lookup(rec, chosen_id)
+                    raw_id = lookup_field(rec, chosen_id)
                     rid = None if raw_id is None else str(raw_id)
                 except KeyError:
                     rid = None
-            records.append((rid, _to_text(value), loc))
+            records.append((rid, value_text(value), loc))
             for k in keep_fields:
                 try:
-                    kept[k].append(_lookup(rec, k) if isinstance(rec, dict) else None)
+                    kept[k].append(lookup_field(rec, k) if isinstance(rec, dict) else None)
                 except KeyError:
                     kept[k].append(None)
     if n_records == 0:

@@ -14,7 +14,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,145 @@ def save_npy_atomic(path: Path, array: Any) -> None:
     import numpy as np
 
     _atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False), "wb")
+
+
+# ------------------------------------------------------------------------------------------ append-only JSONL
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]], *, sort_keys: bool = False) -> None:
+    """Append whole records to a JSON Lines file, flushed and fsync'd before returning.
+
+    Why one writer: an append-only file is only as crash-safe as its least careful writer (the run store fsync'd,
+    the LLM ledger did not); a record is written in one ``write`` so a kill leaves at most one torn last line, which
+    :func:`read_jsonl_records` / :func:`cut_torn_tail` recognise and repair.
+    """
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=sort_keys) + "\n" for r in rows)
+    if not data:
+        return
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def is_torn_tail(line: bytes) -> bool:
+    """What an interrupted append can leave as the last line: the start of a JSON object, cut short (no NUL fill,
+    no newline-terminated garbage from elsewhere)."""
+    return line.lstrip().startswith(b"{") and b"\x00" not in line
+
+
+class JsonlDamage(ValueError):
+    """A bad line of an append-only JSONL file that is not a torn last line: ``lineno`` and the records before it."""
+
+    def __init__(self, path: Path, lineno: int, n_before: int) -> None:
+        super().__init__(f"{path} is damaged at line {lineno}")
+        self.path, self.lineno, self.n_before = path, lineno, n_before
+
+
+@dataclass
+class JsonlRead:
+    """An append-only JSONL file as read, and the repair it needs (applied only once every check has passed)."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    good_end: int
+    size: int
+    needs_newline: bool
+
+    @property
+    def torn_bytes(self) -> int:
+        """Bytes of a torn last line that :meth:`repair` would cut (0 when the file is whole)."""
+        return self.size - self.good_end
+
+    def repair(self) -> int:
+        """Cut a torn last line, or finish a complete last record whose newline was never written; the bytes cut."""
+        if self.good_end < self.size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(self.good_end)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return self.size - self.good_end
+        if self.needs_newline:
+            with open(self.path, "ab") as fh:
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        return 0
+
+
+def _is_dict(row: Any) -> bool:
+    return isinstance(row, dict)
+
+
+def read_jsonl_records(path: Path, valid: Callable[[Any], bool] = _is_dict) -> JsonlRead:
+    """Read an append-only JSONL file without changing it; a missing file reads as empty.
+
+    Only the *last* line may be bad, and only when it looks like a cut-short append (:func:`is_torn_tail`): it is
+    then left out of ``rows`` and :meth:`JsonlRead.repair` cuts it.  A bad line anywhere else (or a last line that is
+    not a torn append, e.g. zero fill) raises :class:`JsonlDamage`: cutting there would silently delete every record
+    after it.  ``valid`` says what a record must look like.
+    """
+    path = Path(path)
+    if not path.exists():
+        return JsonlRead(path, [], 0, 0, False)
+    raw = path.read_bytes()
+    rows: list[dict[str, Any]] = []
+    lines = raw.split(b"\n")
+    last_used = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+    pos = 0
+    for lineno, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                ok = valid(row)
+            except (ValueError, RecursionError):
+                row, ok = None, False
+            if not ok:
+                if lineno == last_used and is_torn_tail(line):
+                    return JsonlRead(path, rows, pos, len(raw), False)
+                raise JsonlDamage(path, lineno, len(rows))
+            rows.append(row)
+        pos += len(line) + 1
+    return JsonlRead(path, rows, len(raw), len(raw), bool(raw.strip()) and not raw.endswith(b"\n"))
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Cut a partly written last line (no closing newline) off an append-only file in place; the bytes cut.
+
+    Why: a kill mid-append leaves a partial last line, and the next record would be glued onto it.  Unlike
+    :func:`read_jsonl_records` this never parses: it is for logs (the LLM ledger) whose records are not checked.
+    """
+    with open(path, "r+b") as fh:
+        size = fh.seek(0, 2)
+        if size == 0:
+            return 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        start = max(0, size - (1 << 16))
+        fh.seek(start)
+        cut = fh.read().rfind(b"\n")
+        new_size = start + cut + 1 if cut >= 0 else (0 if start == 0 else size)
+        fh.truncate(new_size)
+        return size - new_size
+
+
+# ----------------------------------------------------------------------------------------- damaged caches
+def move_aside(path: Path, *, companions: Sequence[str] = ()) -> Path:
+    """Rename a damaged cache file or folder to ``<name>.damaged-<UTC time>-<pid>`` beside it; the new path.
+
+    Why: a cache is recomputable, so damage there is never fatal; but the damaged copy is kept (not deleted) so a
+    user can look at what broke.  ``companions`` are suffixes of sibling files that belong to it (SQLite's
+    ``-journal``/``-wal``/``-shm``), moved with it.  Raises ``FileNotFoundError`` when another process moved it first
+    and ``OSError`` when it cannot be renamed (the caller says what to delete instead).
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    aside = path.with_name(f"{path.name}.damaged-{stamp}-{os.getpid()}")
+    os.replace(path, aside)
+    for suffix in companions:
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            os.replace(extra, aside.with_name(aside.name + suffix))
+    return aside
 
 
 # ------------------------------------------------------------------------------------------------ checksums

@@ -1,5 +1,5 @@
 """Typed records of a run folder: one :class:`KeptPrompt` per line of prompts.jsonl, one :class:`RoundRecord` per
-line of rounds.jsonl.
+line of rounds.jsonl, the :class:`BaseRecord` of ``--base`` in config.json and the :class:`BaseSnapshot` in base.json.
 
 Why here, below both ``advisor/`` (which writes them) and ``reports/`` (which reads them): the run report must read
 run folders without importing the advisor package.  Reading is tolerant on purpose — folders written before a field
@@ -10,7 +10,7 @@ through ``to_json`` so every line has the same keys in the same order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -130,6 +130,12 @@ class RoundRecord:
         return d
 
     @classmethod
+    def recovered_from(cls, rnd: int, *, kept: int, n_prompts: int) -> RoundRecord:
+        """The minimal record the store writes for a round killed after its prompts but before its record."""
+        return cls(round=rnd, kept=kept, n_prompts=n_prompts, recovered=True,
+                   note="the run was killed before this round's record was written")
+
+    @classmethod
     def from_json(cls, d: dict[str, Any]) -> RoundRecord:
         known = {f.name for f in fields(cls)}
         on = d.get("on_target")
@@ -148,5 +154,57 @@ class RoundRecord:
             anchor_counts={str(k): as_int(v) for k, v in _dict(d.get("anchor_counts")).items()},
             gaps_before={str(k): as_float(v) for k, v in _dict(d.get("gaps_before")).items()},
             summary=_opt_str(d.get("summary")), recovered=bool(d.get("recovered", False)), note=str(d.get("note") or ""),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+
+@dataclass(frozen=True)
+class BaseRecord:
+    """What config.json says about a run's ``--base``: enough to find it again and to notice it changed."""
+
+    path: str
+    kind: str  # "prompts" (a prompts file or folder) | "audit" (an audit --out folder)
+    count: int
+    sha256: str  # over the files read, in sorted order (see advisor.base.files_sha256)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Any) -> BaseRecord | None:
+        """Tolerant read (``None`` when there is no record)."""
+        if not isinstance(d, dict):
+            return None
+        return cls(path=str(d.get("path") or ""), kind=str(d.get("kind") or ""), count=as_int(d.get("count")),
+                   sha256=str(d.get("sha256") or ""))
+
+
+@dataclass
+class BaseSnapshot:
+    """base.json: the base set's record and its coverage before the run's first round (what the report compares to)."""
+
+    base_set: BaseRecord | None
+    anchor_counts: dict[str, int] = field(default_factory=dict)
+    gaps: dict[str, float] = field(default_factory=dict)
+    shares: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"base_set": None if self.base_set is None else self.base_set.to_json(),
+                             "anchor_counts": self.anchor_counts, "gaps": self.gaps, "shares": self.shares,
+                             "metrics": self.metrics}
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BaseSnapshot:
+        known = {f.name for f in fields(cls)}
+        return cls(
+            base_set=BaseRecord.from_json(d.get("base_set")),
+            anchor_counts={str(k): as_int(v) for k, v in _dict(d.get("anchor_counts")).items()},
+            gaps={str(k): as_float(v) for k, v in _dict(d.get("gaps")).items()},
+            shares={str(k): as_float(v) for k, v in _dict(d.get("shares")).items()},
+            metrics=_dict(d.get("metrics")),
             extra={k: v for k, v in d.items() if k not in known},
         )

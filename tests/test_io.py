@@ -178,9 +178,9 @@ def test_ensure_writable_dir_on_a_regular_file(tmp_path: Path) -> None:
 
 def test_jsonl_readers_keep_unicode_line_separators_inside_strings(tmp_path: Path) -> None:
     """Our writers keep U+2028/U+0085 unescaped (ensure_ascii=False); every reader must split on newlines only."""
-    from data_advisor.advisor.store import read_run
     from data_advisor.io import split_lines, write_json_atomic, write_jsonl_atomic
     from data_advisor.reports._data import read_jsonl
+    from data_advisor.runs import read_run
 
     assert split_lines("a\u2028b\r\nc\rd\n") == ["a\u2028b", "c", "d", ""]
     rows = [{"id": "1", "text": "first\u2028second\u0085third\u2029"}, {"id": "2", "text": "plain"}]
@@ -188,8 +188,8 @@ def test_jsonl_readers_keep_unicode_line_separators_inside_strings(tmp_path: Pat
     assert read_jsonl(tmp_path / "rows.jsonl") == rows
     write_json_atomic(tmp_path / "config.json", {"n": 2})
     write_jsonl_atomic(tmp_path / "prompts.jsonl", rows)
-    _, prompts, rounds = read_run(tmp_path)
-    assert prompts == rows and rounds == []
+    run = read_run(tmp_path)
+    assert [(p.id, p.text) for p in run.prompts] == [(r["id"], r["text"]) for r in rows] and run.rounds == []
 
 
 # ------------------------------------------------------------------------------ temporaries of killed runs (issue 13)

@@ -44,7 +44,7 @@ def _local_anchor_ids(texts: list[str], embedder, **assigner: float) -> tuple[li
 def test_ray_engine_matches_local_anchors(tmp_path: Path, sample_prompts: list[str], embedder) -> None:
     from data_advisor.coverage.assign import AnchorAssigner, build_anchors
     from data_advisor.coverage.taxonomy import load_background, load_taxonomy
-    from data_advisor.engines.ray_engine import assign_shards, embed_texts
+    from data_advisor.engines.ray_engine import ShardSettings, assign_shards, embed_texts
 
     texts = _prompts(sample_prompts)
     anchors = build_anchors(load_taxonomy("catqa-11"), embedder, load_background())
@@ -55,7 +55,7 @@ def test_ray_engine_matches_local_anchors(tmp_path: Path, sample_prompts: list[s
 
     with ray_session(workers=2):  # a local Ray: 2 embedding workers (+1 logical CPU for Ray Data's read tasks)
         vecs = embed_texts(texts, workers=2, rows_per_task=64)
-        summary = assign_shards(shards, tmp_path / "out", taxonomy="catqa-11", workers=2, rows_per_task=64)
+        summary = assign_shards(shards, tmp_path / "out", ShardSettings(taxonomy="catqa-11", rows_per_task=64), workers=2)
     assert vecs.shape == local_vecs.shape
     assert float(np.abs(vecs - local_vecs).max()) < 1e-4
     ray_assign = AnchorAssigner().fit(anchors).assign(vecs)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -117,11 +117,19 @@ def clean_issue(text: str) -> str:
     return clean_line(text, MAX_ISSUE_CHARS)
 
 
-def rank_weaknesses(monitor: CoverageMonitor) -> list[tuple[str, int, float, int]]:
-    """Anchors from weakest to strongest: (anchor_id, deficit, gap, count), ties broken by id."""
-    gaps = monitor.gaps()
-    rows = [(k, g.deficit, g.gap, g.count) for k, g in gaps.items()]
-    rows.sort(key=lambda r: (-r[1], -r[2], r[0]))
+class Weakness(NamedTuple):
+    """One anchor's shortfall against its target, as the numeric advisor ranks it."""
+
+    anchor_id: str
+    deficit: int  # prompts missing to reach the target share
+    gap: float  # target share minus actual share
+    count: int  # prompts on the anchor now
+
+
+def rank_weaknesses(monitor: CoverageMonitor) -> list[Weakness]:
+    """Anchors from weakest to strongest (largest deficit, then largest gap), ties broken by id."""
+    rows = [Weakness(k, g.deficit, g.gap, g.count) for k, g in monitor.gaps().items()]
+    rows.sort(key=lambda r: (-r.deficit, -r.gap, r.anchor_id))
     return rows
 
 
@@ -145,9 +153,9 @@ class NumericAdvisor:
 
     def advise(self, rng: random.Random) -> Advice:
         ranked = rank_weaknesses(self.monitor)
-        top_deficit = ranked[0][1]
-        ties = [r for r in ranked if r[1] == top_deficit and r[2] == ranked[0][2]]
-        anchor_id = rng.choice(ties)[0] if len(ties) > 1 else ranked[0][0]
+        top = ranked[0]
+        ties = [r for r in ranked if r.deficit == top.deficit and r.gap == top.gap]
+        anchor_id = rng.choice(ties).anchor_id if len(ties) > 1 else top.anchor_id
         p = self.monitor.taxonomy.by_id(anchor_id)
         gap = next(r[2] for r in ranked if r[0] == anchor_id)
         return Advice(issue=p.name, anchor_id=anchor_id,
@@ -220,8 +228,8 @@ class LLMAdvisor(NumericAdvisor):
     def advise(self, rng: random.Random) -> Advice:
         numeric = super().advise(rng)
         ranked = rank_weaknesses(self.monitor)
-        candidates = [r[0] for r in ranked[: self.n_candidates]]
-        over = [r[0] for r in ranked[::-1][:2] if r[3] > 0]
+        candidates = [r.anchor_id for r in ranked[: self.n_candidates]]
+        over = [r.anchor_id for r in ranked[::-1][:2] if r.count > 0]
         numbers, cluster_texts = self._clusters(candidates)
         history = [h.to_prompt() for h in self.history if h.anchor_id in candidates][-MAX_HISTORY:]
         over_ex, under_ex = self._examples(over, rng), self._examples(candidates, rng)

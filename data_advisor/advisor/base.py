@@ -15,29 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from data_advisor.coverage.cluster import ClusterResult
+from data_advisor.coverage.report import CoverageReport
 from data_advisor.data import load_prompts
 from data_advisor.errors import InputError, RunConfigError
 from data_advisor.io import file_sha256
+from data_advisor.run_records import BaseRecord
 
-
-@dataclass(frozen=True)
-class BaseRecord:
-    """What config.json says about the base: enough to find it again and to notice it changed."""
-
-    path: str
-    kind: str  # "prompts" (a prompts file or folder) | "audit" (an audit --out folder)
-    count: int
-    sha256: str  # over the files read, in sorted order (see files_sha256)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["BaseRecord", "BaseSet", "check_base_unchanged", "files_sha256", "is_audit_dir", "load_base"]
 
 
 @dataclass
@@ -127,17 +118,16 @@ def _load_audit_dir(p: Path, shown: str, digest: str) -> BaseSet:
         coords.append((float(row.get("x", 0.0) or 0.0), float(row.get("y", 0.0) or 0.0)))
     if not texts:
         raise InputError(f"the audit in {p} has no prompts", "pass a non-empty audit folder or prompts file to --base")
-    try:
-        cov = json.loads((p / "coverage.json").read_text("utf-8"))
-        model_id = str(cov.get("settings", {}).get("model_id") or "") or None
-        discovery = cov.get("discovery", {})
-    except ValueError:
-        raise InputError(f"{p / 'coverage.json'} is not valid JSON", "re-run `data-advisor audit` into that folder") from None
+    cov = CoverageReport.load(p / "coverage.json")  # one-line error naming the fix when damaged
+    settings = cov.settings if isinstance(cov.settings, dict) else {}
+    discovery = cov.discovery if isinstance(cov.discovery, dict) else {}
+    model_id = str(settings.get("model_id") or "") or None
     clusters = None
     if discovery.get("method") not in (None, "disabled"):
+        discovery_settings = settings.get("discovery")
         clusters = ClusterResult(np.asarray(labels, dtype=np.int64), np.asarray(coords, dtype=np.float32).reshape(-1, 2),
                                  str(discovery.get("method")), [f"base clusters from the audit in {p.name}"],
-                                 dict(cov.get("settings", {}).get("discovery") or {}))
+                                 dict(discovery_settings) if isinstance(discovery_settings, dict) else {})
     return BaseSet(BaseRecord(shown, "audit", len(texts), digest), ids, texts, clusters, model_id)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 def _check_inputs_outside(out: str, source: str | None) -> None:
     """The run folder must not overlap the pool / seed file (a run file of the same name would overwrite it)."""
-    from data_advisor.advisor.store import RUN_FILES
     from data_advisor.io import check_disjoint
+    from data_advisor.runs import RUN_FILES
 
     if source:
         check_disjoint([Path(source)], Path(out), RUN_FILES)
@@ -103,10 +104,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``curate --strategy`` takes the method's own name; the first spellings stay accepted.
+_CURATE_STRATEGY_ALIASES = {"advisor": "curate", "random": "curate-random"}
+
+
 def cmd_curate(args: argparse.Namespace) -> int:
     from data_advisor.advisor.loop import run_method
 
-    method = "curate-random" if args.strategy == "random" else "curate"
+    method = _CURATE_STRATEGY_ALIASES.get(args.strategy, args.strategy)
     config = _config_from(args, method=method, pool=args.pool, pool_text_field=args.text_field,
                           advice=args.advice, model=args.model, advisor_model=args.advisor_model)
     _check_numbers(args)
@@ -119,9 +124,9 @@ def cmd_curate(args: argparse.Namespace) -> int:
 def cmd_respond(args: argparse.Namespace) -> int:
     from data_advisor import _env
     from data_advisor.advisor.responses import respond
-    from data_advisor.advisor.store import read_run
     from data_advisor.io import ensure_writable_dir, removed_on_failure
     from data_advisor.llm.client import LLMClient, LLMSettings
+    from data_advisor.runs import read_run
 
     _check_numbers(args)
     run_dir = Path(args.run)
@@ -144,8 +149,9 @@ def cmd_respond(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="advisor-driven (or Self-Instruct) prompt generation through an LLM")
+def register(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands (``add_parser`` is the main parser's ``subparsers.add_parser``)."""
+    p = add_parser("generate", help="advisor-driven (or Self-Instruct) prompt generation through an LLM")
     _add_loop_args(p)
     p.add_argument("--model", required=True, help="generator model, any litellm name (openai/gpt-4o-mini, "
                                                    "anthropic/..., ollama/..., hosted_vllm/...)")
@@ -162,12 +168,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_llm_args(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("curate", help="offline: choose N prompts from a candidate pool to fill coverage gaps")
+    p = add_parser("curate", help="offline: choose N prompts from a candidate pool to fill coverage gaps")
     p.add_argument("pool", help="candidate pool file (any input format)")
     p.add_argument("--text-field", help="field holding the prompt in the pool file")
     _add_loop_args(p)
-    p.add_argument("--strategy", choices=["advisor", "random"], default="advisor",
-                   help="advisor: fill the largest gaps with relevant, non-redundant prompts; random: baseline")
+    p.add_argument("--strategy", choices=["curate", "curate-random", *_CURATE_STRATEGY_ALIASES], default="curate",
+                   metavar="{curate,curate-random}",
+                   help="curate: fill the largest gaps with relevant, non-redundant prompts; curate-random: baseline "
+                        "(the run's method; 'advisor' and 'random' are the old spellings)")
     p.add_argument("--advice", choices=["numeric", "llm", "summary"], default="numeric",
                    help="numeric (default, no LLM) or an advisor LLM given with --model")
     p.add_argument("--model", help="advisor model for --advice llm/summary")
@@ -175,7 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_llm_args(p)
     p.set_defaults(func=cmd_curate)
 
-    p = sub.add_parser("respond", help="write safe, helpful responses for a run's prompts (chat JSONL for SFT)")
+    p = add_parser("respond", help="write safe, helpful responses for a run's prompts (chat JSONL for SFT)")
     p.add_argument("run", help="run folder")
     p.add_argument("--model", required=True, help="responder model, any litellm name")
     p.add_argument("--output", help="output file (default RUN/responses.jsonl)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,36 @@ from data_advisor.errors import InputError
 ADVICE_MODES = ("llm", "numeric", "summary")
 
 
+class CandidateSourceKind(StrEnum):
+    """Where a method's candidates come from (a key of the loop's source builders)."""
+
+    ADVISED = "advised"  # the generator LLM writes prompts for the advised issue
+    SELF_INSTRUCT = "self-instruct"  # canonical Self-Instruct: a numbered continuation of sampled tasks
+    SELF_INSTRUCT_PAPER = "self-instruct-paper"  # as the Data Advisor authors ran it: one new question per call
+    POOL_MMR = "pool-mmr"  # the user's pool, relevant to the advice and not redundant (MMR)
+    POOL_RANDOM = "pool-random"  # the user's pool, at random (the baseline)
+
+    @property
+    def uses_pool_file(self) -> bool:
+        return self in (CandidateSourceKind.POOL_MMR, CandidateSourceKind.POOL_RANDOM)
+
+
+class Admission(StrEnum):
+    """Which kept prompts join the in-context example pool."""
+
+    FIRST = "first"  # the first of each round (--pool-admission all: every one)
+    ALL = "all"  # every kept prompt
+    NONE = "none"  # no example pool (the pool methods)
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """One row of the method table."""
 
     name: str
     advised: bool  # an advisor (mode from --advice) picks each round's issue
-    source: str  # candidate source kind: a key of the loop's source builders
-    admission: str  # kept prompts joining the example pool: "first" of each round (--pool-admission all: every one),
-    #                 "all" always, "none" (no example pool: the pool methods)
+    source: CandidateSourceKind
+    admission: Admission
     filters: FilterConfig
     llm_source: bool  # candidates are written by the generator LLM (needs --model)
     seed_references: bool = False  # candidates must also be novel against the seed tasks (they are in SI's pool)
@@ -45,7 +67,7 @@ class MethodSpec:
 
     @property
     def uses_pool_file(self) -> bool:
-        return self.source.startswith("pool")
+        return self.source.uses_pool_file
 
     def filter_config(self, **overrides: Any) -> FilterConfig:
         """This method's filters with the non-None ``overrides`` applied (CLI flags)."""
@@ -53,18 +75,18 @@ class MethodSpec:
 
 
 METHOD_TABLE: dict[str, MethodSpec] = {m.name: m for m in (
-    MethodSpec("advisor", advised=True, source="advised", admission="first", filters=FilterConfig(),
+    MethodSpec("advisor", advised=True, source=CandidateSourceKind.ADVISED, admission=Admission.FIRST, filters=FilterConfig(),
                llm_source=True),
     # canonical Self-Instruct: >3 and ≤150 words, blacklist, ROUGE-L ≥ 0.7 rejected, no cosine near-dup check
-    MethodSpec("self-instruct", advised=False, source="self-instruct", admission="all",
+    MethodSpec("self-instruct", advised=False, source=CandidateSourceKind.SELF_INSTRUCT, admission=Admission.ALL,
                filters=FilterConfig(min_chars=1, min_words=4, max_words=150, near_dup_cosine=None, blacklist=SI_BLACKLIST),
                llm_source=True, seed_references=True, temperature=0.7, benign_seeds=True),
     # as the Data Advisor authors ran it: length ≥ 20 characters only
-    MethodSpec("self-instruct-paper", advised=False, source="self-instruct-paper", admission="first",
+    MethodSpec("self-instruct-paper", advised=False, source=CandidateSourceKind.SELF_INSTRUCT_PAPER, admission=Admission.FIRST,
                filters=FilterConfig(exact_dedup=False, near_dup_cosine=None, rouge_l_max=None), llm_source=True),
-    MethodSpec("curate", advised=True, source="pool-mmr", admission="none",
+    MethodSpec("curate", advised=True, source=CandidateSourceKind.POOL_MMR, admission=Admission.NONE,
                filters=FilterConfig(min_chars=1, rouge_l_max=None, reject_refusals=False), llm_source=False),
-    MethodSpec("curate-random", advised=False, source="pool-random", admission="none",
+    MethodSpec("curate-random", advised=False, source=CandidateSourceKind.POOL_RANDOM, admission=Admission.NONE,
                filters=FilterConfig(min_chars=1, rouge_l_max=None, reject_refusals=False), llm_source=False),
 )}
 METHODS = tuple(METHOD_TABLE)

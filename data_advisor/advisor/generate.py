@@ -47,7 +47,8 @@ class Candidates:
     """One round's raw candidates and what producing them cost."""
 
     texts: list[str] = field(default_factory=list)
-    meta: list[dict[str, Any]] = field(default_factory=list)
+    #: Per text, the id of the pool prompt it is (pool sources only; ``None`` for generated text).
+    source_ids: list[str | None] = field(default_factory=list)
     n_calls: int = 0
     problems: Counter[str] = field(default_factory=Counter)
 
@@ -160,7 +161,7 @@ class AdvisedGenerator:
             for t in r.prompts[:size]:  # a model that over-delivers does not exceed the round's budget
                 if isinstance(t, str):
                     out.texts.append(t)
-                    out.meta.append({})
+                    out.source_ids.append(None)
         return out
 
 
@@ -220,7 +221,7 @@ class SelfInstructGenerator:
         for r in _collect_errors(results, out):
             for t in parse_numbered(r.text, 9):
                 out.texts.append(t)
-                out.meta.append({})
+                out.source_ids.append(None)
         return out
 
 
@@ -244,7 +245,7 @@ class SelfInstructPaperGenerator:
             if line.startswith("["):  # the released code's list-literal hack
                 line = line.strip("[]").split("',")[0].strip("'\" ")
             out.texts.append(line)
-            out.meta.append({})
+            out.source_ids.append(None)
         return out
 
 
@@ -292,7 +293,7 @@ class PoolRetriever:
         for i in picks:
             self.used.add(int(i))
             out.texts.append(self.texts[i])
-            out.meta.append({"source_id": self.ids[i]})
+            out.source_ids.append(str(self.ids[i]))
         return out
 
     def _mmr(self, cand: np.ndarray, j: int, k: int, monitor: CoverageMonitor) -> list[int]:

@@ -36,7 +36,7 @@ from data_advisor.advisor.advise import (
     rank_weaknesses,
 )
 from data_advisor.advisor.base import BaseSet, check_base_unchanged, load_base
-from data_advisor.advisor.config import ADVICE_MODES, METHODS, RunConfig
+from data_advisor.advisor.config import ADVICE_MODES, METHODS, Admission, CandidateSourceKind, RunConfig
 from data_advisor.advisor.filters import filter_candidates
 from data_advisor.advisor.generate import (
     AdvisedGenerator,
@@ -47,14 +47,14 @@ from data_advisor.advisor.generate import (
     SelfInstructPaperGenerator,
 )
 from data_advisor.advisor.monitor import CoverageMonitor
-from data_advisor.advisor.store import RunStore, discard_new_run_on_failure
 from data_advisor.coverage.audit import AuditSettings
 from data_advisor.coverage.embedding.registry import make_embedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
 from data_advisor.data import PromptSet, load_prompts
 from data_advisor.errors import DataAdvisorError, LLMError
 from data_advisor.io import write_json_atomic
-from data_advisor.run_records import KeptPrompt, RoundRecord
+from data_advisor.run_records import BaseSnapshot, KeptPrompt, RoundRecord
+from data_advisor.runs import RunStore, discard_new_run_on_failure
 
 if TYPE_CHECKING:
     from data_advisor.llm.client import LLMClient
@@ -188,14 +188,15 @@ class AdvisorLoop:
         b = self.base
         vectors = self.embedder.encode(b.texts, show_progress=self.progress)
         a = self.monitor.add_base(b.ids, b.texts, vectors, b.clusters)
-        if self.spec.admission != "none":  # the user's own prompts are the natural in-context examples
+        if self.spec.admission is not Admission.NONE:  # the user's own prompts are the natural in-context examples
             self.pool_texts += b.texts
             self.pool_anchor += [a.anchor_id(i) for i in range(len(b))]
-        before = {"base_set": b.record.to_json(), "anchor_counts": self.monitor.counts(),
-                  "gaps": {k: round(g.gap, 6) for k, g in self.monitor.gaps().items()},
-                  "shares": {k: round(g.share, 6) for k, g in self.monitor.gaps().items()},
-                  "metrics": _rounded(self.monitor.quick_metrics())}
-        write_json_atomic(self.out / "base.json", before)
+        gaps = self.monitor.gaps()
+        before = BaseSnapshot(b.record, anchor_counts=self.monitor.counts(),
+                              gaps={k: round(g.gap, 6) for k, g in gaps.items()},
+                              shares={k: round(g.share, 6) for k, g in gaps.items()},
+                              metrics=_rounded(self.monitor.quick_metrics()))
+        write_json_atomic(self.out / "base.json", before.to_json())
 
     def _load_pool(self) -> PoolRetriever:
         pool = self._pool
@@ -205,22 +206,22 @@ class AdvisorLoop:
         scores = self.monitor.assigner.principle_scores(vecs)
         self.pool_retriever = PoolRetriever(
             pool.texts, pool.ids, vecs, scores, [a.nearest_id(i) for i in range(len(pool))], a.anchored,
-            a.principle_ids, strategy="random" if self.spec.source == "pool-random" else "mmr")
+            a.principle_ids, strategy="random" if self.spec.source is CandidateSourceKind.POOL_RANDOM else "mmr")
         return self.pool_retriever
 
     def _admit(self, kept: list[KeptPrompt]) -> None:
         """Kept prompts joining the in-context example pool, per the method's admission rule."""
         rule = self.spec.admission
-        if rule == "none":
+        if rule is Admission.NONE:
             return
-        admitted = kept if (rule == "all" or self.config.pool_admission == "all") else kept[:1]
+        admitted = kept if (rule is Admission.ALL or self.config.pool_admission == "all") else kept[:1]
         for p in admitted:
             self.pool_texts.append(p.text)
             self.pool_anchor.append(p.anchor_id)
 
     def _restore(self) -> None:
         """Rebuild monitor, example pool, advisor memory and pool usage from the run folder (resume)."""
-        prompts = [KeptPrompt.from_json(p) for p in self.store.state.prompts]
+        prompts = self.store.state.prompts
         if prompts:
             self.monitor.add([p.id for p in prompts], [p.text for p in prompts])
         by_round: dict[int, list[KeptPrompt]] = {}
@@ -229,7 +230,7 @@ class AdvisorLoop:
         for rnd in sorted(by_round):
             self._admit(by_round[rnd])
         if self.advisor is not None:
-            self.advisor.restore([RoundRecord.from_json(r) for r in self.store.state.rounds])
+            self.advisor.restore(self.store.state.rounds)
         if self.pool_retriever is not None:
             self.pool_retriever.mark_used([p.source_id for p in prompts if p.source_id])
 
@@ -253,7 +254,7 @@ class AdvisorLoop:
 
             bar = tqdm(total=c.n, initial=min(m.n_added, c.n), unit="prompt", desc=c.method, file=sys.stderr)
         kept_total = len(self.store.state.prompts)
-        rejected_total = sum(RoundRecord.from_json(r).rejected for r in self.store.state.rounds)
+        rejected_total = sum(r.rejected for r in self.store.state.rounds)
         idle = 0
         stopped: str | None = None
         try:
@@ -277,7 +278,7 @@ class AdvisorLoop:
                     bar.update(record.kept)
                     top = rank_weaknesses(m)[0]
                     bar.set_postfix_str(f"round {round_no} kept {kept_total} rej {rejected_total} "
-                                        f"top gap {top[0]} {top[2]:+.3f} ${record.cost_usd_total:.4f}")
+                                        f"top gap {top.anchor_id} {top.gap:+.3f} ${record.cost_usd_total:.4f}")
                 if self.pool_retriever is not None and self.pool_retriever.remaining == 0 and m.n_added < c.n:
                     stopped = f"the pool is exhausted with {m.n_added} of {c.n} prompts"
                     break
@@ -314,8 +315,6 @@ class AdvisorLoop:
         assignment = m.assign(kept_vecs) if take and kept_vecs is not None else None
         kept: list[KeptPrompt] = []
         for j in range(take):
-            meta = dict(cands.meta[result.source_index[j]])
-            source_id = meta.pop("source_id", None)
             kept.append(KeptPrompt(
                 id=f"r{round_no:05d}-{j:02d}", text=result.texts[j], round=round_no,
                 issue=advice.issue if advice else None, advised_anchor_id=advice.anchor_id if advice else None,
@@ -323,11 +322,11 @@ class AdvisorLoop:
                 nearest_anchor_id=result.nearest_anchor[j],
                 score=round(float(assignment.score[j]), 6) if assignment else None,
                 on_target=result.on_target[j] if advice else None, generator=generator, method=c.method,
-                timestamp=now, source_id=None if source_id is None else str(source_id), extra=meta))
+                timestamp=now, source_id=cands.source_ids[result.source_index[j]]))
         # The kept prompts are appended (fsync'd) before anything else can fail — the summary advisor's observe()
         # is an LLM call — so a generated, paid-for round is never lost: a kill or an error before the round
         # record below leaves prompts without their record, which the store recovers on resume.
-        self.store.append_prompts([p.to_json() for p in kept])
+        self.store.append_prompts(kept)
         if take:
             m.add([p.id for p in kept], result.texts[:take], kept_vecs)
             self._admit(kept)
@@ -364,7 +363,7 @@ class AdvisorLoop:
             gaps_before=gaps_before,
             summary=summary,
         )
-        self.store.append_round(record.to_json())
+        self.store.append_round(record)
         return record
 
     def finalize(self) -> None:
@@ -390,16 +389,16 @@ def _rounded(metrics: dict[str, float]) -> dict[str, float]:
 
 
 #: Candidate source per kind (the ``source`` column of the method table).
-SOURCE_BUILDERS: dict[str, Callable[[AdvisorLoop], CandidateSource]] = {
-    "advised": lambda loop: AdvisedGenerator(loop._client(loop._generator_model), loop.taxonomy,
+SOURCE_BUILDERS: dict[CandidateSourceKind, Callable[[AdvisorLoop], CandidateSource]] = {
+    CandidateSourceKind.ADVISED: lambda loop: AdvisedGenerator(loop._client(loop._generator_model), loop.taxonomy,
                                              per_call=loop.config.per_call, n_examples=loop.config.n_examples,
                                              temperature=loop.config.generator_temperature),
-    "self-instruct": lambda loop: SelfInstructGenerator(loop._client(loop._generator_model), loop.seeds,
+    CandidateSourceKind.SELF_INSTRUCT: lambda loop: SelfInstructGenerator(loop._client(loop._generator_model), loop.seeds,
                                                         temperature=loop.config.generator_temperature),
-    "self-instruct-paper": lambda loop: SelfInstructPaperGenerator(loop._client(loop._generator_model),
+    CandidateSourceKind.SELF_INSTRUCT_PAPER: lambda loop: SelfInstructPaperGenerator(loop._client(loop._generator_model),
                                                                    temperature=loop.config.generator_temperature),
-    "pool-mmr": lambda loop: loop._load_pool(),
-    "pool-random": lambda loop: loop._load_pool(),
+    CandidateSourceKind.POOL_MMR: lambda loop: loop._load_pool(),
+    CandidateSourceKind.POOL_RANDOM: lambda loop: loop._load_pool(),
 }
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.advisor import prompts as P
-from data_advisor.advisor.store import _append_jsonl, _repair_jsonl, read_run
 from data_advisor.errors import InputError, LLMError
-from data_advisor.run_records import KeptPrompt
+from data_advisor.io import append_jsonl
+from data_advisor.runs import read_and_repair, read_run
 
 FATAL = frozenset({"auth", "permission", "not_found", "bad_request", "unknown_provider"})
 
@@ -35,12 +35,11 @@ class RespondSummary:
 def respond(run_dir: Path, client: Any, *, out: Path | None = None, batch_size: int = 16,
             max_tokens: int = 512, progress: bool = True) -> RespondSummary:
     """Answer every prompt of ``run_dir`` not yet answered; raise on a provider that keeps failing."""
-    _, rows, _ = read_run(Path(run_dir))
-    prompts = [KeptPrompt.from_json(r) for r in rows]  # only the run's additions: a --base set is never answered here
+    prompts = read_run(Path(run_dir)).prompts  # only the run's additions: a --base set is never answered here
     if not prompts:
         raise InputError(f"run {run_dir} has no prompts yet", "run `data-advisor generate` or `curate` first")
     out = Path(out) if out else Path(run_dir) / "responses.jsonl"
-    done = {r.get("id") for r in _repair_jsonl(out)}
+    done = {r.get("id") for r in read_and_repair(out)}
     todo = [p for p in prompts if p.id not in done]
     bar = None
     if progress:
@@ -64,7 +63,7 @@ def respond(run_dir: Path, client: Any, *, out: Path | None = None, batch_size: 
                 out_rows.append({"id": p.id, "messages": [{"role": "user", "content": p.text},
                                                           {"role": "assistant", "content": r.text.strip()}],
                                  "anchor_id": p.anchor_id, "responder": client.settings.model})
-            _append_jsonl(out, out_rows)
+            append_jsonl(out, out_rows)
             answered += len(out_rows)
             failed += len(errors)
             if bar is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,15 @@ from data_advisor.coverage.assign import (
     Assignments,
     build_anchors,
 )
-from data_advisor.coverage.audit_settings import AuditSettings, deprecated_embedding_kwargs
+from data_advisor.coverage.audit_settings import (
+    DEFAULT_EMERGENT_THRESHOLD,
+    AuditOptions,
+    AuditSettings,
+    settings_from_keywords,
+)
 from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, KnnGraph, keyword_labels
 from data_advisor.coverage.cluster_cache import ClusterCache, shared_knn_graph, vectors_digest
 from data_advisor.coverage.embedding.base import Embedder, as_embedder
-from data_advisor.coverage.embedding.models import DEFAULT_MODEL
 from data_advisor.coverage.embedding.registry import make_embedder
 from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
@@ -47,6 +51,9 @@ from data_advisor.io import (
 SAVE_EMBEDDINGS_MAX = 300_000
 #: Per-run facts beside coverage.json (cache hits, recoveries); report.html shows them with the discovery notes.
 RUN_INFO = "run_info.json"
+
+__all__ = ["DEFAULT_EMERGENT_THRESHOLD", "AuditOptions", "AuditResult", "AuditSettings", "anchor_subclusters",
+           "apply_refinement", "audit_full", "build_report", "run_audit", "settings_from_keywords"]
 
 
 @dataclass
@@ -338,7 +345,7 @@ def build_report(
         "unanchored_share": n_un / n if n else 0.0,
         "refine_moved": int(refine.get("n_moved", 0)) if isinstance(refine := assignments.settings.get("refine"), dict) else 0,
     }
-    from data_advisor import __version__
+    from data_advisor._version import __version__
 
     report_settings = {
         # coverage.json's schema keeps the key "model" for the embedding model
@@ -454,37 +461,31 @@ def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, a
 
 # ------------------------------------------------------------------------------------------------ public API
 def audit_full(
-    source: str | Path | PromptSet | Sequence[str],
+    data: str | Path | PromptSet | Sequence[str],
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
-    embedding_model: str = DEFAULT_MODEL,
-    seed: int = 0,
-    text_field: str | None = None,
+    settings: AuditSettings | None = None,
+    options: AuditOptions | None = None,
     embedder: Embedder | None = None,
-    embedder_name: str = "st",
-    cache: bool = True,
-    show_progress: bool = False,
     out: str | Path | None = None,
-    **settings: Any,
+    **deprecated: Any,
 ) -> AuditResult:
     """Audit a prompt set and return the report with its per-prompt arrays (writes nothing).
 
     :func:`data_advisor.audit` (in :mod:`data_advisor.api`) wraps this and writes the outputs and the HTML report.
-    ``embedder`` is an embedder object; without one, ``embedder_name`` picks a backend of the registry
-    (``--embedder``).  ``model=`` and ``embedder_kind=`` are deprecated spellings of ``embedding_model=`` and
-    ``embedder_name=``.
+    ``out`` is only checked to be writable before the expensive part.  The old flat keywords (``seed=``,
+    ``model=``, ``text_field=``, ``min_cluster_size=`` ...) still work, with a DeprecationWarning.
     """
-    embedding_model, embedder_name = deprecated_embedding_kwargs(settings, embedding_model, embedder_name)
+    settings, options = settings_from_keywords(settings, options, deprecated, where="audit_full")
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     if out is not None:
         ensure_writable_dir(Path(out))  # fail before the expensive part
-    if isinstance(source, PromptSet):
-        prompts = source
-    elif isinstance(source, str | Path):
-        prompts = load_prompts(source, text_field=text_field)
+    if isinstance(data, PromptSet):
+        prompts = data
+    elif isinstance(data, str | Path):
+        prompts = load_prompts(data, text_field=options.text_field)
     else:
-        prompts = PromptSet.from_texts(list(source))
-    emb = embedder or make_embedder(embedding_model, cache=cache, embedder_name=embedder_name)
-    cfg = AuditSettings(taxonomy=tax.id, embedding_model=embedding_model, seed=seed, **settings)
-    return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress,
-                     cluster_cache=ClusterCache.default() if cache else None)
+        prompts = PromptSet.from_texts(list(data))
+    emb = embedder or make_embedder(settings.embedding_model, cache=options.cache, embedder_name=options.embedder_name)
+    return run_audit(prompts, tax, emb, settings=replace(settings, taxonomy=tax.id), show_progress=options.show_progress,
+                     cluster_cache=ClusterCache.default() if options.cache else None)

@@ -1,13 +1,14 @@
-"""Everything that changes an audit's numbers (:class:`AuditSettings`), stored in coverage.json to reproduce it.
+"""What an audit computes (:class:`AuditSettings`, stored in coverage.json) and how it runs (:class:`AuditOptions`).
 
-Apart from :mod:`~data_advisor.coverage.audit` so the orchestrator stays under 500 lines and readers of settings
-(the CLI, the advisor loop) need not load the pipeline.
+Why a module of its own: the API, the CLI, the advisor's monitor and the audit itself all build these, and the
+old flat keyword spellings of :func:`~data_advisor.coverage.audit.audit_full` / :func:`data_advisor.audit` are
+mapped onto them in one place (:func:`settings_from_keywords`).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from data_advisor.coverage.assign import DEFAULT_MARGIN_THRESHOLD, DEFAULT_MIN_SCORE
@@ -77,12 +78,48 @@ def _settings_init_with_alias(self: AuditSettings, *args: Any, model: str | None
 AuditSettings.__init__ = _settings_init_with_alias  # type: ignore[method-assign]
 
 
-def deprecated_embedding_kwargs(kwargs: dict[str, Any], embedding_model: str, embedder_name: str) -> tuple[str, str]:
-    """Take the deprecated ``model`` / ``embedder_kind`` keywords out of ``kwargs`` (with a DeprecationWarning)."""
-    if "model" in kwargs:
-        warnings.warn("audit(model=...) is deprecated: use embedding_model=...", DeprecationWarning, stacklevel=3)
-        embedding_model = kwargs.pop("model")
-    if "embedder_kind" in kwargs:
-        warnings.warn("audit(embedder_kind=...) is deprecated: use embedder_name=...", DeprecationWarning, stacklevel=3)
-        embedder_name = kwargs.pop("embedder_kind")
-    return embedding_model, embedder_name
+@dataclass(frozen=True)
+class AuditOptions:
+    """How an audit runs, as opposed to what it computes (:class:`AuditSettings`): none of these change a number,
+    so none is stored in coverage.json."""
+
+    text_field: str | None = None  # field holding the prompt in a file input (default: detected)
+    embedder_name: str = "st"  # backend when no embedder object is given: st, onnx, onnx-int8, static, cascade
+    cache: bool = True  # the embedding and cluster caches
+    show_progress: bool = False
+
+
+#: Old keyword spellings of :func:`audit_full` / :func:`data_advisor.audit` → (object, field) they now set.
+_LEGACY_OPTION_NAMES = {"embedder_kind": "embedder_name", "model": "embedding_model"}
+
+
+def settings_from_keywords(settings: AuditSettings | None, options: AuditOptions | None, legacy: dict[str, Any],
+                           *, where: str) -> tuple[AuditSettings, AuditOptions]:
+    """Merge keyword arguments of the old flat signature into the settings objects, with a DeprecationWarning.
+
+    Why: ``audit(..., seed=3, min_cluster_size=10, text_field="body")`` must keep working for existing callers while
+    the signature becomes a settings object plus a few explicit arguments (which other features extend).
+    """
+    from data_advisor.errors import InputError
+
+    settings = settings or AuditSettings()
+    options = options or AuditOptions()
+    if not legacy:
+        return settings, options
+    setting_names = {f.name for f in fields(AuditSettings)}
+    option_names = {f.name for f in fields(AuditOptions)}
+    to_settings: dict[str, Any] = {}
+    to_options: dict[str, Any] = {}
+    for key, value in legacy.items():
+        name = _LEGACY_OPTION_NAMES.get(key, key)
+        if name in setting_names:
+            to_settings[name] = value
+        elif name in option_names:
+            to_options[name] = value
+        else:
+            raise InputError(f"{where}() got an unknown keyword argument {key!r}",
+                             "pass AuditSettings fields in settings=AuditSettings(...) and run options in "
+                             "options=AuditOptions(...)")
+    warnings.warn(f"{where}({', '.join(f'{k}=' for k in legacy)}) is deprecated: pass "
+                  "settings=AuditSettings(...) and options=AuditOptions(...)", DeprecationWarning, stacklevel=3)
+    return replace(settings, **to_settings), replace(options, **to_options)

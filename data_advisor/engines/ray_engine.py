@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,19 +212,13 @@ def shard_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _text_of(value: Any) -> str | None:
-    from data_advisor.data import _to_text
-
-    return _to_text(value)
-
-
 def _prepare(text_field: str, id_field: str | None):
     """Row → {"id", "text"} (dotted text fields and chat records as the local loader reads them)."""
-    from data_advisor.data import _lookup
+    from data_advisor.data import lookup_field, value_text
 
     def fn(row: dict[str, Any]) -> dict[str, Any]:
         try:
-            text = _text_of(_lookup(row, text_field))
+            text = value_text(lookup_field(row, text_field))
         except KeyError:
             text = None
         text = text or ""
@@ -235,18 +230,50 @@ def _prepare(text_field: str, id_field: str | None):
     return fn
 
 
-def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path, *, taxonomy: str = "catqa-11",
-                  embedding_model: str = "default", embedder_name: str = "st", text_field: str | None = None,
-                  id_field: str | None = "id", batch_size: int = 64, address: str | None = None,
-                  workers: int | None = None, background: bool = True, margin_threshold: float | None = None,
-                  min_score: float | None = None, keep_vectors: bool = False, cache: bool = True,
-                  rows_per_task: int = 1024, show_progress: bool = False, **deprecated: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ShardSettings:
+    """What :func:`assign_shards` computes: the taxonomy, the embedding backend and the assignment thresholds, and
+    how the shards are read.  (Where it runs — ``address``, ``workers`` — and progress are arguments of their own.)"""
+
+    taxonomy: str = "catqa-11"
+    embedding_model: str = "default"
+    embedder_name: str = "st"  # one of RAY_EMBEDDERS
+    text_field: str | None = None  # detected among the usual names when not given (dotted paths work)
+    id_field: str | None = "id"  # None: ids are hashes of the text
+    batch_size: int = 64  # texts per model call
+    rows_per_task: int = 1024  # rows per Ray task
+    background: bool = True
+    margin_threshold: float | None = None
+    min_score: float | None = None
+    keep_vectors: bool = False  # also write each prompt's vector
+    cache: bool = True
+
+
+#: Old keyword names of assign_shards' flat signature → the ShardSettings field they set.
+_OLD_SHARD_KEYWORDS = {"model": "embedding_model", "embedder": "embedder_name",
+                       **{f.name: f.name for f in fields(ShardSettings)}}
+
+
+def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path, settings: ShardSettings | None = None,
+                  *, address: str | None = None, workers: int | None = None, show_progress: bool = False,
+                  **deprecated: Any) -> dict[str, Any]:
     """Embed and assign every prompt of the shards on Ray; write Parquet results under ``out_dir``.
 
-    Returns a summary: prompts, anchored share, counts per anchor, the files written.  ``model=`` / ``embedder=``
-    are the deprecated spellings of ``embedding_model=`` / ``embedder_name=``.
+    Returns a summary: prompts, anchored share, counts per anchor, the files written.  The old flat keywords
+    (``taxonomy=``, ``model=``, ``embedder=``, ``rows_per_task=`` ...) still work, with a DeprecationWarning.
     """
-    embedding_model, embedder_name = _old_names(deprecated, embedding_model, embedder_name)
+    settings = settings or ShardSettings()
+    if deprecated:
+        import warnings
+
+        unknown = sorted(set(deprecated) - set(_OLD_SHARD_KEYWORDS))
+        if unknown:
+            raise TypeError(f"assign_shards() got unexpected keyword arguments {', '.join(unknown)}")
+        warnings.warn(f"assign_shards({', '.join(f'{k}=' for k in deprecated)}) is deprecated: pass "
+                      "settings=ShardSettings(...)", DeprecationWarning, stacklevel=2)
+        settings = replace(settings, **{_OLD_SHARD_KEYWORDS[k]: v for k, v in deprecated.items()})
+    c = settings
+    embedder_name, embedding_model, batch_size, cache = c.embedder_name, c.embedding_model, c.batch_size, c.cache
     _check_embedder(embedder_name)
     from data_advisor.coverage.assign import build_anchors
     from data_advisor.coverage.embedding.registry import make_embedder
@@ -254,9 +281,9 @@ def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path
     from data_advisor.data import TEXT_FIELD_CANDIDATES
 
     files = shard_files(source)
-    tax = load_taxonomy(taxonomy)
+    tax = load_taxonomy(c.taxonomy)
     local = make_embedder(embedding_model, embedder_name=embedder_name, cache=cache, batch_size=batch_size)
-    anchors = build_anchors(tax, local, load_background() if background else None)
+    anchors = build_anchors(tax, local, load_background() if c.background else None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ray_session(address, workers) as ray:
@@ -267,15 +294,15 @@ def assign_shards(source: str | Path | Sequence[str | Path], out_dir: str | Path
         paths = [str(f) for f in files]
         ds = ray.data.read_parquet(paths) if files[0].suffix.lower() == ".parquet" else ray.data.read_json(paths, lines=True)
         columns = ds.columns()
-        field = text_field or next((c for c in TEXT_FIELD_CANDIDATES if c in columns), None)
+        field = c.text_field or next((c for c in TEXT_FIELD_CANDIDATES if c in columns), None)
         if field is None or field.split(".")[0] not in columns:
             raise InputError(f"no text field found in {source}; fields found: {', '.join(columns)}",
                              "pass text_field (dotted paths like conversation.0.content work)")
-        ds = ds.map(_prepare(field, id_field if id_field in columns else None))
-        ds = ds.map_batches(EmbedAssign, batch_size=rows_per_task, batch_format="numpy", concurrency=n_workers,
+        ds = ds.map(_prepare(field, c.id_field if c.id_field in columns else None))
+        ds = ds.map_batches(EmbedAssign, batch_size=c.rows_per_task, batch_format="numpy", concurrency=n_workers,
                             num_cpus=1, fn_constructor_kwargs=_udf_kwargs(embedding_model, embedder_name, batch_size, cache,
-                                                                          anchors, margin_threshold, min_score,
-                                                                          background, keep_vectors))
+                                                                          anchors, c.margin_threshold, c.min_score,
+                                                                          c.background, c.keep_vectors))
         ds = ds.materialize()
         ds.write_parquet(str(out_dir))
         counts: dict[str, int] = {}

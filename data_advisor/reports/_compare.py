@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from data_advisor.reports._audit import anchor_colors, map_coords, marker_size
 from data_advisor.reports._data import PROJECTIONS, AuditInput, stratified_sample
+from data_advisor.reports._map import anchor_colors, map_coords, marker_size
 from data_advisor.reports._page import (
     PALETTE,
     Col,

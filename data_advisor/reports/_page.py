@@ -266,6 +266,15 @@ def figure_html(fig: Any, div_id: str, height: int) -> Raw:
     return Raw(f'<div class="fig">{out}</div>')
 
 
+def plotly_cdn_url() -> str:
+    """The CDN address of the plotly.js bundle this plotly ships, as ``plotly.io.to_html(include_plotlyjs="cdn")``
+    writes it.  Built from the public version getter rather than plotly's private ``plotly.io._html`` helper;
+    ``tests/reports/test_html.py`` checks it against what plotly itself writes, so a change upstream fails a test."""
+    import plotly.offline as po
+
+    return f"https://cdn.plot.ly/plotly-{po.get_plotlyjs_version()}.min.js"
+
+
 def plotlyjs_tag(mode: str) -> str:
     """The single plotly.js ``<script>`` of a page: the whole bundle inline, or one CDN reference."""
     import plotly.offline as po
@@ -274,8 +283,6 @@ def plotlyjs_tag(mode: str) -> str:
         return ("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
                 f"<script>{po.get_plotlyjs()}</script>")
     if mode == "cdn":
-        from plotly.io._html import plotly_cdn_url
-
         return f'<script src="{esc(plotly_cdn_url())}" charset="utf-8"></script>'
     raise InputError(f"unknown plotlyjs mode {mode!r}", "use 'inline' (self-contained, default) or 'cdn'")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
-from data_advisor.reports._data import AuditInput, read_json, read_jsonl
+from data_advisor.reports._data import AuditInput
 from data_advisor.reports._page import (
     NEUTRAL_COLOR,
     PALETTE,
@@ -35,7 +35,8 @@ from data_advisor.reports._page import (
     pp,
     table,
 )
-from data_advisor.run_records import KeptPrompt, RoundRecord, as_float, as_int
+from data_advisor.run_records import BaseRecord, BaseSnapshot, KeptPrompt, RoundRecord, as_float
+from data_advisor.runs import read_run
 
 #: Generated prompts shown per round in the samples table.
 PROMPTS_PER_ROUND = 5
@@ -50,62 +51,28 @@ class RunInput:
     rounds: list[RoundRecord]
     prompt_samples: dict[int, list[KeptPrompt]] = field(default_factory=dict)
     n_prompt_rows: int = 0
-    base: dict[str, Any] | None = None  # base.json: the base set's record and coverage before the run
+    base: BaseSnapshot | None = None  # base.json: the base set's record and coverage before the run
 
     @property
     def n_base(self) -> int:
-        record = (self.base or {}).get("base_set") or self.config.get("base_set") or {}
-        return as_int(record.get("count")) if isinstance(record, dict) else 0
+        record = self.base.base_set if self.base is not None else BaseRecord.from_json(self.config.get("base_set"))
+        return record.count if record is not None else 0
 
 
 def load_run_dir(path: Path) -> RunInput:
-    """Read config.json, rounds.jsonl and a per-round sample of prompts.jsonl."""
+    """A run folder through the one run reader (:func:`data_advisor.runs.read_run`), with a per-round sample of its
+    prompts."""
     path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"{path} is not a folder", "pass the advisor run folder (the one with rounds.jsonl)")
-    rp = path / "rounds.jsonl"
-    if not rp.exists():
-        raise InputError(f"no rounds.jsonl in {path}", "pass an advisor run folder, or run `data-advisor run` first")
-    cp = path / "config.json"
-    config = read_json(cp) if cp.exists() else {}
-    if not isinstance(config, dict):
-        config = {"config": config}
-    rounds = sorted((RoundRecord.from_json(r) for r in read_jsonl(rp)), key=lambda r: r.round)
+    if path.is_dir() and not (path / "rounds.jsonl").exists():
+        raise InputError(f"no rounds.jsonl in {path}",
+                         "pass a run folder (the --out of `data-advisor generate` or `curate`)")
+    run = read_run(path)
     samples: dict[int, list[KeptPrompt]] = {}
-    n = 0
-    pp_ = path / "prompts.jsonl"
-    per_round: dict[int, int] = {}
-    if pp_.exists():
-        for row in read_jsonl(pp_):
-            n += 1
-            kp = KeptPrompt.from_json(row)
-            per_round[kp.round] = per_round.get(kp.round, 0) + 1
-            bucket = samples.setdefault(kp.round, [])
-            if len(bucket) < PROMPTS_PER_ROUND:
-                bucket.append(kp)
-        _check_run_files(path, rounds, per_round)
-    bp = path / "base.json"
-    base = read_json(bp) if bp.exists() else None
-    return RunInput(path, config, rounds, samples, n, base if isinstance(base, dict) else None)
-
-
-def _check_run_files(path: Path, rounds: list[RoundRecord], per_round: dict[int, int]) -> None:
-    """prompts.jsonl and rounds.jsonl must tell one story: a report drawn from a file that lost records would be
-    silently wrong. A run killed mid-round legitimately has prompts of its last round without that round's record,
-    and a resume that dropped a torn last line leaves that line's round one prompt short of what it kept; anything
-    more (a round missing several of its prompts, prompts of unrecorded earlier rounds) is damage."""
-    fix = "re-run the same generate/curate command to resume (it repairs a torn last line), or restore the file"
-    for r in rounds:
-        kept = r.kept
-        have = per_round.get(r.round, 0)
-        if have < kept - 1:
-            raise InputError(f"{path / 'prompts.jsonl'} holds {have} prompts of round {r.round} but "
-                             f"{path / 'rounds.jsonl'} records {kept} kept (records were lost)", fix)
-    if per_round:
-        unrecorded = set(per_round) - {r.round for r in rounds} - {max(per_round)}
-        if unrecorded:
-            raise InputError(f"{path / 'rounds.jsonl'} lacks the records of round(s) "
-                             f"{', '.join(map(str, sorted(unrecorded)[:5]))} that prompts.jsonl has prompts of", fix)
+    for kp in run.prompts:
+        bucket = samples.setdefault(kp.round, [])
+        if len(bucket) < PROMPTS_PER_ROUND:
+            bucket.append(kp)
+    return RunInput(path, run.config, sorted(run.rounds, key=lambda r: r.round), samples, len(run.prompts), run.base)
 
 
 def redact(obj: Any) -> Any:
@@ -126,7 +93,7 @@ def run_cards(run: RunInput) -> Raw:
     on = sum(x.on_target or 0 for x in r)
     tokens = sum(x.prompt_tokens + x.completion_tokens for x in r)
     cost = sum(x.cost_usd for x in r)
-    base_metrics = (run.base or {}).get("metrics") or {}
+    base_metrics = run.base.metrics if run.base is not None else {}
     first = base_metrics or (r[0].metrics if r else {})
     last = r[-1].metrics if r else {}
     since = "base → after the last round" if base_metrics else "after round 1 → after the last"
@@ -345,11 +312,9 @@ def config_body(run: RunInput) -> Raw:
 # ------------------------------------------------------------------------------------------- base → after
 def base_anchor_table(run: RunInput, final: AuditInput | None, names: dict[str, str]) -> Raw | None:
     """Per anchor, the base set's count, share and gap before the run → after it (largest gap before first)."""
-    if not run.base:
+    if run.base is None:
         return None
-    counts0 = {str(k): as_int(v) for k, v in (run.base.get("anchor_counts") or {}).items()}
-    shares0 = {str(k): as_float(v) for k, v in (run.base.get("shares") or {}).items()}
-    gaps0 = {str(k): as_float(v) for k, v in (run.base.get("gaps") or {}).items()}
+    counts0, shares0, gaps0 = run.base.anchor_counts, run.base.shares, run.base.gaps
     after = {a.id: a for a in final.report.leaf_anchors()} if final is not None else {}
     last_counts = run.rounds[-1].anchor_counts if run.rounds else {}
     rows = []
@@ -380,7 +345,7 @@ def base_anchor_table(run: RunInput, final: AuditInput | None, names: dict[str, 
 def base_cluster_table(run: RunInput, final: AuditInput | None, names: dict[str, str]) -> Raw | None:
     """Per fine-grained cluster of the final clustering: how many members were in the base and how many the run
     added (assignments.jsonl lists the base prompts first, ``base_set.count`` of them)."""
-    if not run.base or final is None or final.points is None or not final.report.clusters:
+    if run.base is None or final is None or final.points is None or not final.report.clusters:
         return None
     nb = min(run.n_base, len(final.points))
     labels = final.points.cluster

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from data_advisor.errors import InputError
@@ -97,13 +98,13 @@ def _compare(args: argparse.Namespace) -> int:
     out = ensure_writable_dir(Path(args.out))
     audited: dict[str, Path] = dict(folders)
     for label, path, prompts in raw_sets:
-        from data_advisor.api import audit
+        from data_advisor.coverage.audit import AuditSettings, audit_full
 
         audit_dir = out / "inputs" / label
         from data_advisor import _env
 
         _env.log.info(f"auditing {path} → {audit_dir}")  # progress: hidden by -q
-        audit(prompts, taxonomy=taxonomy, out=audit_dir, seed=args.seed, render_html=False)
+        audit_full(prompts, taxonomy=taxonomy, settings=AuditSettings(seed=args.seed), out=audit_dir).write(audit_dir)
         audited[label] = audit_dir
     inputs = [(label, audited[label]) for label in order]
     report = render_comparison(inputs, out / "compare.html", plotlyjs=args.plotlyjs)
@@ -111,8 +112,9 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="re-render report.html of an audit or run folder (no re-embedding)")
+def register(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands (``add_parser`` is the main parser's ``subparsers.add_parser``)."""
+    p = add_parser("report", help="re-render report.html of an audit or run folder (no re-embedding)")
     p.add_argument("folder", help="audit --out folder or run folder")
     p.add_argument("--out", help="HTML file to write (default FOLDER/report.html)")
     p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline")
@@ -120,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-base", help="OpenAI-compatible endpoint for --label-model")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("compare", help="compare prompt sets, audits or runs side by side")
+    p = add_parser("compare", help="compare prompt sets, audits or runs side by side")
     p.add_argument("inputs", nargs="+", help="prompt files, audit folders or run folders")
     p.add_argument("--out", required=True, help="output folder (compare.html; audits of raw files under inputs/)")
     p.add_argument("--taxonomy", default="catqa-11", help="taxonomy for auditing raw prompt files")

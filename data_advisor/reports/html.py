@@ -26,8 +26,9 @@ from data_advisor.errors import InputError
 from data_advisor.io import write_text_atomic
 from data_advisor.reports import _compare as C
 from data_advisor.reports import _run as R
-from data_advisor.reports._audit import Labeler, add_audit_sections, anchor_colors, subtitle
+from data_advisor.reports._audit import Labeler, add_audit_sections, subtitle
 from data_advisor.reports._data import PROJECTIONS, AuditInput, load_audit_dir
+from data_advisor.reports._map import anchor_colors
 from data_advisor.reports._page import PLOTLYJS_MODES, Page, details, figure_html, join, note, para
 
 __all__ = ["Labeler", "render_audit_report", "render_comparison", "render_run_report"]
@@ -121,7 +122,7 @@ def render_run_report(
     if base_anchors is not None:
         page.add("run-base-anchors", "Base → after, per anchor", base_anchors,
                  f"The run extended a base set of {run.n_base:,} prompts "
-                 f"({(run.base or {}).get('base_set', {}).get('path', '')}): each principle's prompts, share "
+                 f"({run.base.base_set.path if run.base and run.base.base_set else ''}): each principle's prompts, share "
                  "and gap before the run and after it, largest gap before first.")
     base_clusters = R.base_cluster_table(run, final, names)
     if base_clusters is not None:

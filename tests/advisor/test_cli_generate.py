@@ -93,3 +93,26 @@ def test_generate_with_a_missing_seed_file_is_a_one_line_error(tmp_path: Path) -
                      "--seed-prompts", tmp_path / "nope.jsonl", "--api-base", "http://127.0.0.1:9/v1")
     assert rc == 2
     assert "nope.jsonl" in one_error_line(stderr)
+
+
+@pytest.mark.parametrize(("strategy", "method"), [
+    (None, "curate"), ("curate", "curate"), ("curate-random", "curate-random"),
+    ("advisor", "curate"), ("random", "curate-random"),  # the first spellings stay accepted
+])
+def test_curate_strategy_names_the_method_it_runs(strategy: str | None, method: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import data_advisor.advisor.loop as loop
+    from data_advisor.advisor.loop import RunSummary
+
+    seen: list[str] = []
+
+    def fake_run_method(config, out, progress):  # the run itself is tested in test_curate.py
+        seen.append(config.method)
+        return RunSummary(out, 0, 0, 0, 0, 0.0, {}, False)
+
+    monkeypatch.setattr(loop, "run_method", fake_run_method)
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "a prompt"}\n', "utf-8")
+    argv = ["curate", str(pool), "--n", "1", "--out", str(tmp_path / "run"), "-q"]
+    assert main(argv + (["--strategy", strategy] if strategy else [])) == 0
+    assert seen == [method]

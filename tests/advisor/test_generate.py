@@ -130,15 +130,15 @@ def test_pool_retriever_picks_relevant_unused_prompts(embedder: Any, monitor: Co
     advice = Advice("Economic Harm", "economic-harm", "gap", "numeric")
     ctx = RoundContext([], [], monitor)
     first = mmr.propose(advice, 4, random.Random(0), ctx)
-    assert len(first.texts) == 4 and all(m["source_id"] in ids for m in first.meta)
-    assert all(a.nearest_id(ids.index(m["source_id"])) == "economic-harm" for m in first.meta)
+    assert len(first.texts) == 4 and all(s in ids for s in first.source_ids)
+    assert all(a.nearest_id(ids.index(s)) == "economic-harm" for s in first.source_ids)
     # MMR: the two wordings of one prompt are not both picked while other relevant prompts remain
     bare = [t.split(" ", 1)[1].removeprefix("Honestly, ").removeprefix("me: ") for t in first.texts]
     assert len(set(bare)) == 4
     second = mmr.propose(advice, 100, random.Random(0), ctx)
     on_anchor = {i for i in range(len(texts)) if a.anchored[i] and a.nearest_id(i) == "economic-harm"}
     assert not set(first.texts) & set(second.texts)  # never proposed twice
-    assert {ids.index(m["source_id"]) for m in first.meta + second.meta} == on_anchor  # all of the anchor's, only them
+    assert {ids.index(s) for s in first.source_ids + second.source_ids} == on_anchor  # all of the anchor's, only them
     assert mmr.remaining == len(texts) - len(on_anchor)
     mmr2 = PoolRetriever(texts, ids, vecs, scores, [a.nearest_id(i) for i in range(len(texts))], a.anchored,
                          a.principle_ids, strategy="random")

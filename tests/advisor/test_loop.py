@@ -700,12 +700,12 @@ class _Killed(BaseException):
 
 
 def _interrupt_before_round_record(monkeypatch: pytest.MonkeyPatch, round_no: int) -> None:
-    from data_advisor.advisor.store import RunStore
+    from data_advisor.runs import RunStore
 
     original = RunStore.append_round
 
-    def append_round(self: Any, record: dict[str, Any]) -> None:
-        if record["round"] == round_no:
+    def append_round(self: Any, record: Any) -> None:
+        if record.round == round_no:
             raise _Killed
         original(self, record)
 

@@ -16,9 +16,10 @@ import pytest
 
 from data_advisor.advisor.prompts import RESPONDER_SYSTEM
 from data_advisor.advisor.responses import respond
-from data_advisor.advisor.store import RunStore
 from data_advisor.cli import main
 from data_advisor.errors import DataAdvisorError, LLMError
+from data_advisor.run_records import KeptPrompt
+from data_advisor.runs import RunStore
 from tests.advisor.conftest import read_jsonl
 from tests.llm.fixtures import TEST_API_KEY, TEST_MODEL
 from tests.llm.llm_server import LLMServer, Reply, last_user_message
@@ -28,7 +29,7 @@ PROMPTS = [f"Question {i}: how would someone get around safety rule number {i}?"
 
 def make_run(path: Path, texts: list[str] = PROMPTS) -> Path:
     store = RunStore(path, {"method": "advisor", "taxonomy": "catqa-11", "n": len(texts)})
-    store.append_prompts([{"id": f"r00000-{i:02d}", "text": t, "round": 0, "anchor_id": "illegal-activity"}
+    store.append_prompts([KeptPrompt(id=f"r00000-{i:02d}", text=t, round=0, anchor_id="illegal-activity")
                           for i, t in enumerate(texts)])
     return path
 

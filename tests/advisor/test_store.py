@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
-from data_advisor.advisor.store import RESUME_MUTABLE_KEYS, RunStore, config_differences, read_run
 from data_advisor.errors import DataAdvisorError, RunConfigError
+from data_advisor.run_records import KeptPrompt, RoundRecord
+from data_advisor.runs import RESUME_MUTABLE_KEYS, RunStore, config_differences, read_run
 
 CONFIG = {"method": "advisor", "taxonomy": "catqa-11", "n": 30, "per_round": 6, "seed": 1, "concurrency": 4,
           "timeout_s": 60.0, "model": "openai/test-model"}
 
 
-def prompt(i: int, rnd: int) -> dict:
-    return {"id": f"r{rnd:05d}-{i:02d}", "text": f"prompt number {i} of round {rnd}", "round": rnd}
+def prompt(i: int, rnd: int) -> KeptPrompt:
+    return KeptPrompt(id=f"r{rnd:05d}-{i:02d}", text=f"prompt number {i} of round {rnd}", round=rnd)
 
 
 def test_creates_folder_and_config(tmp_path: Path) -> None:
@@ -31,14 +33,14 @@ def test_creates_folder_and_config(tmp_path: Path) -> None:
 def test_resume_with_same_config_reads_records(tmp_path: Path) -> None:
     store = RunStore(tmp_path, dict(CONFIG))
     store.append_prompts([prompt(0, 0), prompt(1, 0)])
-    store.append_round({"round": 0, "kept": 2})
+    store.append_round(RoundRecord(round=0, kept=2))
     store.append_prompts([prompt(0, 1)])
-    store.append_round({"round": 1, "kept": 1})
+    store.append_round(RoundRecord(round=1, kept=1))
 
     again = RunStore(tmp_path, dict(CONFIG))
     assert again.resumed is True
-    assert [p["id"] for p in again.state.prompts] == ["r00000-00", "r00000-01", "r00001-00"]
-    assert [r["round"] for r in again.state.rounds] == [0, 1]
+    assert [p.id for p in again.state.prompts] == ["r00000-00", "r00000-01", "r00001-00"]
+    assert [r.round for r in again.state.rounds] == [0, 1]
     assert again.state.next_round == 2
     # Keys that do not change what the run produces may differ on resume.
     relaxed = dict(CONFIG, concurrency=16, timeout_s=5.0, max_retries=9)
@@ -76,7 +78,7 @@ def test_corrupt_config_is_a_one_line_error(tmp_path: Path) -> None:
 def test_torn_last_line_is_cut_off_and_earlier_records_kept(tmp_path: Path, name: str) -> None:
     store = RunStore(tmp_path, dict(CONFIG))
     store.append_prompts([prompt(0, 0), prompt(1, 0)])
-    store.append_round({"round": 0, "kept": 2})
+    store.append_round(RoundRecord(round=0, kept=2))
     path = tmp_path / name
     good = path.read_bytes()
     # What a SIGKILL in the middle of a write leaves: part of a record, no newline.
@@ -85,8 +87,8 @@ def test_torn_last_line_is_cut_off_and_earlier_records_kept(tmp_path: Path, name
 
     again = RunStore(tmp_path, dict(CONFIG))
     assert path.read_bytes() == good  # cut off on disk, not only skipped in memory
-    assert [p["id"] for p in again.state.prompts] == ["r00000-00", "r00000-01"]
-    assert [r["round"] for r in again.state.rounds] == [0]
+    assert [p.id for p in again.state.prompts] == ["r00000-00", "r00000-01"]
+    assert [r.round for r in again.state.rounds] == [0]
     assert again.state.next_round == 1
     # Appending after the repair gives a clean file again.
     again.append_prompts([prompt(0, 1)])
@@ -100,7 +102,7 @@ def test_complete_but_invalid_last_line_is_cut_off(tmp_path: Path) -> None:
     with open(tmp_path / "prompts.jsonl", "ab") as fh:
         fh.write(b'{"id": "r00000-01", "te\n')
     again = RunStore(tmp_path, dict(CONFIG))
-    assert [p["id"] for p in again.state.prompts] == ["r00000-00"]
+    assert [p.id for p in again.state.prompts] == ["r00000-00"]
     assert (tmp_path / "prompts.jsonl").read_text("utf-8").count("\n") == 1
 
 
@@ -108,8 +110,8 @@ def test_next_round_counts_prompts_without_a_round_record(tmp_path: Path) -> Non
     """A kill between appending a round's prompts and its round record must not redo that round."""
     store = RunStore(tmp_path, dict(CONFIG))
     store.append_prompts([prompt(0, 0)])
-    store.append_round({"round": 0, "kept": 1})
-    store.append_round({"round": 1, "kept": 0})  # a round that kept nothing
+    store.append_round(RoundRecord(round=0, kept=1))
+    store.append_round(RoundRecord(round=1, kept=0))  # a round that kept nothing
     assert store.state.next_round == 2
     store.append_prompts([prompt(0, 2)])  # round 2's prompts are durable, its round record is not
     assert RunStore(tmp_path, dict(CONFIG)).state.next_round == 3
@@ -126,9 +128,10 @@ def test_append_to_unwritable_folder_is_a_one_line_error(tmp_path: Path) -> None
 def test_read_run(tmp_path: Path) -> None:
     store = RunStore(tmp_path, dict(CONFIG))
     store.append_prompts([prompt(0, 0)])
-    store.append_round({"round": 0, "kept": 1})
-    config, prompts, rounds = read_run(tmp_path)
-    assert config == CONFIG and [p["id"] for p in prompts] == ["r00000-00"] and rounds == [{"round": 0, "kept": 1}]
+    store.append_round(RoundRecord(round=0, kept=1))
+    run = read_run(tmp_path)
+    assert run.config == CONFIG and run.prompts == [prompt(0, 0)] and run.rounds == [RoundRecord(round=0, kept=1)]
+    assert run.base is None
     with pytest.raises(DataAdvisorError, match="not a run folder"):
         read_run(tmp_path / "nothing")
 
@@ -140,7 +143,7 @@ def _finished_run(tmp_path: Path, n_rounds: int = 4, per_round: int = 5) -> RunS
     for rnd in range(n_rounds):
         store.append_prompts([prompt(i, rnd) for i in range(per_round)])
         total += per_round
-        store.append_round({"round": rnd, "kept": per_round, "n_prompts": total})
+        store.append_round(RoundRecord(round=rnd, kept=per_round, n_prompts=total))
     return store
 
 
@@ -186,13 +189,14 @@ def test_prompt_records_missing_at_a_line_boundary_are_detected(tmp_path: Path) 
         read_run(tmp_path)
 
 
-def test_torn_last_line_repair_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_torn_last_line_repair_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _finished_run(tmp_path)
     with open(tmp_path / "prompts.jsonl", "ab") as fh:
         fh.write(b'{"id": "r00004-00", "text": "half')
-    again = RunStore(tmp_path, dict(CONFIG))
+    with caplog.at_level(logging.WARNING, logger="data_advisor"):
+        again = RunStore(tmp_path, dict(CONFIG))
     assert len(again.state.prompts) == 20
-    err = capsys.readouterr().err
+    err = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
     assert "prompts.jsonl" in err and "partly written" in err and "20 complete records kept" in err
 
 

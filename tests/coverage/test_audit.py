@@ -132,8 +132,11 @@ def test_harmful_prompts_are_anchored_more_than_benign(audited: tuple[CoverageRe
 def test_same_seed_gives_byte_identical_files(tmp_path: Path, embedder: CachedEmbedder,
                                               sample_prompts: list[str]) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    data_advisor.audit(sample_prompts, taxonomy="catqa-11", out=a, seed=3, embedder=embedder, render_html=False)
-    data_advisor.audit(sample_prompts, taxonomy="catqa-11", out=b, seed=3, embedder=embedder, render_html=False)
+    data_advisor.audit(sample_prompts, taxonomy="catqa-11", out=a, settings=data_advisor.AuditSettings(seed=3),
+                       embedder=embedder, render_html=False)
+    # The old flat keywords still work (deprecated) and mean the same audit.
+    with pytest.warns(DeprecationWarning, match=r"audit\(seed=\) is deprecated"):
+        data_advisor.audit(sample_prompts, taxonomy="catqa-11", out=b, seed=3, embedder=embedder, render_html=False)
     assert embedder.last.misses == 0  # the second audit embedded nothing
     assert (a / "coverage.json").read_bytes() == (b / "coverage.json").read_bytes()
     assert (a / "assignments.jsonl").read_bytes() == (b / "assignments.jsonl").read_bytes()
@@ -297,3 +300,16 @@ def test_parent_and_dataset_vendi_from_summed_grams_equal_direct(embedder: Cache
         expected = M.vendi_score(v[idx]) if idx else 0.0
         assert row.vendi == pytest.approx(expected, rel=1e-6, abs=1e-9), row.id
     assert result.report.metrics["vendi_score"] == pytest.approx(M.vendi_score(v), rel=1e-6)
+
+
+def test_old_audit_keywords_map_onto_the_settings_objects() -> None:
+    from data_advisor.coverage.audit import AuditOptions, AuditSettings, settings_from_keywords
+    from data_advisor.errors import InputError
+
+    with pytest.warns(DeprecationWarning, match="embedder_kind="):
+        settings, options = settings_from_keywords(
+            None, None, {"seed": 7, "min_cluster_size": 4, "text_field": "body", "embedder_kind": "onnx"}, where="audit")
+    assert settings == AuditSettings(seed=7, min_cluster_size=4)
+    assert options == AuditOptions(text_field="body", embedder_name="onnx")
+    with pytest.raises(InputError, match="unknown keyword argument 'min_clustersize'"):
+        settings_from_keywords(None, None, {"min_clustersize": 4}, where="audit")

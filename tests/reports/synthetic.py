@@ -205,7 +205,7 @@ def write_run_dir(path: Path, *, rounds: int = 5, seed: int = 0) -> Path:
               "notes": "</script><script>alert(10)</script>"}
     (path / "config.json").write_text(json.dumps(config, indent=2), "utf-8")
     round_rows, prompt_rows = [], []
-    n_prompts = sum(counts.values())
+    n_prompts = 0  # prompts the run added so far (rounds.jsonl counts the additions, as a real run does)
     for r in range(1, rounds + 1):
         total = sum(counts.values())
         gaps = {a: round(1 / len(ids) - counts[a] / total, 6) for a in ids}

@@ -375,6 +375,7 @@ def test_run_report_tolerates_sparse_runs(tmp_path: Path) -> None:
     """A run that just started (no rounds, no coverage yet) or wrote partial rounds still renders."""
     empty = tmp_path / "empty"
     empty.mkdir()
+    (empty / "config.json").write_text("{}", "utf-8")  # a run writes its config before anything else
     (empty / "rounds.jsonl").write_text("", "utf-8")
     src = render_run_report(empty, tmp_path / "e.html", generated_at=STAMP).read_text("utf-8")
     assert "The run has no rounds yet." in src and "has no coverage.json yet" in src
@@ -385,3 +386,15 @@ def test_run_report_tolerates_sparse_runs(tmp_path: Path) -> None:
     src = render_run_report(sparse, tmp_path / "s.html", generated_at=STAMP).read_text("utf-8")
     assert "hunter2" not in src and "&quot;k&quot;" not in src
     assert src.index('"fig-run-metrics"') > 0 and '"fig-run-growth"' not in src
+
+
+def test_cdn_address_is_the_one_plotly_itself_writes() -> None:
+    """``plotly_cdn_url`` rebuilds plotly's CDN address from its public version getter instead of importing the
+    private ``plotly.io._html``: if plotly changes where its bundle lives, this fails (and the cdn mode must follow)."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from data_advisor.reports._page import plotly_cdn_url
+
+    theirs = pio.to_html(go.Figure(), include_plotlyjs="cdn", full_html=False)
+    assert f'src="{plotly_cdn_url()}"' in theirs
