@@ -14,9 +14,8 @@ from typing import Any
 from data_advisor.advisor import prompts as P
 from data_advisor.advisor.store import _append_jsonl, _repair_jsonl, read_run
 from data_advisor.errors import InputError, LLMError
+from data_advisor.llm.failures import FATAL_KINDS
 from data_advisor.run_records import KeptPrompt
-
-FATAL = frozenset({"auth", "permission", "not_found", "bad_request", "unknown_provider"})
 
 
 @dataclass
@@ -69,7 +68,7 @@ def respond(run_dir: Path, client: Any, *, out: Path | None = None, batch_size: 
             failed += len(errors)
             if bar is not None:
                 bar.update(len(out_rows))
-            fatal = [e for e in errors if getattr(e, "kind", "") in FATAL]
+            fatal = [e for e in errors if getattr(e, "kind", "") in FATAL_KINDS]
             if fatal or (errors and not out_rows):
                 e = (fatal or errors)[0]
                 raise LLMError(f"responder failed: {e.problem}",

@@ -68,21 +68,26 @@ def cut_off(text: str, finish_reason: str | None) -> bool:
 def _ends_inside_string(text: str) -> bool:
     """Whether the first JSON value in ``text`` is still inside a quoted string when the text ends.
 
-    A small lexer: double- and single-quoted strings with backslash escapes, ``//`` and ``/* */`` comments; it stops
-    as soon as the top-level value closes (prose after it does not count).
+    A small lexer: double-quoted strings with backslash escapes, ``//`` and ``/* */`` comments, and single-quoted
+    strings read as a model writes them (opened where a value or key starts, closed only by a quote before ``,`` ``:``
+    ``]`` ``}`` or the end, so an apostrophe inside does not end them); it stops as soon as the top-level value
+    closes (prose after it does not count).
     """
     starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
     if not starts:
         return False
-    i, depth, quote, n = min(starts), 0, "", len(text)
+    i, depth, quote, n, last = min(starts), 0, "", len(text), ""
     while i < n:
         c = text[i]
-        if quote:
+        if quote == '"':
             if c == "\\":
                 i += 1
-            elif c == quote:
-                quote = ""
-        elif c in "\"'":
+            elif c == '"':
+                quote, last = "", c
+        elif quote == "'":
+            if c == "'" and (text[i + 1:].lstrip()[:1] in ("", ",", ":", "]", "}")):
+                quote, last = "", c
+        elif c == '"' or (c == "'" and last in "{[,:"):
             quote = c
         elif text.startswith("//", i):
             end = text.find("\n", i)
@@ -90,11 +95,10 @@ def _ends_inside_string(text: str) -> bool:
         elif text.startswith("/*", i):
             end = text.find("*/", i + 2)
             i = n if end < 0 else end + 1
-        elif c in "{[":
-            depth += 1
-        elif c in "}]":
-            depth -= 1
-            if depth == 0:
+        elif not c.isspace():
+            last = c
+            depth += (c in "{[") - (c in "}]")
+            if c in "}]" and depth == 0:
                 return False
         i += 1
     return bool(quote)

@@ -10,12 +10,12 @@ because the report is most needed exactly when a run went wrong.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
+from data_advisor.llm.redaction import is_secret_name
 from data_advisor.reports._data import AuditInput, read_json, read_jsonl
 from data_advisor.reports._page import (
     NEUTRAL_COLOR,
@@ -39,8 +39,6 @@ from data_advisor.run_records import KeptPrompt, RoundRecord, as_float, as_int
 
 #: Generated prompts shown per round in the samples table.
 PROMPTS_PER_ROUND = 5
-#: Config keys whose values are never shown (a run config may carry credentials).
-SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|bearer|credential|access[_-]?token)", re.I)
 
 
 @dataclass
@@ -111,7 +109,7 @@ def _check_run_files(path: Path, rounds: list[RoundRecord], per_round: dict[int,
 def redact(obj: Any) -> Any:
     """Copy of a config with credential-like values replaced, so a report can be shared safely."""
     if isinstance(obj, dict):
-        return {k: ("[redacted]" if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
+        return {k: ("[redacted]" if is_secret_name(str(k)) and v not in (None, "") else redact(v))
                 for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
