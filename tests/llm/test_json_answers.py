@@ -90,7 +90,7 @@ def test_truncated_list_asks_again_and_every_attempt_is_in_the_ledger(llm_server
     client = make_llm_client(ledger_path=tmp_path / "calls.jsonl")
     assert client.complete_json(user("write prompts as JSON"), Prompts) == Prompts(**GOOD)
     first, again = llm_server.chat_requests
-    assert "cut off" in again.messages[-1]["content"]
+    assert "cut off" in again.messages[-1]["content"] and "cut off" not in first.messages[-1]["content"]
     records = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text("utf-8").splitlines()]
     assert len(records) == 2 and all(r["ok"] for r in records)
     assert client.ledger.totals()["completion_tokens"] == sum(r["completion_tokens"] for r in records) > 0
