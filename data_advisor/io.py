@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -402,3 +403,18 @@ def verify_checksums(folder: Path, names: Iterable[str]) -> None:
             raise InputError(f"{folder / name} changed since it was written (its sha256 differs from {path.name})",
                              f"re-run the command that wrote {folder}; if you edited the file on purpose, delete "
                              f"{path.name}")
+
+
+#: sqlite's result codes for a file that is not (or no longer) a readable database.
+_SQLITE_DAMAGE_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def is_sqlite_corruption(exc: sqlite3.Error) -> bool:
+    """Whether sqlite says the file itself is damaged, as opposed to locked, read-only or out of space.
+
+    Why it matters: the caches kept in sqlite (LLM answers, the embedding index) are recomputable, so a damaged file
+    is moved aside and rebuilt, while a locked or unwritable one is the user's to fix and must stay an error.
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    return name.startswith(_SQLITE_DAMAGE_CODES) or "malformed" in text or "not a database" in text

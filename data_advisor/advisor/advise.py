@@ -32,6 +32,7 @@ from data_advisor.advisor import prompts as P
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.coverage import metrics as M
 from data_advisor.errors import LLMError
+from data_advisor.llm.failures import LLMErrorKind
 from data_advisor.llm.untrusted import clean_line
 from data_advisor.run_records import RoundRecord
 
@@ -51,6 +52,8 @@ REPEAT_ROUGE_L = 0.8
 MAX_HISTORY = 30
 #: Sub-clusters shown per candidate anchor (largest first).
 MAX_SUBCLUSTERS_SHOWN = 6
+#: LLM failures that mean "this answer is unusable" (not "the provider is failing"): the numeric choice stands in.
+_UNUSABLE_ANSWER = frozenset({LLMErrorKind.INVALID_JSON, LLMErrorKind.EMPTY_ANSWER})
 
 
 @dataclass
@@ -221,7 +224,7 @@ class LLMAdvisor(NumericAdvisor):
             return self.client.complete_json(messages, AdviceAnswer, temperature=0.7, max_tokens=300,
                                              seed=rng.randrange(2**31))
         except LLMError as exc:
-            if getattr(exc, "kind", "") in ("invalid_json", "empty_answer"):
+            if getattr(exc, "kind", "") in _UNUSABLE_ANSWER:
                 return f"advisor answer unusable ({exc.problem[:120]}); numeric choice used"
             raise
 
@@ -301,7 +304,7 @@ class SummaryAdvisor(NumericAdvisor):
                 lines = [clean_issue(x) for x in text.splitlines() if clean_issue(x)]
                 self.summary = "\n".join(lines[:2000])
         except LLMError as exc:
-            if getattr(exc, "kind", "") not in ("invalid_json", "empty_answer"):
+            if getattr(exc, "kind", "") not in _UNUSABLE_ANSWER:
                 raise
         return self.summary
 

@@ -32,14 +32,10 @@ from data_advisor.advisor.advise import Advice
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.coverage.taxonomy import Taxonomy
 from data_advisor.errors import LLMError
+from data_advisor.llm.failures import BAD_OUTPUT_KINDS, FATAL_KINDS, LLMErrorKind
 
 if TYPE_CHECKING:
     from data_advisor.llm.client import LLMClient
-
-#: LLM failures that no retry or resume can fix: stop the run at once.
-FATAL_KINDS = frozenset({"auth", "permission", "not_found", "bad_request", "unknown_provider", "context_window"})
-#: Failures of the answer itself: count the call as a bad output and go on.
-BAD_OUTPUT_KINDS = frozenset({"invalid_json", "empty_answer", "invalid_response"})
 
 
 @dataclass
@@ -59,7 +55,7 @@ def _collect_errors(results: Sequence[Any], out: Candidates) -> list[Any]:
     transient: list[LLMError] = []
     for r in results:
         if isinstance(r, LLMError):
-            kind = getattr(r, "kind", "unexpected")
+            kind = getattr(r, "kind", LLMErrorKind.UNEXPECTED)  # FATAL_KINDS / BAD_OUTPUT_KINDS: one set, llm.failures
             if kind in FATAL_KINDS:
                 raise r
             if kind in BAD_OUTPUT_KINDS:
@@ -71,8 +67,9 @@ def _collect_errors(results: Sequence[Any], out: Candidates) -> list[Any]:
             good.append(r)
     if results and len(transient) == len(results):
         first = transient[0]
+        check = first.fix if getattr(first, "kind", "") == LLMErrorKind.CONTEXT_WINDOW else "check the provider"
         raise LLMError(f"every LLM call of the round failed: {first.problem}",
-                       "check the provider, then re-run the same command: the run resumes where it stopped")
+                       f"{check}, then re-run the same command: the run resumes where it stopped")
     return good
 
 

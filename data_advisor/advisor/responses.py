@@ -14,9 +14,8 @@ from typing import Any
 from data_advisor.advisor import prompts as P
 from data_advisor.errors import InputError, LLMError
 from data_advisor.io import append_jsonl
+from data_advisor.llm.failures import FATAL_KINDS
 from data_advisor.runs import read_and_repair, read_run
-
-FATAL = frozenset({"auth", "permission", "not_found", "bad_request", "unknown_provider"})
 
 
 @dataclass
@@ -68,7 +67,7 @@ def respond(run_dir: Path, client: Any, *, out: Path | None = None, batch_size: 
             failed += len(errors)
             if bar is not None:
                 bar.update(len(out_rows))
-            fatal = [e for e in errors if getattr(e, "kind", "") in FATAL]
+            fatal = [e for e in errors if getattr(e, "kind", "") in FATAL_KINDS]
             if fatal or (errors and not out_rows):
                 e = (fatal or errors)[0]
                 raise LLMError(f"responder failed: {e.problem}",

@@ -10,12 +10,12 @@ because the report is most needed exactly when a run went wrong.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
+from data_advisor.llm.redaction import is_secret_name
 from data_advisor.reports._data import AuditInput
 from data_advisor.reports._page import (
     NEUTRAL_COLOR,
@@ -40,8 +40,6 @@ from data_advisor.runs import read_run
 
 #: Generated prompts shown per round in the samples table.
 PROMPTS_PER_ROUND = 5
-#: Config keys whose values are never shown (a run config may carry credentials).
-SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|bearer|credential|access[_-]?token)", re.I)
 
 
 @dataclass
@@ -78,7 +76,7 @@ def load_run_dir(path: Path) -> RunInput:
 def redact(obj: Any) -> Any:
     """Copy of a config with credential-like values replaced, so a report can be shared safely."""
     if isinstance(obj, dict):
-        return {k: ("[redacted]" if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
+        return {k: ("[redacted]" if is_secret_name(str(k)) and v not in (None, "") else redact(v))
                 for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]

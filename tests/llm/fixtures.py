@@ -16,6 +16,7 @@ Use in a test::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,29 @@ def make_llm_client(llm_settings_factory: Callable[..., Any]) -> Iterator[Callab
     yield make
     for client in clients:
         client.close()
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def toolkit_warnings() -> Iterator[list[str]]:
+    """The lines the toolkit's logger (``data_advisor``) warns with during the test.
+
+    Why not stderr: library code logs through that one logger, and it reaches stderr only once the CLI (or the user)
+    configured it, which in a test session depends on which tests ran before.
+    """
+    lines: list[str] = []
+    handler = _Collect(lines)
+    log = logging.getLogger("data_advisor")
+    log.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        log.removeHandler(handler)

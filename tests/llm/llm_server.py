@@ -41,6 +41,7 @@ __all__ = [
     "echo_authorization",
     "echo_responder",
     "last_user_message",
+    "malformed_json",
 ]
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
@@ -111,6 +112,41 @@ class Reply:
     def drop(cls, **kw: Any) -> Reply:
         """Close the connection without answering."""
         return cls(close=True, **kw)
+
+    @classmethod
+    def cut_off(cls, content: str, **kw: Any) -> Reply:
+        """An answer stopped by the token limit (``finish_reason="length"``), as a provider sends it."""
+        return cls(content=content, finish_reason="length", **kw)
+
+
+#: The malformed-JSON styles :func:`malformed_json` writes: the slips small models make, and a cut-off answer.
+MALFORMED_STYLES = ("trailing_comma", "single_quotes", "code_fence", "comments", "unclosed", "truncated_list")
+
+
+def malformed_json(obj: dict[str, Any], style: str) -> str:
+    """``obj`` written as a model that almost writes JSON would (one of :data:`MALFORMED_STYLES`).
+
+    ``truncated_list`` cuts the text inside the last string of the last list, the way a ``max_tokens`` limit does;
+    pair it with :meth:`Reply.cut_off`.  The others are complete answers that ``json.loads`` rejects.
+    """
+    text = json.dumps(obj)
+    if style == "trailing_comma":  # after every list item and every member, the last ones included
+        return "{" + "".join(f"{json.dumps(k)}: " + (
+            "[" + "".join(f"{json.dumps(v)}, " for v in val) + "]" if isinstance(val, list) else json.dumps(val))
+            + ", " for k, val in obj.items()) + "}"
+    if style == "single_quotes":
+        return "{" + ", ".join(f"'{k}': " + (
+            "[" + ", ".join(f"'{v}'" for v in val) + "]" if isinstance(val, list) else f"'{val}'")
+            for k, val in obj.items()) + "}"
+    if style == "code_fence":
+        return f"Here you go:\n```json\n{json.dumps(obj, indent=2)},\n```\nHope this helps."
+    if style == "comments":
+        return "// the answer\n" + json.dumps(obj, indent=2).replace("\n", "  // note\n", 1) + " /* end */"
+    if style == "unclosed":
+        return text[:-1]
+    if style == "truncated_list":
+        return text[: text.rindex('"') - 2]
+    raise ValueError(f"unknown malformed-JSON style {style!r}")
 
 
 @dataclass

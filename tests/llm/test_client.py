@@ -111,6 +111,39 @@ def test_usage_cost_known_model_is_priced(llm_server: LLMServer, make_llm_client
     assert client.ledger.totals()["cost_usd"] == pytest.approx(result.cost_usd)
 
 
+def test_cost_is_summed_over_every_attempt(llm_server: LLMServer, make_llm_client, tmp_path: Path) -> None:
+    """An empty answer asked again still cost its tokens: the cost must count it, like the tokens always did."""
+    import litellm
+
+    model = "openai/gpt-4o-mini"
+    empty_usage = {"prompt_tokens": 900, "completion_tokens": 0, "total_tokens": 900}
+    good_usage = {"prompt_tokens": 900, "completion_tokens": 40, "total_tokens": 940}
+    llm_server.script(Reply.empty(usage=empty_usage), Reply.text("fine", usage=good_usage))
+    client = make_llm_client(model=model, ledger_path=tmp_path / "calls.jsonl")
+    result = client.complete(user("price me"))
+
+    def price(usage: dict[str, int]) -> float:
+        prompt, completion = litellm.cost_per_token(model="gpt-4o-mini", prompt_tokens=usage["prompt_tokens"],
+                                                    completion_tokens=usage["completion_tokens"])
+        return prompt + completion
+
+    assert result.attempts == 2 and result.prompt_tokens == 1800 and result.completion_tokens == 40
+    assert price(empty_usage) > 0
+    assert result.cost_usd == pytest.approx(price(empty_usage) + price(good_usage))
+    [record] = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text("utf-8").splitlines()]
+    assert record["cost_usd"] == pytest.approx(result.cost_usd)
+
+
+def test_cost_of_a_call_that_failed_for_good_is_kept(llm_server: LLMServer, make_llm_client) -> None:
+    usage = {"prompt_tokens": 500, "completion_tokens": 0, "total_tokens": 500}
+    llm_server.script(Reply.empty(usage=usage), Reply.empty(usage=usage))
+    client = make_llm_client(model="openai/gpt-4o-mini", max_retries=1)
+    with pytest.raises(LLMCallError):
+        client.complete(user("hi"))
+    totals = client.ledger.totals()
+    assert totals["errors"] == 1 and totals["prompt_tokens"] == 1000 and totals["cost_usd"] > 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Retries
 # ---------------------------------------------------------------------------------------------
@@ -547,7 +580,7 @@ def test_ledger_cuts_a_torn_last_record_before_appending(tmp_path: Path) -> None
 @pytest.mark.parametrize("damage", ["random bytes", "zero fill", "truncated"])
 def test_damaged_response_cache_is_moved_aside_and_answers_still_come(llm_server: LLMServer, make_llm_client,
                                                                        tmp_path: Path, damage: str,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+                                                                       toolkit_warnings: list[str]) -> None:
     """A damaged sqlite cache was an error with a misleading fix ("choose a writable cache_dir") or a traceback."""
     import os as _os
 
@@ -567,7 +600,7 @@ def test_damaged_response_cache_is_moved_aside_and_answers_still_come(llm_server
             fh.truncate(size // 2)
     client = make_llm_client(cache_dir=cache)
     assert client.complete(user("question 3 " + "x" * 400)).text.startswith("echo: question 3")
-    err = capsys.readouterr().err
+    err = "\n".join(toolkit_warnings)
     if damage != "truncated":  # a cut-short file may still pass sqlite's check; reads then miss, never crash
         assert "damaged" in err and "moved it to" in err
         assert list(cache.glob(f"{CACHE_FILENAME}.damaged-*"))
