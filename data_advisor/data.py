@@ -151,6 +151,9 @@ def _iter_json(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
 
 def _iter_csv(path: Path, encoding: str, delimiter: str) -> Iterator[tuple[Any, str]]:
     text = _read_text(path, encoding)
+    # The csv module refuses cells over 131,072 characters by default ("field larger than field limit"), which would
+    # report a long prompt as a quoting problem; lift it so the length check (--max-chars / --truncate) decides.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         for n, row in enumerate(reader):
