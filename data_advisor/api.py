@@ -7,15 +7,17 @@ folder (:meth:`~data_advisor.coverage.audit.AuditResult.write` takes the rendere
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from data_advisor.coverage.audit import AuditResult, audit_full
 from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
+from data_advisor.coverage.gate import GateCondition, parse_conditions
 from data_advisor.coverage.report import CoverageReport
-from data_advisor.coverage.taxonomy import Taxonomy
+from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
 from data_advisor.data import PromptSet
+from data_advisor.errors import GateError
 
 
 def html_output(*, plotlyjs: str = "inline", labeler: Callable[[list[str]], str] | None = None) -> Callable[[Path], None]:
@@ -37,33 +39,64 @@ def write_audit(result: AuditResult, out: str | Path, *, render_html: bool = Tru
 
 
 def audit(
-    source: str | Path | PromptSet | Sequence[str],
+    source: str | Path | PromptSet | Sequence[str] | Any,
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
     model: str = DEFAULT_MODEL,
     out: str | Path | None = None,
     seed: int = 0,
     text_field: str | None = None,
+    id_field: str | None = None,
     embedder: Embedder | None = None,
     embedder_kind: str = "st",
     cache: bool = True,
     show_progress: bool = False,
     render_html: bool = True,
+    fail_under: Mapping[str, float] | None = None,
     **settings: Any,
 ) -> CoverageReport:
     """Audit a prompt set against a taxonomy and return its :class:`CoverageReport`.
 
-    ``source`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
-    (coverage.json, assignments.jsonl, embeddings.npy, report.html) are written there. Extra keyword
-    arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``).
-    ``embedder_kind`` picks the backend as ``--embedder`` does (``st``, ``onnx``, ``onnx-int8``, ``static``,
-    ``cascade``) when no ``embedder`` object is passed.
+    ``source`` is a file/folder path, an in-memory table — a pandas or polars DataFrame, a ``datasets.Dataset``
+    (or DatasetDict), with ``text_field`` / ``id_field`` picking the columns as for files — a :class:`PromptSet` or
+    a list of strings. With ``out`` the report files (coverage.json, assignments.jsonl, embeddings.npy,
+    report.html) are written there; in a notebook the report shows as a summary and ``report.show()`` shows the
+    full interactive report. Extra keyword arguments set :class:`AuditSettings` fields (e.g.
+    ``min_cluster_size=10``, ``background=False``). ``embedder_kind`` picks the backend as ``--embedder`` does
+    (``st``, ``onnx``, ``onnx-int8``, ``static``, ``cascade``) when no ``embedder`` object is passed.
+
+    ``fail_under`` is a dataset-CI gate (``{"coverage_ratio": 0.9, "min_anchor_count": 20, "anchor:cyber": 5}``):
+    its names are checked before the audit runs, and when the report falls under any bar :class:`GateError`
+    (exit code 1) is raised after the outputs are written, naming every failed condition.
     """
-    result = audit_full(source, taxonomy=taxonomy, model=model, seed=seed, text_field=text_field,
+    conditions: list[GateCondition] = []
+    if fail_under:
+        taxonomy = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+        conditions = parse_conditions(fail_under, [p.id for p in taxonomy.principles])
+    result = audit_full(source, taxonomy=taxonomy, model=model, seed=seed, text_field=text_field, id_field=id_field,
                         embedder=embedder, embedder_kind=embedder_kind, cache=cache, show_progress=show_progress,
                         out=out, **settings)
     if out is not None:
         write_audit(result, out, render_html=render_html)
-    return result.report
+    report = result.report
+    report.attach_html(_html_page(result, Path(out) / "report.html" if out is not None and render_html else None))
+    failures = report.check(conditions) if conditions else []
+    if failures:
+        raise GateError(failures, report)
+    return report
 
 
+def _html_page(result: AuditResult, written: Path | None) -> Callable[[], str]:
+    """Where ``report.show()`` gets its page: the report.html just written, else one rendered on demand into a
+    temporary folder (the result is kept in memory only in that case)."""
+    if written is not None:
+        return lambda: written.read_text("utf-8")
+
+    def render() -> str:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="data-advisor-show-") as tmp:
+            write_audit(result, Path(tmp) / "audit")
+            return (Path(tmp) / "audit" / "report.html").read_text("utf-8")
+
+    return render

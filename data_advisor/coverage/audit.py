@@ -32,7 +32,7 @@ from data_advisor.coverage.embedders import make_embedder
 from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
-from data_advisor.data import PromptSet, load_prompts
+from data_advisor.data import PromptSet, as_prompt_set
 from data_advisor.errors import OutputError
 from data_advisor.io import (
     ensure_writable_dir,
@@ -491,12 +491,13 @@ def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, a
 
 # ------------------------------------------------------------------------------------------------ public API
 def audit_full(
-    source: str | Path | PromptSet | Sequence[str],
+    source: str | Path | PromptSet | Sequence[str] | Any,
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
     model: str = DEFAULT_MODEL,
     seed: int = 0,
     text_field: str | None = None,
+    id_field: str | None = None,
     embedder: Embedder | None = None,
     embedder_kind: str = "st",
     cache: bool = True,
@@ -504,19 +505,15 @@ def audit_full(
     out: str | Path | None = None,
     **settings: Any,
 ) -> AuditResult:
-    """Audit a prompt set and return the report with its per-prompt arrays (writes nothing).
+    """Audit a prompt set (a path, an in-memory table, a PromptSet or strings: :func:`~data_advisor.data.as_prompt_set`)
+    and return the report with its per-prompt arrays (writes nothing).
 
     :func:`data_advisor.audit` (in :mod:`data_advisor.api`) wraps this and writes the outputs and the HTML report.
     """
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     if out is not None:
         ensure_writable_dir(Path(out))  # fail before the expensive part
-    if isinstance(source, PromptSet):
-        prompts = source
-    elif isinstance(source, str | Path):
-        prompts = load_prompts(source, text_field=text_field)
-    else:
-        prompts = PromptSet.from_texts(list(source))
+    prompts = as_prompt_set(source, text_field=text_field, id_field=id_field)
     emb = embedder or make_embedder(model, cache=cache, embedder=embedder_kind)
     cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings)
     return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress,
