@@ -104,3 +104,11 @@ def test_show_renders_a_report_audited_without_an_output_folder(file_report) -> 
     assert page.lstrip().lower().startswith("<!doctype html")
     for a in file_report.leaf_anchors():
         assert html.escape(a.name) in page or a.name in page
+
+
+def test_a_report_with_a_page_source_still_pickles(file_report) -> None:
+    import pickle
+
+    assert file_report._html_page is not None  # premise: audit() attached one (a closure)
+    copy = pickle.loads(pickle.dumps(file_report))
+    assert copy == file_report and copy._html_page is None

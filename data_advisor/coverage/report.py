@@ -169,6 +169,12 @@ class CoverageReport:
         layer cannot render it, so whoever wrote or loaded the report hands it over."""
         self._html_page = page
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (Ray, multiprocessing) carry the numbers, not the page source of :meth:`show` (a closure)."""
+        state = dict(self.__dict__)
+        state.pop("_html_page", None)
+        return state
+
     def show(self, height: int = 720) -> Any:
         """Show the full interactive report inline in a notebook (a sandboxed iframe of report.html)."""
         from data_advisor.coverage.notebook import show_inline
