@@ -28,6 +28,7 @@ _LAZY = {
     "load_prompts": ("data_advisor.data", "load_prompts"),
     "PromptSet": ("data_advisor.data", "PromptSet"),
     "DataAdvisorError": ("data_advisor.errors", "DataAdvisorError"),
+    "GateError": ("data_advisor.errors", "GateError"),
 }
 
 __all__ = [*_LAZY, "__version__"]
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
     from data_advisor.coverage.report import CoverageReport  # noqa: F401
     from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy  # noqa: F401
     from data_advisor.data import PromptSet, load_prompts  # noqa: F401
-    from data_advisor.errors import DataAdvisorError  # noqa: F401
+    from data_advisor.errors import DataAdvisorError, GateError  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ from data_advisor.errors import DataAdvisorError
 
 if TYPE_CHECKING:
     from data_advisor.coverage.audit import AuditSettings
+    from data_advisor.coverage.gate import GateCondition
     from data_advisor.coverage.taxonomy import Taxonomy
 
 Handler = Callable[[argparse.Namespace], int]
@@ -98,15 +99,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
     )
     if args.assign_only and args.engine != "ray":
         raise DataAdvisorError("--assign-only runs on Ray workers", "add --engine ray (and --ray-address for a cluster)")
+    from data_advisor.coverage.gate import parse_conditions
+
+    gate = parse_conditions(args.fail_under, [p.id for p in taxonomy.principles])  # a typo is exit 2 before any work
+    if gate and args.assign_only:
+        raise DataAdvisorError("--fail-under needs the full audit's metrics", "drop --assign-only, or --fail-under")
     from data_advisor.io import check_disjoint, removed_on_failure
 
     out = Path(args.out)
     check_disjoint([Path(args.input)], out, AUDIT_OUTPUTS)
     with removed_on_failure(out):  # leave no folder behind (nor its new parents) when the audit never wrote anything
-        return _run_audit(args, taxonomy, settings, t0)
+        return _run_audit(args, taxonomy, settings, t0, gate)
 
 
-def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSettings, t0: float) -> int:
+def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSettings, t0: float,
+               gate: Sequence[GateCondition] = ()) -> int:
     from data_advisor.io import ensure_writable_dir
 
     out = ensure_writable_dir(Path(args.out))
@@ -159,7 +166,12 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
     weakest = result.report.gap_table()[:3]
     _eprint("largest gaps: " + "; ".join(f"{a.name} ({a.count}, gap {a.gap:+.3f})" for a in weakest))
     _print_warnings(result.report.warnings)
-    return 0
+    failures = result.report.check(list(gate)) if gate else []
+    for line in failures:  # the outputs are written: the gate judges the data, not the run
+        _eprint(f"fail-under: {line}")
+    if gate and not failures:
+        _eprint(f"fail-under: passed ({len(gate)} condition{'' if len(gate) == 1 else 's'} met)")
+    return 1 if failures else 0
 
 
 def _print_warnings(items: list[dict]) -> None:
@@ -356,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-base", help="OpenAI-compatible endpoint for --label-model")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only the final summary and warnings (no progress bars)")
+    p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
+                   help="dataset-CI gate (repeatable): exit 1, outputs written, when METRIC is under VALUE; METRIC is "
+                        "any number in coverage.json `metrics` (coverage_ratio, normalized_entropy, ...), "
+                        "min_anchor_count, or anchor:ID (that principle's count)")
     # embedding backends and engines
     from data_advisor.coverage.embedding import backends
 

@@ -16,13 +16,23 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
+from data_advisor.frames import (
+    SUPPORTED_SUFFIXES,
+    TABLE_TYPES_HINT,
+    dataset_files,
+    iter_arrow,
+    iter_parquet,
+    table_kind,
+    table_rows,
+)
 from data_advisor.io import split_lines
 
 #: Field names tried, in order, when ``text_field`` is not given.
@@ -38,7 +48,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
 #: Lone UTF-16 surrogates (JSON allows ``"\ud800"``): no UTF-8 writer can write them, so they become U+FFFD on load
 #: instead of a crash when the outputs are written, after all the work.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt", ".arrow")
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,9 @@ def _iter_json(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
 
 def _iter_csv(path: Path, encoding: str, delimiter: str) -> Iterator[tuple[Any, str]]:
     text = _read_text(path, encoding)
+    # The csv module refuses cells over 131,072 characters by default ("field larger than field limit"), which would
+    # report a long prompt as a quoting problem; lift it so the length check (--max-chars / --truncate) decides.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         for n, row in enumerate(reader):
@@ -166,91 +178,6 @@ def _iter_txt(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
             yield line, f"line {lineno}"
 
 
-def _iter_arrow_table(table: Any) -> Iterator[tuple[Any, str]]:
-    for n, row in enumerate(table.to_pylist()):
-        yield row, f"row {n + 1}"
-
-
-def _iter_parquet(path: Path) -> Iterator[tuple[Any, str]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise InputError(f"cannot read Parquet file {path}: {exc}", "check the file is a complete Parquet file") from None
-    yield from _iter_arrow_table(table)
-
-
-def _iter_arrow(path: Path) -> Iterator[tuple[Any, str]]:
-    import pyarrow as pa
-
-    try:
-        with pa.memory_map(str(path)) as source:
-            try:
-                table = pa.ipc.open_stream(source).read_all()
-            except pa.ArrowInvalid:
-                source.seek(0)
-                table = pa.ipc.open_file(source).read_all()
-    except Exception as exc:
-        raise InputError(f"cannot read Arrow file {path}: {exc}", "pass a datasets folder written by save_to_disk") from None
-    yield from _iter_arrow_table(table)
-
-
-def _read_meta_json(path: Path) -> Any:
-    """A ``datasets`` metadata file (state.json, dataset_dict.json) as JSON, or a one-line error naming it."""
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path} is not a valid datasets metadata file ({exc.__class__.__name__}: {exc})",
-                         "re-save the dataset with save_to_disk, or pass its data files directly") from None
-
-
-def _dataset_files(folder: Path) -> list[Path]:
-    """Files of a ``datasets.save_to_disk`` folder (or a DatasetDict's first split), else data shards.
-
-    The metadata is trusted only as far as it checks out: a state.json or dataset_dict.json that is not JSON, or
-    that names a file or split that is not there (or outside the folder), is an error naming it, never a silent
-    fallback that would audit some other set of files.
-    """
-    state = folder / "state.json"
-    if state.exists():
-        meta = _read_meta_json(state)
-        entries = meta.get("_data_files") if isinstance(meta, dict) else None
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("filename"), str)
-                                                    for e in entries):
-            raise InputError(f"{state} has no valid _data_files list",
-                             "re-save the dataset with save_to_disk, or pass its .arrow files directly")
-        files = [folder / e["filename"] for e in entries]
-        for f in files:
-            if not f.resolve().is_relative_to(folder.resolve()) or not f.is_file():
-                raise InputError(f"{state} names data file {f.name!r}, which is not in {folder}",
-                                 "restore the missing file, or re-save the dataset with save_to_disk")
-        if files:
-            return files
-        arrows = sorted(folder.glob("*.arrow"))
-        if not arrows:
-            raise InputError(f"datasets folder {folder} holds no .arrow data files", "re-save the dataset with save_to_disk")
-        return arrows
-    dd = folder / "dataset_dict.json"
-    if dd.exists():
-        meta = _read_meta_json(dd)
-        splits = meta.get("splits") if isinstance(meta, dict) else None
-        if not isinstance(splits, list) or not splits or not all(isinstance(x, str) for x in splits):
-            raise InputError(f"{dd} has no valid list of splits", "re-save the dataset with save_to_disk")
-        split = "train" if "train" in splits else splits[0]
-        if not (folder / split).is_dir() or not (folder / split).resolve().is_relative_to(folder.resolve()):
-            raise InputError(f"{dd} names split {split!r}, but {folder / split} is not a folder",
-                             "restore the split folder, or re-save the dataset with save_to_disk")
-        return _dataset_files(folder / split)
-    shards = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-    if not shards:
-        raise InputError(
-            f"folder {folder} holds no prompt files",
-            f"pass a file, a datasets folder saved with save_to_disk, or a folder of {', '.join(SUPPORTED_SUFFIXES)} shards",
-        )
-    return shards
-
-
 def _iter_file(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
@@ -262,9 +189,9 @@ def _iter_file(path: Path, encoding: str) -> Iterator[tuple[Any, str]]:
     if suffix == ".tsv":
         return _iter_csv(path, encoding, "\t")
     if suffix == ".parquet":
-        return _iter_parquet(path)
+        return iter_parquet(path)
     if suffix == ".arrow":
-        return _iter_arrow(path)
+        return iter_arrow(path)
     if suffix in (".txt", ".text", ""):
         return _iter_txt(path, encoding)
     raise InputError(
@@ -330,7 +257,7 @@ def _field_names(record: Any) -> list[str]:
     return list(record.keys()) if isinstance(record, dict) else []
 
 
-def _choose_text_field(first: Any, path: Path) -> str | None:
+def _choose_text_field(first: Any, path: Path | str) -> str | None:
     if isinstance(first, str):
         return None
     if not isinstance(first, dict):
@@ -346,7 +273,7 @@ def _choose_text_field(first: Any, path: Path) -> str | None:
 
 # ----------------------------------------------------------------------------------------------- public
 def load_prompts(
-    source: str | Path,
+    source: str | Path | Any,
     *,
     text_field: str | None = None,
     id_field: str | None = None,
@@ -356,10 +283,12 @@ def load_prompts(
     truncate: bool = False,
     skip_invalid: bool = False,
 ) -> PromptSet:
-    """Read and validate a prompts file or folder.
+    """Read and validate a prompts file or folder, or an in-memory table.
 
     Args:
-        source: file or folder (see module docstring for formats).
+        source: file or folder (see module docstring for formats), or a pandas / polars DataFrame or Series, a
+            ``datasets.Dataset`` / ``DatasetDict`` (its ``train`` split, else its first) or a pyarrow Table, read
+            as the same file's rows would be (:mod:`data_advisor.frames`).
         text_field: field holding the prompt (dotted path allowed); auto-detected when None. A list of chat
             messages in that field yields its first user turn.
         id_field: field holding a unique id; defaults to ``id`` when present, else the record's position
@@ -370,64 +299,105 @@ def load_prompts(
         truncate: cut over-long prompts to ``max_chars`` instead of failing.
         skip_invalid: drop empty/missing texts (counted in ``n_skipped``) instead of failing.
     """
+    if not isinstance(source, str | os.PathLike):
+        table = table_rows(source)
+        if table is None:
+            raise InputError(f"cannot read prompts from a {type(source).__module__}.{type(source).__qualname__}",
+                             f"pass a file or folder path, {TABLE_TYPES_HINT}, or a list of strings")
+        return prompts_from_records(table.rows, table.name, text_field=text_field or table.text_field,
+                                    id_field=id_field, keep_fields=keep_fields, max_chars=max_chars,
+                                    truncate=truncate, skip_invalid=skip_invalid)
     path = Path(source)
     if not path.exists():
         raise InputError(f"input file not found: {path}", "check the path (relative paths start from the current folder)")
     if not path.is_dir() and not path.is_file():
         raise InputError(f"input {path} is not a regular file or folder (a device, pipe or socket)",
                          "pass a prompts file or folder")
-    files = _dataset_files(path) if path.is_dir() else [path]
+    files = dataset_files(path) if path.is_dir() else [path]
+    for f in files:
+        if len(files) == 1 and f.stat().st_size == 0:
+            raise InputError(f"input file is empty: {f}", "pass a file with at least one prompt")
+    rows = ((rec, f"{where} of {f}" if len(files) > 1 or f != path else where)
+            for f in files if f.stat().st_size for rec, where in _iter_file(f, encoding))
+    return prompts_from_records(rows, str(path), text_field=text_field, id_field=id_field, keep_fields=keep_fields,
+                                max_chars=max_chars, truncate=truncate, skip_invalid=skip_invalid)
+
+
+def as_prompt_set(source: Any, *, text_field: str | None = None, id_field: str | None = None,
+                  **options: Any) -> PromptSet:
+    """Whatever the Python API was handed, as a validated :class:`PromptSet`: a PromptSet as it is; a path or an
+    in-memory table through :func:`load_prompts` (``options`` are its keyword arguments); a list of strings by
+    position. Anything else is one error naming its type, not a TypeError from deep inside."""
+    if isinstance(source, PromptSet):
+        return source
+    if isinstance(source, str | os.PathLike) or table_kind(source) is not None:
+        return load_prompts(source, text_field=text_field, id_field=id_field, **options)
+    items = list(source) if isinstance(source, Iterable) and not isinstance(source, bytes | dict) else None
+    bad = next((n for n, t in enumerate(items or []) if not isinstance(t, str)), None)
+    if items is None or bad is not None:
+        what = type(source).__name__ if items is None else f"item {bad} is a {type(items[bad]).__name__}"
+        raise InputError(f"cannot read prompts from this input ({what})",
+                         f"pass a file or folder path, {TABLE_TYPES_HINT}, or a list of strings")
+    return PromptSet.from_texts(items)
+
+
+def prompts_from_records(
+    rows: Iterable[tuple[Any, str]],
+    source: str,
+    *,
+    text_field: str | None = None,
+    id_field: str | None = None,
+    keep_fields: Sequence[str] = (),
+    max_chars: int = DEFAULT_MAX_CHARS,
+    truncate: bool = False,
+    skip_invalid: bool = False,
+) -> PromptSet:
+    """Validate records (``(record, where)`` pairs: a dict or a string, and its place for messages) read from
+    ``source``: the one path every input takes, files and in-memory tables alike, so both give the same set."""
     records: list[tuple[str | None, Any, str]] = []
     kept: dict[str, list[Any]] = {k: [] for k in keep_fields}
     chosen_field = text_field
     number_by_position = id_field is not None and id_field.lower() == "none"
     chosen_id = None if number_by_position else id_field
-    n_records = 0
-    n_missing = 0
-    for f in files:
-        if f.stat().st_size == 0:
-            if len(files) == 1:
-                raise InputError(f"input file is empty: {f}", "pass a file with at least one prompt")
-            continue
-        for rec, where in _iter_file(f, encoding):
-            n_records += 1
-            loc = f"{where} of {f}" if len(files) > 1 or f != path else f"{where}"
-            if n_records == 1:
-                if chosen_field is None:
-                    chosen_field = _choose_text_field(rec, f)
-                if chosen_id is None and not number_by_position and isinstance(rec, dict) and "id" in rec:
-                    chosen_id = "id"
+    n_records = n_missing = 0
+    for rec, loc in rows:
+        n_records += 1
+        if n_records == 1:
             if chosen_field is None:
-                value: Any = rec
-            else:
-                try:
-                    value = lookup_field(rec, chosen_field)
-                except KeyError:
-                    if skip_invalid:
-                        n_missing += 1
-                        continue
-                    raise InputError(
-                        f"{loc} of {path} has no field {chosen_field!r}; fields found: "
-                        f"{', '.join(_field_names(rec)) or '(none)'}",
-                        "pass --text-field with one of those fields, or --skip-invalid to drop such records",
-                    ) from None
-            rid: str | None = None
-            if chosen_id is not None and isinstance(rec, dict):
-                try:
-                    raw_id = lookup_field(rec, chosen_id)
-                    rid = None if raw_id is None else str(raw_id)
-                except KeyError:
-                    rid = None
-            records.append((rid, value_text(value), loc))
-            for k in keep_fields:
-                try:
-                    kept[k].append(lookup_field(rec, k) if isinstance(rec, dict) else None)
-                except KeyError:
-                    kept[k].append(None)
+                chosen_field = _choose_text_field(rec, source)
+            if chosen_id is None and not number_by_position and isinstance(rec, dict) and "id" in rec:
+                chosen_id = "id"
+        if chosen_field is None:
+            value: Any = rec
+        else:
+            try:
+                value = lookup_field(rec, chosen_field)
+            except KeyError:
+                if skip_invalid:
+                    n_missing += 1
+                    continue
+                raise InputError(
+                    f"{loc} of {source} has no field {chosen_field!r}; fields found: "
+                    f"{', '.join(_field_names(rec)) or '(none)'}",
+                    "pass --text-field with one of those fields, or --skip-invalid to drop such records",
+                ) from None
+        rid: str | None = None
+        if chosen_id is not None and isinstance(rec, dict):
+            try:
+                raw_id = lookup_field(rec, chosen_id)
+                rid = None if raw_id is None else str(raw_id)
+            except KeyError:
+                rid = None
+        records.append((rid, value_text(value), loc))
+        for k in keep_fields:
+            try:
+                kept[k].append(lookup_field(rec, k) if isinstance(rec, dict) else None)
+            except KeyError:
+                kept[k].append(None)
     if n_records == 0:
-        raise InputError(f"input holds no prompts: {path}", "pass a file with at least one prompt")
+        raise InputError(f"input holds no prompts: {source}", "pass a file with at least one prompt")
     numbered = _number_missing_ids(records)
-    ps = _validate(numbered, source=str(path), text_field=chosen_field, max_chars=max_chars, truncate=truncate,
+    ps = _validate(numbered, source=source, text_field=chosen_field, max_chars=max_chars, truncate=truncate,
                    skip_invalid=skip_invalid, fields=kept)
     if n_missing:
         return PromptSet(ps.ids, ps.texts, ps.source, ps.text_field, ps.n_skipped + n_missing, ps.n_truncated, ps.fields)

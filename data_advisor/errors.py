@@ -61,3 +61,15 @@ class LLMError(DataAdvisorError):
 
 class RunConfigError(DataAdvisorError):
     """A run folder exists with a different configuration."""
+
+
+class GateError(DataAdvisorError):
+    """A dataset-CI gate (``fail_under``) failed: the outputs are written, the data is under the bar (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, failures: list[str], report: object = None) -> None:
+        self.failures = list(failures)
+        self.report = report
+        super().__init__(f"coverage gate failed: {'; '.join(self.failures)}",
+                         "add prompts where the gate names a shortfall (see the report's gap table), or lower the bar")

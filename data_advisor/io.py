@@ -24,6 +24,8 @@ from data_advisor.errors import OutputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+#: Windows: os.kill(pid, 0) would terminate that process, so a writer's liveness is never probed there.
+_IS_WINDOWS = os.name == "nt"
 
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
@@ -67,6 +69,8 @@ _UNTAGGED_DIR = re.compile(r"^\.(?:audit|assign)-[A-Za-z0-9_]{8}$")
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
+    if _IS_WINDOWS:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,10 +95,10 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     for entry in entries:
         m = _TEMP_DIR.match(entry.name) or _TEMP_FILE.match(entry.name)
         try:
-            if m:
+            if m and not _IS_WINDOWS:
                 stale = not _pid_alive(int(next(g for g in m.groups() if g)))
-            else:
-                stale = bool(_UNTAGGED_DIR.match(entry.name)) and now - entry.stat().st_mtime > _UNTAGGED_MAX_AGE_S
+            else:  # untagged, or on Windows (where no pid can be probed safely): by age
+                stale = bool(m or _UNTAGGED_DIR.match(entry.name)) and now - entry.stat().st_mtime > _UNTAGGED_MAX_AGE_S
             if not stale:
                 continue
             if entry.is_dir() and not entry.is_symlink():
@@ -168,7 +172,8 @@ def _atomic_write(path: Path, write: Any, mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.p{os.getpid()}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
+        if hasattr(os, "fchmod"):  # POSIX (Windows before Python 3.13 has none, and no mode bits to fix)
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as fh:
             write(fh)
             fh.flush()

@@ -340,3 +340,41 @@ def test_impossible_numbers_are_refused_before_any_work(tmp_path: Path, flag: st
     assert rc == 2
     assert flag in error_line(err.getvalue())
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------ dataset-CI gate
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "prompts.jsonl"
+
+
+def test_fail_under_gate_exits_1_naming_the_metric_with_outputs_written(run_cli: RunCli, tmp_path: Path) -> None:
+    """The README example: its coverage ratio is under 0.99 (exit 1) and over 0.01 (exit 0)."""
+    failed = tmp_path / "failed"
+    rc, _, err = run_cli("audit", EXAMPLE, "--taxonomy", "catqa-11", "--out", failed, "-q",
+                         "--fail-under", "coverage_ratio=0.99", "--fail-under", "anchor:child-abuse=1", timeout=600)
+    assert rc == 1, err[-3000:]
+    assert all((failed / f).is_file() for f in OUTPUT_FILES)
+    ratio = json.loads((failed / "coverage.json").read_text("utf-8"))["metrics"]["coverage_ratio"]
+    assert 0.01 < ratio < 0.99  # premise
+    gate_lines = [line for line in err.splitlines() if line.startswith("fail-under:")]
+    assert gate_lines == [f"fail-under: coverage_ratio {ratio:g} is under 0.99"]  # the anchor condition passed
+    passed = tmp_path / "passed"
+    rc, _, err = run_cli("audit", EXAMPLE, "--taxonomy", "catqa-11", "--out", passed, "-q", "--no-html",
+                         "--fail-under", "coverage_ratio=0.01", timeout=600)
+    assert rc == 0, err[-3000:]
+    assert "fail-under: passed (1 condition met)" in err
+
+
+@pytest.mark.parametrize(("condition", "needle"), [("coverage=0.5", "unknown --fail-under metric 'coverage'"),
+                                                   ("coverage_ratio", "is not METRIC=VALUE"),
+                                                   ("coverage_ratio=high", "not a finite number"),
+                                                   ("anchor:no-such=3", "unknown --fail-under metric 'anchor:no-such'")])
+def test_fail_under_bad_condition_is_exit_2_before_any_work(run_cli: RunCli, tmp_path: Path, condition: str,
+                                                            needle: str) -> None:
+    out = tmp_path / "out"
+    rc, _, err = run_cli("audit", EXAMPLE, "--out", out, "--fail-under", condition)
+    assert rc == 2
+    line = error_line(err)
+    assert needle in line
+    if "unknown" in needle or "METRIC=VALUE" in needle:  # the valid names are listed, anchors of the taxonomy too
+        assert "coverage_ratio" in line and "min_anchor_count" in line and "tailored-financial-advice" in line
+    assert not out.exists()

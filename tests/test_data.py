@@ -117,6 +117,33 @@ def test_csv_multiline_quoted_cell(tmp_path: Path) -> None:
     assert load_prompts(p).texts == ["line one\nline two", "second"]
 
 
+def test_csv_cell_over_the_csv_module_limit_is_a_long_text_like_jsonl(tmp_path: Path) -> None:
+    """A 140,000-character cell (over csv's default field limit of 131,072) is truncated with ``truncate`` and
+    otherwise refused with the same length error as the JSONL record, not a misleading quoting error."""
+    long_text = "How do I pick a lock? " * 6_400  # 140,800 characters
+    csv_path, jsonl_path = tmp_path / "p.csv", tmp_path / "p.jsonl"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "text"])
+        w.writerow(["a", long_text])
+        w.writerow(["b", "short"])
+    jsonl_path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in (("a", long_text), ("b", "short"))))
+    saved = csv.field_size_limit(131_072)  # the interpreter's default, whatever an earlier test left
+    try:
+        for path in (csv_path, jsonl_path):
+            ps = load_prompts(path, truncate=True)
+            assert ps.texts == [long_text[:DEFAULT_MAX_CHARS], "short"] and ps.n_truncated == 1
+        with pytest.raises(InputError) as from_csv:
+            load_prompts(csv_path)
+        with pytest.raises(InputError) as from_jsonl:
+            load_prompts(jsonl_path)
+    finally:
+        csv.field_size_limit(saved)
+    msg = check_error(from_csv.value, "row 1", "140,800 characters", "--truncate")
+    assert "quoting" not in msg
+    assert msg.replace("row 1", "line 1").replace(str(csv_path), str(jsonl_path)) == from_jsonl.value.one_line()
+
+
 def test_parquet(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -248,3 +248,29 @@ def test_failed_block_removes_the_folders_it_created(tmp_path: Path) -> None:
     with removed_on_failure(deep):  # success keeps them
         ensure_writable_dir(deep)
     assert deep.is_dir()
+
+
+def test_atomic_writes_work_without_os_fchmod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows (Python < 3.13) has no os.fchmod: every output write must still work there."""
+    monkeypatch.delattr(os, "fchmod", raising=False)
+    write_text_atomic(tmp_path / "a.txt", "hello")
+    write_json_atomic(tmp_path / "b.json", {"k": 1})
+    assert (tmp_path / "a.txt").read_text("utf-8") == "hello" and json.loads((tmp_path / "b.json").read_text()) == {"k": 1}
+
+
+def test_windows_never_probes_pids_and_ages_temporaries_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows os.kill(pid, 0) terminates the process: stale temporaries go by age there, never by a pid probe."""
+    from data_advisor import io as dio
+
+    def no_kill(*_: object) -> None:
+        raise AssertionError("os.kill called on Windows")
+
+    fresh = tmp_path / f".audit-{_dead_pid()}-fresh123"
+    old = tmp_path / f".audit-{_dead_pid()}-old45678"
+    fresh.mkdir()
+    old.mkdir()
+    os.utime(old, (1_000_000, 1_000_000))
+    monkeypatch.setattr(dio, "_IS_WINDOWS", True)
+    monkeypatch.setattr(dio.os, "kill", no_kill)
+    assert dio.remove_stale_temporaries(tmp_path) == [old]
+    assert fresh.is_dir() and not old.exists()

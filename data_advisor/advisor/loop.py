@@ -88,6 +88,18 @@ class RunSummary:
                 f"entropy {m.get('normalized_entropy', 0):.3f}, coverage {m.get('coverage_ratio', 0):.2f}, "
                 f"Vendi {m.get('vendi_score', 0):.1f}{extra}")
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view of the run: what it added and the key metrics of base + additions (all text escaped)."""
+        from data_advisor.coverage.notebook import esc, key_numbers_html
+
+        counts = [("added", f"{self.n_prompts:,}"), ("base", f"{self.n_base:,}"), ("rounds", f"{self.rounds:,}"),
+                  ("kept", f"{self.kept:,}"), ("rejected", f"{self.rejected:,}"), ("spent", f"${self.cost_usd:.4f}")]
+        stopped = f"<div>stopped early: {esc(self.stopped_early)}</div>" if self.stopped_early else ""
+        return (f'<div class="data-advisor-run"><b>Data Advisor run</b> in <code>{esc(self.out)}</code>'
+                f"{' (resumed)' if self.resumed else ''}{key_numbers_html(self.metrics, counts)}{stopped}"
+                "<div>Coverage after the run: <code>advisor.report()</code>; its <code>.show()</code> shows the "
+                "interactive report</div></div>")
+
 
 def load_seed_prompts(config: RunConfig, taxonomy: Taxonomy) -> list[str]:
     """The user's --seed-prompts, else the shipped seeds (safety seeds for harm taxonomies)."""

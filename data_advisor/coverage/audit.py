@@ -36,7 +36,7 @@ from data_advisor.coverage.embedding.registry import make_embedder
 from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
-from data_advisor.data import PromptSet, load_prompts
+from data_advisor.data import PromptSet, as_prompt_set
 from data_advisor.errors import OutputError
 from data_advisor.io import (
     ensure_writable_dir,
@@ -461,7 +461,7 @@ def _cluster_rows(prompts: PromptSet, vectors: np.ndarray, anchors: AnchorSet, a
 
 # ------------------------------------------------------------------------------------------------ public API
 def audit_full(
-    data: str | Path | PromptSet | Sequence[str],
+    data: str | Path | PromptSet | Sequence[str] | Any,
     *,
     taxonomy: str | Path | Taxonomy = "catqa-11",
     settings: AuditSettings | None = None,
@@ -470,7 +470,8 @@ def audit_full(
     out: str | Path | None = None,
     **deprecated: Any,
 ) -> AuditResult:
-    """Audit a prompt set and return the report with its per-prompt arrays (writes nothing).
+    """Audit ``data`` (a path, an in-memory table, a PromptSet or strings: :func:`~data_advisor.data.as_prompt_set`)
+    and return the report with its per-prompt arrays (writes nothing).
 
     :func:`data_advisor.audit` (in :mod:`data_advisor.api`) wraps this and writes the outputs and the HTML report.
     ``out`` is only checked to be writable before the expensive part.  The old flat keywords (``seed=``,
@@ -480,12 +481,7 @@ def audit_full(
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     if out is not None:
         ensure_writable_dir(Path(out))  # fail before the expensive part
-    if isinstance(data, PromptSet):
-        prompts = data
-    elif isinstance(data, str | Path):
-        prompts = load_prompts(data, text_field=options.text_field)
-    else:
-        prompts = PromptSet.from_texts(list(data))
+    prompts = as_prompt_set(data, text_field=options.text_field, id_field=options.id_field)
     emb = embedder or make_embedder(settings.embedding_model, cache=options.cache, embedder_name=options.embedder_name)
     return run_audit(prompts, tax, emb, settings=replace(settings, taxonomy=tax.id), show_progress=options.show_progress,
                      cluster_cache=ClusterCache.default() if options.cache else None)

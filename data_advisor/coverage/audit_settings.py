@@ -83,7 +83,8 @@ class AuditOptions:
     """How an audit runs, as opposed to what it computes (:class:`AuditSettings`): none of these change a number,
     so none is stored in coverage.json."""
 
-    text_field: str | None = None  # field holding the prompt in a file input (default: detected)
+    text_field: str | None = None  # field holding the prompt in a file or table input (default: detected)
+    id_field: str | None = None  # field holding the prompt id (default: "id" when present; "none": number by position)
     embedder_name: str = "st"  # backend when no embedder object is given: st, onnx, onnx-int8, static, cascade
     cache: bool = True  # the embedding and cluster caches
     show_progress: bool = False

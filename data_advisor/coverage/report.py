@@ -16,6 +16,7 @@ defaults, and unknown keys written by a later minor version are ignored rather t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ class CoverageReport:
     settings: dict[str, Any]
     warnings: list[dict[str, Any]] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
+    #: Where :meth:`show` gets the full HTML page (not a dataclass field: never serialised or compared).
+    _html_page = None
 
     # -- queries used by the advisor and the reports ------------------------------------------------------
     def leaf_anchors(self) -> list[AnchorCoverage]:
@@ -142,6 +145,45 @@ class CoverageReport:
 
     def emergent_clusters(self) -> list[ClusterInfo]:
         return [c for c in self.clusters if c.kind == "emergent"]
+
+    # -- dataset-CI gate and notebook display ------------------------------------------------------------
+    def check(self, fail_under: Mapping[str, float] | Iterable[str]) -> list[str]:
+        """The conditions of a dataset-CI gate this report fails, one line each (empty: it passes).
+
+        ``fail_under`` maps a metric of :attr:`metrics`, ``min_anchor_count`` or ``anchor:ID`` to the least value
+        allowed (``{"coverage_ratio": 0.9, "anchor:cyber": 20}``), as ``audit --fail-under`` does; an unknown name
+        raises :class:`InputError` listing the valid ones.
+        """
+        from data_advisor.coverage.gate import check_report
+
+        return check_report(self, fail_under)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: key numbers, the gap table naming every principle, the warnings (all text escaped)."""
+        from data_advisor.coverage.notebook import summary_html
+
+        return summary_html(self)
+
+    def attach_html(self, page: Callable[[], str] | None) -> None:
+        """Say where the full HTML report comes from (read or rendered on demand) for :meth:`show`; the coverage
+        layer cannot render it, so whoever wrote or loaded the report hands it over."""
+        self._html_page = page
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (Ray, multiprocessing) carry the numbers, not the page source of :meth:`show` (a closure)."""
+        state = dict(self.__dict__)
+        state.pop("_html_page", None)
+        return state
+
+    def show(self, height: int = 720) -> Any:
+        """Show the full interactive report inline in a notebook (a sandboxed iframe of report.html)."""
+        from data_advisor.coverage.notebook import show_inline
+
+        if self._html_page is None:
+            raise InputError("this report has no HTML report to show",
+                             "use data_advisor.audit(...) (with or without out=), or load an audit folder holding "
+                             "report.html with CoverageReport.load")
+        return show_inline(self._html_page(), height)
 
     # -- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -193,7 +235,11 @@ class CoverageReport:
         if not isinstance(d, dict):
             raise InputError(f"coverage report {path} is damaged: not a JSON object", "re-run the audit to rewrite it")
         try:
-            return cls.from_dict(d)
+            report = cls.from_dict(d)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"coverage report {path} is damaged: {type(exc).__name__} {str(exc)[:160]}",
                              "re-run the audit to rewrite it") from None
+        page = path.parent / "report.html"
+        if page.is_file():
+            report.attach_html(lambda: page.read_text("utf-8"))
+        return report

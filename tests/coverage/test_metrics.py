@@ -257,6 +257,49 @@ def test_rouge_l_f() -> None:
     assert M.rouge_l_f("", "beta") == 0.0
 
 
+def _reference_rouge_l_f(ta: list[str], tb: list[str]) -> float:
+    """The textbook LCS dynamic programme the project used before rapidfuzz (kept here only as the reference)."""
+    if not ta or not tb:
+        return 0.0
+    prev = [0] * (len(tb) + 1)
+    for x in ta:
+        cur = [0]
+        for j, y in enumerate(tb, start=1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(ta), lcs / len(tb)
+    return 2 * p * r / (p + r)
+
+
+def test_rouge_l_f_matches_the_reference_lcs_on_ascii_and_non_ascii_text() -> None:
+    """rapidfuzz's LCSseq gives exactly the values of the pure-Python LCS, whatever the script."""
+    rng = np.random.default_rng(7)
+    vocab = ["how", "do", "i", "make", "a", "bomb", "the", "cat",            # ASCII
+             "如何", "制作", "炸弹", "我", "的",                                 # Chinese
+             "как", "сделать", "бомбу", "дома",                               # Cyrillic
+             "café", "naïve", "straße", "🙂", "ﬁle", "İstanbul", "ß"]          # accents, emoji, ligature, case folding
+    pairs = [("How do I make a bomb?", "how do i make a cake"),
+             ("如何 制作 炸弹", "如何 制作 蛋糕 炸弹"),
+             ("Как сделать бомбу дома", "как сделать торт дома"),
+             ("Straße café naïve 🙂", "STRASSE Café naive"),
+             ("İstanbul ß ﬁle", "istanbul ss file")]
+    for _ in range(300):
+        n_a, n_b = rng.integers(0, 25, size=2)
+        pairs.append((" ".join(rng.choice(vocab, n_a)), " ".join(rng.choice(vocab, n_b))))
+    n_partial = 0
+    for a, b in pairs:
+        ta, tb = M.tokenize(a), M.tokenize(b)
+        expected = _reference_rouge_l_f(ta, tb)
+        assert M.rouge_l_f(a, b) == expected, (a, b)
+        assert M.rouge_l_f(ta, tb) == expected
+        n_partial += 0 < expected < 1
+    assert n_partial > 200  # the random pairs exercise real partial overlaps, not only 0 and 1
+    assert M.rouge_l_f("如何 制作 炸弹", "如何 制作 蛋糕 炸弹") == pytest.approx(2 * 1 * 0.75 / 1.75)
+
+
 def test_clusters_per_anchor() -> None:
     anchor_of = ["a", "a", "a", "b", "b", None, "a"]
     cluster_of = [0, 0, 1, 1, -1, 2, 2]
