@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
-from data_advisor.io import split_lines
+from data_advisor.io import check_link, resolve_path, split_lines
 
 #: Field names tried, in order, when ``text_field`` is not given.
 TEXT_FIELD_CANDIDATES: tuple[str, ...] = (
@@ -222,7 +222,7 @@ def _dataset_files(folder: Path) -> list[Path]:
                              "re-save the dataset with save_to_disk, or pass its .arrow files directly")
         files = [folder / e["filename"] for e in entries]
         for f in files:
-            if not f.resolve().is_relative_to(folder.resolve()) or not f.is_file():
+            if not resolve_path(f).is_relative_to(folder.resolve()) or not f.is_file():
                 raise InputError(f"{state} names data file {f.name!r}, which is not in {folder}",
                                  "restore the missing file, or re-save the dataset with save_to_disk")
         if files:
@@ -370,6 +370,7 @@ def load_prompts(
     """
     path = Path(source)
     if not path.exists():
+        check_link(path)  # exists() is False for a dangling link and for a loop (ELOOP): say which
         raise InputError(f"input file not found: {path}", "check the path (relative paths start from the current folder)")
     if not path.is_dir() and not path.is_file():
         raise InputError(f"input {path} is not a regular file or folder (a device, pipe or socket)",

@@ -33,7 +33,8 @@ RUN_FILES = ("config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "a
 _RECORD_AND_OUTPUT_FILES = ("prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
                             "report.html")
 #: Config keys that may differ on resume without changing what the run produces.
-RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries"})
+RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries", "max_cost_usd",
+                                 "max_tokens"})
 
 
 class RunDamagedError(InputError):
@@ -325,3 +326,18 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[
     prompts, rounds = _read(run_dir / "prompts.jsonl", _valid_prompt), _read(run_dir / "rounds.jsonl", _valid_round)
     _check_counts(run_dir, prompts, rounds)
     return config, prompts, rounds
+
+
+def discard_offline_run(run_dir: Path) -> None:
+    """Remove the records of an offline run that kept no prompt (config.json, rounds.jsonl, an empty prompts.jsonl).
+
+    Why: an offline curation whose pool could add nothing left its config.json, so the same command with a
+    corrected pool was refused as "a different configuration" — although nothing was kept and nothing was paid.
+    """
+    if (run_dir / "prompts.jsonl").exists() and (run_dir / "prompts.jsonl").stat().st_size:
+        return
+    with contextlib.suppress(OSError):
+        for name in ("rounds.jsonl", "prompts.jsonl", "config.json"):
+            (run_dir / name).unlink(missing_ok=True)
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()
