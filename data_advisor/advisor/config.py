@@ -24,6 +24,7 @@ from typing import Any
 
 from data_advisor.advisor.filters import SI_BLACKLIST, FilterConfig
 from data_advisor.errors import InputError
+from data_advisor.io import check_link
 
 ADVICE_MODES = ("llm", "numeric", "summary")
 
@@ -159,9 +160,14 @@ class RunConfig:
                                                                           and self.max_tokens < 1):
             raise InputError("--max-cost and --max-tokens must be positive", "pass a cap above 0")
         for what, path in (("pool", self.pool), ("seed prompts", self.seed_prompts), ("base data", self.base)):
+            if path:
+                check_link(Path(path))  # a link loop or a dangling link: said as such, not as "not found"
             if path and not Path(path).exists():
                 raise InputError(f"{what} file not found: {path}", "check the path (relative paths start from the "
                                                                    "current folder)")
+            if path and not (Path(path).is_file() or Path(path).is_dir()):  # reading a pipe would wait forever
+                raise InputError(f"{what} {path} is not a regular file or folder (a device, pipe or socket)",
+                                 "pass a prompts file or folder")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

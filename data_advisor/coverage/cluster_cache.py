@@ -96,6 +96,8 @@ class ClusterCache:
         if not path.exists():
             return None
         try:
+            if not path.is_file():  # a folder, a pipe (np.load would wait on it forever), a socket
+                raise ValueError("not a regular file")
             with np.load(path, allow_pickle=False) as z:
                 arrays = {name: z[name] for name in z.files}  # reads every member: zip CRCs are checked here
             meta = json.loads(str(arrays.pop("meta")))
