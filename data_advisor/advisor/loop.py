@@ -49,7 +49,7 @@ from data_advisor.advisor.generate import (
 )
 from data_advisor.advisor.monitor import CoverageMonitor
 from data_advisor.advisor.stall import StallTracker, coverage_worse_warning
-from data_advisor.advisor.store import RunStore, discard_new_run_on_failure, discard_offline_run
+from data_advisor.advisor.store import RunStore, discard_new_run_on_failure
 from data_advisor.coverage import metrics as M
 from data_advisor.coverage.audit import AuditSettings
 from data_advisor.coverage.embedders import make_embedder
@@ -163,6 +163,11 @@ class AdvisorLoop:
         self._round_spend: list[Spend] = []  # per round, for the budget's estimate of the next one
         self._restore()
 
+    @property
+    def _offline(self) -> bool:
+        """No LLM is called (curation with numeric advice): an idle round costs nothing but time."""
+        return not self.spec.llm_source and self.config.advice == "numeric"
+
     def _check_pool_adds_something(self) -> None:
         """A pool whose every prompt is already in the base set can add nothing: refused before the run folder
         exists (it used to idle five rounds per re-run, then blame the LLM of an offline run)."""
@@ -261,8 +266,12 @@ class AdvisorLoop:
         self.stall.restore(records)
         self._round_spend = [Spend(r.cost_usd, r.prompt_tokens + r.completion_tokens) for r in records
                              if not r.recovered]
-        if self.pool_retriever is not None:
-            self.pool_retriever.mark_used([p.source_id for p in prompts if p.source_id])
+        if self.pool_retriever is not None and self._pool is not None:
+            # pool prompts already in the set (kept, or duplicates of the base or of kept ones) are never proposed:
+            # a re-run does not idle through the duplicates an earlier run already rejected
+            have = {M.normalize_for_dedup(t) for t in self.monitor.texts}
+            self.pool_retriever.mark_used([p.source_id for p in prompts if p.source_id] + [
+                i for i, t in zip(self._pool.ids, self._pool.texts, strict=True) if M.normalize_for_dedup(t) in have])
 
     # -- the loop -----------------------------------------------------------------------------------------
     def _ledger_totals(self) -> dict[str, float]:
@@ -318,12 +327,8 @@ class AdvisorLoop:
                 if self.pool_retriever is not None and self.pool_retriever.remaining == 0 and m.n_added < c.n:
                     stopped = f"the pool is exhausted with {m.n_added} of {c.n} prompts"
                     break
-                if idle >= c.max_idle_rounds and not self.spec.llm_source and c.advice == "numeric":
-                    raise InputError(  # offline input: exit 2, and the run folder goes (see run_method)
-                        f"no pool prompt was kept in {idle} consecutive rounds (rejections: "
-                        f"{record.rejected_reasons}): the pool's remaining prompts repeat what the set already holds",
-                        "pass a pool with prompts that are not in the set yet, or a smaller --n")
-                if idle >= c.max_idle_rounds:
+                if idle >= c.max_idle_rounds and not self._offline:  # offline, the pool running out ends it
+
                     raise DataAdvisorError(
                         f"no prompt was kept in {idle} consecutive rounds (last rejections: "
                         f"{record.rejected_reasons}, problems: {record.problems})",
@@ -481,9 +486,4 @@ def run_method(config: RunConfig, out: Path, *, progress: bool = True) -> RunSum
     """Create or resume the run in ``out`` and run it to ``config.n`` prompts."""
     with discard_new_run_on_failure(out):  # a bad pool or seed file leaves no config.json (nor folder) behind
         loop = AdvisorLoop(config, out, progress=progress)
-    try:
-        return loop.run()
-    except InputError:
-        if not loop.spec.llm_source and config.advice == "numeric" and not loop.store.state.prompts:
-            discard_offline_run(loop.out)  # nothing kept, nothing paid: the corrected command starts afresh
-        raise
+    return loop.run()

@@ -327,17 +327,3 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[
     _check_counts(run_dir, prompts, rounds)
     return config, prompts, rounds
 
-
-def discard_offline_run(run_dir: Path) -> None:
-    """Remove the records of an offline run that kept no prompt (config.json, rounds.jsonl, an empty prompts.jsonl).
-
-    Why: an offline curation whose pool could add nothing left its config.json, so the same command with a
-    corrected pool was refused as "a different configuration" — although nothing was kept and nothing was paid.
-    """
-    if (run_dir / "prompts.jsonl").exists() and (run_dir / "prompts.jsonl").stat().st_size:
-        return
-    with contextlib.suppress(OSError):
-        for name in ("rounds.jsonl", "prompts.jsonl", "config.json"):
-            (run_dir / name).unlink(missing_ok=True)
-        if not any(run_dir.iterdir()):
-            run_dir.rmdir()
