@@ -46,12 +46,10 @@ def _cluster_audit(prompts: Path, out: Path) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def clustered(tmp_path_factory: pytest.TempPathFactory, prompts_file: Path) -> tuple[Path, Path]:
     """(a cache root holding the cluster-cache entries of one clustered audit, that audit's folder)."""
-    from data_advisor import _env
+    from tests.advisor.conftest import fresh_llm_cache_root
 
     root = tmp_path_factory.mktemp("clustered")
-    cache = root / "cache"
-    cache.mkdir()
-    (cache / "embeddings").symlink_to((_env.cache_root() / "embeddings").resolve(), target_is_directory=True)
+    cache = fresh_llm_cache_root(root / "cache")  # shares the session's embeddings, nothing else
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATA_ADVISOR_CACHE", str(cache))
         rc, err = _cluster_audit(prompts_file, root / "audit")
