@@ -33,7 +33,7 @@ from data_advisor.frames import (
     table_kind,
     table_rows,
 )
-from data_advisor.io import split_lines
+from data_advisor.io import check_link, split_lines
 
 #: Field names tried, in order, when ``text_field`` is not given.
 TEXT_FIELD_CANDIDATES: tuple[str, ...] = (
@@ -309,6 +309,7 @@ def load_prompts(
                                     truncate=truncate, skip_invalid=skip_invalid)
     path = Path(source)
     if not path.exists():
+        check_link(path)  # exists() is False for a dangling link and for a loop (ELOOP): say which
         raise InputError(f"input file not found: {path}", "check the path (relative paths start from the current folder)")
     if not path.is_dir() and not path.is_file():
         raise InputError(f"input {path} is not a regular file or folder (a device, pipe or socket)",

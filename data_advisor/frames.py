@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
+from data_advisor.io import resolve_path
 
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt", ".arrow")
 #: (top-level module, class name) of every in-memory table accepted → its kind.
@@ -183,7 +184,7 @@ def dataset_files(folder: Path) -> list[Path]:
                              "re-save the dataset with save_to_disk, or pass its .arrow files directly")
         files = [folder / e["filename"] for e in entries]
         for f in files:
-            if not f.resolve().is_relative_to(folder.resolve()) or not f.is_file():
+            if not resolve_path(f).is_relative_to(folder.resolve()) or not f.is_file():
                 raise InputError(f"{state} names data file {f.name!r}, which is not in {folder}",
                                  "restore the missing file, or re-save the dataset with save_to_disk")
         if files:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_advisor.errors import OutputError
+from data_advisor.errors import InputError, OutputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -146,6 +146,33 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or child.is_relative_to(parent)
 
 
+def resolve_path(path: Path) -> Path:
+    """``path.resolve()``, with a symbolic-link loop as one line naming the link (pathlib raises RuntimeError)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:
+        raise InputError(f"{path} is a symbolic link that loops back on itself ({exc})",
+                         "point the link at a real file or folder, or pass the file itself") from None
+
+
+def check_link(path: Path) -> None:
+    """One line for an input that is a symbolic link looping back on itself or pointing at nothing."""
+    if Path(path).is_symlink():
+        resolve_path(path)
+        if not Path(path).exists():
+            raise InputError(f"input {path} is a symbolic link to nothing ({os.readlink(path)} does not exist)",
+                             "point the link at the prompts file, or pass the file itself")
+
+
+def remove_stale(folder: Path, names: Iterable[str], written: Iterable[str]) -> None:
+    """Remove the files of ``names`` that this write did not produce (``written``): an earlier write's report or
+    vectors beside new numbers would contradict them."""
+    for name in set(names) - set(written):
+        stale = folder / name
+        if stale.is_file() or stale.is_symlink():
+            stale.unlink()
+
+
 def check_disjoint(inputs: Sequence[Path], out: Path, written: Iterable[str], *, option: str = "--out") -> None:
     """Refuse an output location that overlaps an input: the same folder, one inside the other, or an input file
     that an output of the same name would overwrite.
@@ -153,10 +180,10 @@ def check_disjoint(inputs: Sequence[Path], out: Path, written: Iterable[str], *,
     Why: ``audit DIR --out DIR`` wrote the outputs into the dataset folder, and the next run read them as data.
     An input *file* beside the outputs (``audit data/p.jsonl --out data``) is fine unless its name is an output's.
     """
-    out_r = Path(out).resolve()
+    out_r = resolve_path(Path(out))
     names = set(written)
     for raw in inputs:
-        src = Path(raw).resolve()
+        src = resolve_path(Path(raw))
         if src.is_dir():
             if _inside(out_r, src) or _inside(src, out_r):
                 where = "is" if out_r == src else ("is inside" if _inside(out_r, src) else "contains")

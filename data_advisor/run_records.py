@@ -112,10 +112,14 @@ class RoundRecord:
     summary: str | None = None  # the paper's text summary (summary advice only)
     recovered: bool = False  # written on resume for a round killed before its record (then only counts are known)
     note: str = ""
+    #: Generator refusals this round, by advised anchor (they are also in ``rejected_reasons["refusal"]``).
+    refusals: dict[str, int] = field(default_factory=dict)
+    #: Anchors held back this round because the generator stayed off target on them (advisor/stall.py) → figures.
+    stalled: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     #: Keys written only when set, so records of methods without them stay as they were.
-    _OPTIONAL = ("summary", "recovered", "note")
+    _OPTIONAL = ("summary", "recovered", "note", "refusals", "stalled")
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -154,6 +158,8 @@ class RoundRecord:
             anchor_counts={str(k): as_int(v) for k, v in _dict(d.get("anchor_counts")).items()},
             gaps_before={str(k): as_float(v) for k, v in _dict(d.get("gaps_before")).items()},
             summary=_opt_str(d.get("summary")), recovered=bool(d.get("recovered", False)), note=str(d.get("note") or ""),
+            refusals={str(k): as_int(v) for k, v in _dict(d.get("refusals")).items()},
+            stalled={str(k): v for k, v in _dict(d.get("stalled")).items()},
             extra={k: v for k, v in d.items() if k not in known},
         )
 

@@ -46,7 +46,8 @@ RUN_FILES = ("config.json", "prompts.jsonl", "rounds.jsonl", "coverage.json", "a
 _RECORD_AND_OUTPUT_FILES = ("prompts.jsonl", "rounds.jsonl", "coverage.json", "assignments.jsonl", "embeddings.npy",
                             "report.html")
 #: Config keys that may differ on resume without changing what the run produces.
-RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries"})
+RESUME_MUTABLE_KEYS = frozenset({"concurrency", "progress", "report", "timeout_s", "max_retries", "max_cost_usd",
+                                 "max_tokens"})
 
 
 class RunDamagedError(InputError):

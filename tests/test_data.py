@@ -568,3 +568,19 @@ def test_error_messages_quote_file_content_without_terminal_escapes(tmp_path: Pa
         load_prompts(p)
     msg = check_error(ei.value, "no text field found", "\\x1b]0;owned\\x07")
     assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in msg)
+
+
+@pytest.mark.parametrize("kind", ["loop", "self", "dangling"])
+def test_link_loops_and_dangling_links_are_one_line_input_errors(tmp_path: Path, kind: str) -> None:
+    """Issue 18: a symlink loop as input was a ``RuntimeError: Symlink loop`` traceback."""
+    path = tmp_path / "in.jsonl"
+    if kind == "loop":
+        (tmp_path / "other").symlink_to(path)
+        path.symlink_to(tmp_path / "other")
+    elif kind == "self":
+        path.symlink_to(path)
+    else:
+        path.symlink_to(tmp_path / "gone.jsonl")
+    with pytest.raises(InputError) as exc:
+        load_prompts(path)
+    assert "symbolic link" in str(exc.value) and str(path) in str(exc.value)

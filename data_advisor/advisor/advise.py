@@ -153,14 +153,22 @@ class NumericAdvisor:
 
     def __init__(self, monitor: CoverageMonitor) -> None:
         self.monitor = monitor
+        #: Anchors held back this round because the generator stayed off target on them (advisor/stall.py) →
+        #: their on-target share; set by the loop before each ``advise``.  Never chosen while held.
+        self.held: dict[str, float] = {}
+
+    def ranked(self) -> list[Weakness]:
+        """:func:`rank_weaknesses` without the anchors held back (all of them if every anchor is held)."""
+        rows = rank_weaknesses(self.monitor)
+        return [r for r in rows if r.anchor_id not in self.held] or rows
 
     def advise(self, rng: random.Random) -> Advice:
-        ranked = rank_weaknesses(self.monitor)
+        ranked = self.ranked()
         top = ranked[0]
         ties = [r for r in ranked if r.deficit == top.deficit and r.gap == top.gap]
         anchor_id = rng.choice(ties).anchor_id if len(ties) > 1 else top.anchor_id
         p = self.monitor.taxonomy.by_id(anchor_id)
-        gap = next(r[2] for r in ranked if r[0] == anchor_id)
+        gap = next(r.gap for r in ranked if r.anchor_id == anchor_id)
         return Advice(issue=p.name, anchor_id=anchor_id,
                       rationale=f"largest deficit against target (gap {gap:+.3f})", mode=self.mode)
 
@@ -230,7 +238,7 @@ class LLMAdvisor(NumericAdvisor):
 
     def advise(self, rng: random.Random) -> Advice:
         numeric = super().advise(rng)
-        ranked = rank_weaknesses(self.monitor)
+        ranked = self.ranked()
         candidates = [r.anchor_id for r in ranked[: self.n_candidates]]
         over = [r.anchor_id for r in ranked[::-1][:2] if r.count > 0]
         numbers, cluster_texts = self._clusters(candidates)
@@ -244,7 +252,7 @@ class LLMAdvisor(NumericAdvisor):
         repeated: list[str] = []
         while True:
             messages = P.advisor_messages(gap_rows(self.monitor), candidates, over_ex, under_ex, numbers,
-                                          history, cluster_texts, repeated)
+                                          history, cluster_texts, repeated, held=self.held)
             answer = self._ask(messages, rng)
             if isinstance(answer, str):
                 return fallback(answer, len(repeated))
@@ -291,6 +299,11 @@ class SummaryAdvisor(NumericAdvisor):
                           note="empty advice; numeric choice used")
         nearest = self.monitor.assign(self.monitor.embed([issue]))
         anchor_id = nearest.nearest_id(0)
+        if anchor_id in self.held:
+            numeric = super().advise(rng)
+            return Advice(numeric.issue, numeric.anchor_id, numeric.rationale, self.mode, overridden=True,
+                          note=f"proposed category maps to {anchor_id}, held back (generator off target); numeric "
+                               "choice used")
         return Advice(issue=issue, anchor_id=anchor_id, rationale="new category proposed from the summary",
                       mode=self.mode)
 

@@ -51,7 +51,17 @@ class BaseSet:
     def __post_init__(self) -> None:
         """Base ids shaped like the run's own ids (``r00001-00``, e.g. a previous run's prompts.jsonl used as the
         base) get a ``base:`` prefix, so no id appears twice in the run's combined outputs."""
-        self.ids = [f"base:{i}" if RUN_ID.fullmatch(i) else i for i in self.ids]
+        taken = set(self.ids)
+        ids: list[str] = []
+        for i in self.ids:
+            if RUN_ID.fullmatch(i):
+                new = f"base:{i}"
+                while new in taken:  # a run on a run on a run: ``base:r…`` is already a base id of this set
+                    new = f"base:{new}"
+                taken.add(new)
+                i = new
+            ids.append(i)
+        self.ids = ids
 
 
 #: The shape of the ids the loop gives the prompts it keeps (``r{round:05d}-{j:02d}``).
@@ -119,16 +129,28 @@ def _load_audit_dir(p: Path, shown: str, digest: str) -> BaseSet:
     if not texts:
         raise InputError(f"the audit in {p} has no prompts", "pass a non-empty audit folder or prompts file to --base")
     cov = CoverageReport.load(p / "coverage.json")  # one-line error naming the fix when damaged
-    settings = cov.settings if isinstance(cov.settings, dict) else {}
-    discovery = cov.discovery if isinstance(cov.discovery, dict) else {}
+    settings = _json_object(cov.settings, p / "coverage.json", '"settings"')
+    discovery = _json_object(cov.discovery, p / "coverage.json", '"discovery"')
     model_id = str(settings.get("model_id") or "") or None
     clusters = None
     if discovery.get("method") not in (None, "disabled"):
-        discovery_settings = settings.get("discovery")
         clusters = ClusterResult(np.asarray(labels, dtype=np.int64), np.asarray(coords, dtype=np.float32).reshape(-1, 2),
                                  str(discovery.get("method")), [f"base clusters from the audit in {p.name}"],
-                                 dict(discovery_settings) if isinstance(discovery_settings, dict) else {})
+                                 _json_object(settings.get("discovery"), p / "coverage.json", '"settings.discovery"'))
     return BaseSet(BaseRecord(shown, "audit", len(texts), digest), ids, texts, clusters, model_id)
+
+
+def _json_object(value: Any, path: Path, what: str) -> dict[str, Any]:
+    """A coverage.json member that must be an object (absent or null reads as empty): a hand-edited file whose
+    member is a list, a number or a string is refused in one line instead of failing deep inside the run."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: {what} is a JSON {type(value).__name__.replace('str', 'string')}, not an object "
+                         "(the file was edited by hand)",
+                         "restore the audit's coverage.json or re-run `data-advisor audit` into that folder, or pass "
+                         "the prompts file itself to --base")
+    return dict(value)
 
 
 def check_base_unchanged(stored: dict[str, Any] | None, current: BaseRecord) -> None:

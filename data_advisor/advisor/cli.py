@@ -36,6 +36,11 @@ def _add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rouge-l", type=float, default=None, help="ROUGE-L F at or above which a candidate is a duplicate")
     p.add_argument("--embedding-model", default="default", help="embedding model for the coverage monitor")
     p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds")
+    p.add_argument("--max-cost", type=float, default=None, metavar="USD",
+                   help="stop before the round that would take the run's LLM spend (generator + advisor, every retry, "
+                        "from llm_calls.jsonl; litellm's prices) over USD; re-run with a higher cap to continue")
+    p.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                   help="the same cap on tokens (prompt + completion), for models litellm has no price for")
     p.add_argument("--base", metavar="DATA",
                    help="your existing data, to extend instead of starting empty: a prompts file (any input format) or "
                         "an audit --out folder; gaps are measured on base + new, --n counts the additions, and the run "
@@ -53,7 +58,8 @@ def _config_from(args: argparse.Namespace, **fixed: Any):
         rouge_l_max=args.rouge_l, embedding_model=args.embedding_model, max_rounds=args.max_rounds,
         concurrency=getattr(args, "concurrency", 4), timeout_s=getattr(args, "timeout", 60.0),
         max_retries=getattr(args, "max_retries", 5), api_base=getattr(args, "api_base", None),
-        base=args.base, base_text_field=args.base_text_field, **fixed,
+        base=args.base, base_text_field=args.base_text_field, max_cost_usd=args.max_cost, max_tokens=args.max_tokens,
+        **fixed,
     )
 
 
@@ -68,6 +74,7 @@ _NUMBER_RULES: dict[str, tuple[Any, str]] = {
     "max_retries": (lambda v: v >= 0, "0 or more"),
     "max_tokens": (lambda v: v >= 1, "at least 1"),
     "timeout": (lambda v: v > 0, "more than 0 seconds"),
+    "max_cost": (lambda v: v > 0, "more than 0 USD"),
     "temperature": (lambda v: 0 <= v <= 2, "from 0 to 2"),
     "near_dup": (lambda v: 0 < v <= 1, "a cosine in (0, 1]"),
     "rouge_l": (lambda v: 0 < v <= 1, "a ROUGE-L F in (0, 1]"),
@@ -91,6 +98,13 @@ def _check_inputs_outside(out: str, source: str | None) -> None:
         check_disjoint([Path(source)], Path(out), RUN_FILES)
 
 
+def _report(summary: Any) -> None:
+    """The summary line, then one line per run warning (off-target stall, coverage made worse)."""
+    _eprint(("resumed: " if summary.resumed else "") + summary.line())
+    for w in summary.warnings:
+        _eprint(f"warning: {w}")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from data_advisor.advisor.loop import run_method
 
@@ -100,7 +114,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _check_numbers(args)
     _check_inputs_outside(args.out, args.seed_prompts)
     summary = run_method(config, Path(args.out), progress=not args.quiet)
-    _eprint(("resumed: " if summary.resumed else "") + summary.line())
+    _report(summary)
     return 0
 
 
@@ -117,7 +131,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     _check_numbers(args)
     _check_inputs_outside(args.out, args.pool)
     summary = run_method(config, Path(args.out), progress=not args.quiet)
-    _eprint(("resumed: " if summary.resumed else "") + summary.line())
+    _report(summary)
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from data_advisor.advisor.filters import SI_BLACKLIST, FilterConfig
 from data_advisor.errors import InputError
+from data_advisor.io import check_link
 
 ADVICE_MODES = ("llm", "numeric", "summary")
 
@@ -105,6 +106,12 @@ def _file_fingerprint(path: str | None) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+#: RunConfig fields added after runs were first stored: left out of config.json at their defaults, so older run
+#: folders resume unchanged.
+_NEWER_DEFAULTS: dict[str, Any] = {"stall_on_target": 0.25, "stall_rounds": 2, "stall_backoff": 3,
+                                   "max_cost_usd": None, "max_tokens": None}
+
+
 @dataclass
 class RunConfig:
     """Everything that defines a run; stored as config.json and compared on resume."""
@@ -137,6 +144,15 @@ class RunConfig:
     concurrency: int = 4
     timeout_s: float = 60.0
     max_retries: int = 5
+    #: Off-target stall: an anchor whose advised rounds kept under ``stall_on_target`` of their prompts on target
+    #: ``stall_rounds`` times is not advised for the next ``stall_backoff`` rounds (see advisor/stall.py).
+    stall_on_target: float = 0.25
+    stall_rounds: int = 2
+    stall_backoff: int = 3
+    #: Budgets (generator + advisor, from the run's ledger, every retry counted): the run stops before the round
+    #: that would cross them.  They may change on resume (a higher cap continues the run).
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
 
     @property
     def spec(self) -> MethodSpec:
@@ -159,10 +175,21 @@ class RunConfig:
                              "or use `data-advisor curate` / --advice numeric to run offline")
         if spec.uses_pool_file and not self.pool:
             raise InputError("curation needs a candidate pool", "pass the pool file as the first argument")
+        if not 0 <= self.stall_on_target <= 1 or self.stall_rounds < 1 or self.stall_backoff < 0:
+            raise InputError("stall settings out of range", "stall_on_target in [0, 1], stall_rounds ≥ 1, "
+                                                            "stall_backoff ≥ 0")
+        if (self.max_cost_usd is not None and self.max_cost_usd <= 0) or (self.max_tokens is not None
+                                                                          and self.max_tokens < 1):
+            raise InputError("--max-cost and --max-tokens must be positive", "pass a cap above 0")
         for what, path in (("pool", self.pool), ("seed prompts", self.seed_prompts), ("base data", self.base)):
+            if path:
+                check_link(Path(path))  # a link loop or a dangling link: said as such, not as "not found"
             if path and not Path(path).exists():
                 raise InputError(f"{what} file not found: {path}", "check the path (relative paths start from the "
                                                                    "current folder)")
+            if path and not (Path(path).is_file() or Path(path).is_dir()):  # reading a pipe would wait forever
+                raise InputError(f"{what} {path} is not a regular file or folder (a device, pipe or socket)",
+                                 "pass a prompts file or folder")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -171,4 +198,7 @@ class RunConfig:
         if not self.base:  # runs without a base keep the config.json of earlier versions, so they still resume
             d.pop("base")
             d.pop("base_text_field")
+        for key, default in _NEWER_DEFAULTS.items():  # likewise for the stall settings and budgets when unset
+            if d[key] == default:
+                d.pop(key)
         return d

@@ -36,6 +36,7 @@ from data_advisor.advisor.advise import (
     rank_weaknesses,
 )
 from data_advisor.advisor.base import BaseSet, check_base_unchanged, load_base
+from data_advisor.advisor.budget import Budget, Spend, check_priced, ledger_spend
 from data_advisor.advisor.config import ADVICE_MODES, METHODS, Admission, CandidateSourceKind, RunConfig
 from data_advisor.advisor.filters import filter_candidates
 from data_advisor.advisor.generate import (
@@ -47,11 +48,14 @@ from data_advisor.advisor.generate import (
     SelfInstructPaperGenerator,
 )
 from data_advisor.advisor.monitor import CoverageMonitor
+from data_advisor.advisor.stall import StallTracker, coverage_worse_warning
+from data_advisor.coverage import metrics as M
 from data_advisor.coverage.audit import AuditSettings
 from data_advisor.coverage.embedding.registry import make_embedder
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
+from data_advisor.coverage.warnings import CoverageWarning
 from data_advisor.data import PromptSet, load_prompts
-from data_advisor.errors import DataAdvisorError, LLMError
+from data_advisor.errors import DataAdvisorError, InputError, LLMError
 from data_advisor.io import write_json_atomic
 from data_advisor.run_records import BaseSnapshot, KeptPrompt, RoundRecord
 from data_advisor.runs import RunStore, discard_new_run_on_failure
@@ -78,6 +82,7 @@ class RunSummary:
     resumed: bool = False
     stopped_early: str | None = None
     n_base: int = 0
+    warnings: list[str] = field(default_factory=list)  # one line each: off-target stall, coverage made worse
 
     def line(self) -> str:
         m = self.metrics
@@ -132,11 +137,16 @@ class AdvisorLoop:
         self.progress = progress
         self.taxonomy = load_taxonomy(config.taxonomy)
         # Inputs are read before the run folder is created, so a bad base or pool leaves no folder behind.
+        if config.max_cost_usd is not None:  # a cost cap on a model without a price would never stop the run
+            check_priced([self._generator_model if self.spec.llm_source else None,
+                          (config.advisor_model or self._generator_model) if self.spec.advised
+                          and config.advice != "numeric" else None])
         self.base: BaseSet | None = load_base(config.base, text_field=config.base_text_field) if config.base else None
         self._pool: PromptSet | None = None
         if self.spec.uses_pool_file:
             self._pool = load_prompts(config.pool, text_field=config.pool_text_field, skip_invalid=True,  # type: ignore[arg-type]
                                       truncate=True)
+            self._check_pool_adds_something()
         stored = self._json_config(Path(out))
         run_json = config.to_json()
         if self.base is not None:
@@ -153,11 +163,32 @@ class AdvisorLoop:
         self.seeds = load_seed_prompts(config, self.taxonomy) if self.spec.llm_source else []
         self.pool_texts: list[str] = []
         self.pool_anchor: list[str | None] = []
+        self._base_metrics: dict[str, float] = {}  # coverage of the base set before the run (none without a base)
+        self._spend_mark: Spend | None = None
+        self._round_note = ""
         self._start_from_base()
         self.advisor: IssueAdvisor | None = self._make_advisor() if self.spec.advised else None
         self.pool_retriever: PoolRetriever | None = None
         self.source: CandidateSource = SOURCE_BUILDERS[self.spec.source](self)
+        self.stall = StallTracker(config.stall_on_target, config.stall_rounds, config.stall_backoff)
+        self.budget = Budget(config.max_cost_usd, config.max_tokens)
+        self._round_spend: list[Spend] = []  # per round, for the budget's estimate of the next one
         self._restore()
+
+    @property
+    def _offline(self) -> bool:
+        """No LLM is called (curation with numeric advice): an idle round costs nothing but time."""
+        return not self.spec.llm_source and self.config.advice == "numeric"
+
+    def _check_pool_adds_something(self) -> None:
+        """A pool whose every prompt is already in the base set can add nothing: refused before the run folder
+        exists (it used to idle five rounds per re-run, then blame the LLM of an offline run)."""
+        assert self._pool is not None
+        have = {M.normalize_for_dedup(t) for t in (self.base.texts if self.base is not None else ())}
+        if self._pool.texts and all(M.normalize_for_dedup(t) in have for t in self._pool.texts):
+            raise InputError(f"every prompt of the pool {self.config.pool} is already in the base set "
+                             f"{self.config.base} ({len(self._pool)} duplicates): the run could add nothing",
+                             "pass a pool of new candidate prompts (not the base set itself)")
 
     @staticmethod
     def _json_config(out: Path) -> dict[str, object]:
@@ -209,6 +240,7 @@ class AdvisorLoop:
                               shares={k: round(g.share, 6) for k, g in gaps.items()},
                               metrics=_rounded(self.monitor.quick_metrics()))
         write_json_atomic(self.out / "base.json", before.to_json())
+        self._base_metrics = before.metrics
 
     def _load_pool(self) -> PoolRetriever:
         pool = self._pool
@@ -241,10 +273,18 @@ class AdvisorLoop:
             by_round.setdefault(p.round, []).append(p)
         for rnd in sorted(by_round):
             self._admit(by_round[rnd])
+        records = list(self.store.state.rounds)
         if self.advisor is not None:
-            self.advisor.restore(self.store.state.rounds)
-        if self.pool_retriever is not None:
-            self.pool_retriever.mark_used([p.source_id for p in prompts if p.source_id])
+            self.advisor.restore(records)
+        self.stall.restore(records)
+        self._round_spend = [Spend(r.cost_usd, r.prompt_tokens + r.completion_tokens) for r in records
+                             if not r.recovered]
+        if self.pool_retriever is not None and self._pool is not None:
+            # pool prompts already in the set (kept, or duplicates of the base or of kept ones) are never proposed:
+            # a re-run does not idle through the duplicates an earlier run already rejected
+            have = {M.normalize_for_dedup(t) for t in self.monitor.texts}
+            self.pool_retriever.mark_used([p.source_id for p in prompts if p.source_id] + [
+                i for i, t in zip(self._pool.ids, self._pool.texts, strict=True) if M.normalize_for_dedup(t) in have])
 
     # -- the loop -----------------------------------------------------------------------------------------
     def _ledger_totals(self) -> dict[str, float]:
@@ -269,10 +309,16 @@ class AdvisorLoop:
         rejected_total = sum(r.rejected for r in self.store.state.rounds)
         idle = 0
         stopped: str | None = None
+        self._round_note = ""
+        if self.advisor is not None and self._stalled_out(round_no):  # re-run after every candidate stalled
+            self._round_note = f"off-target back-off lifted on re-run for {', '.join(self.stall.release())}"
         try:
             while m.n_added < c.n:
                 if round_no >= max_rounds:
                     stopped = f"reached the round limit ({max_rounds}) with {m.n_added} of {c.n} prompts"
+                    break
+                stopped = self._stop_before_round(round_no)
+                if stopped:
                     break
                 try:
                     record = self._round(round_no, c.n - m.n_added)
@@ -294,7 +340,8 @@ class AdvisorLoop:
                 if self.pool_retriever is not None and self.pool_retriever.remaining == 0 and m.n_added < c.n:
                     stopped = f"the pool is exhausted with {m.n_added} of {c.n} prompts"
                     break
-                if idle >= c.max_idle_rounds:
+                if idle >= c.max_idle_rounds and not self._offline:  # offline, the pool running out ends it
+
                     raise DataAdvisorError(
                         f"no prompt was kept in {idle} consecutive rounds (last rejections: "
                         f"{record.rejected_reasons}, problems: {record.problems})",
@@ -304,11 +351,27 @@ class AdvisorLoop:
         finally:
             if bar is not None:
                 bar.close()
-        self.finalize()
+        warnings = self.finalize()
         return RunSummary(out=self.out, n_prompts=m.n_added, rounds=round_no, kept=kept_total,
                           rejected=rejected_total, cost_usd=self._ledger_totals()["cost_usd"],
                           metrics=m.quick_metrics(), resumed=self.store.resumed, stopped_early=stopped,
-                          n_base=m.n_base)
+                          n_base=m.n_base, warnings=[w.one_line() for w in warnings])
+
+    def _stalled_out(self, round_no: int) -> list[str]:
+        return self.stall.stalled_out(round_no, rank_weaknesses(self.monitor))
+
+    def _stop_before_round(self, round_no: int) -> str | None:
+        """Why the run must stop before ``round_no``: a budget cap it would cross, or every candidate stalled."""
+        if self.budget.active:
+            spent = ledger_spend(self.out / "llm_calls.jsonl")
+            if self._spend_mark is not None and round_no > 0:
+                self._round_spend.append(spent - self._spend_mark)
+            self._spend_mark = spent
+            reason = self.budget.stop_reason(spent, self._round_spend)
+            if reason:
+                return f"{reason} — {self.monitor.n_added} of {self.config.n} prompts"
+        stalled = self._stalled_out(round_no) if self.advisor is not None else []
+        return self.stall.stop_line(stalled) if stalled else None
 
     def _round(self, round_no: int, still_needed: int) -> RoundRecord:
         c = self.config
@@ -316,6 +379,9 @@ class AdvisorLoop:
         rng = random.Random(f"{c.seed}:{round_no}")
         before = self._ledger_totals()
         gaps_before = {k: round(g.gap, 6) for k, g in m.gaps().items()}
+        stalled = self.stall.held_summary(round_no)
+        if self.advisor is not None:
+            self.advisor.held = {a: float(v["on_target_share"]) for a, v in stalled.items()}
         advice = self.advisor.advise(rng) if self.advisor is not None else None
         cands = self.source.propose(advice, c.per_round, rng, RoundContext(self.pool_texts, self.pool_anchor, m))
         result = filter_candidates(cands.texts, m, self.filters, advised_anchor=advice.anchor_id if advice else None,
@@ -374,26 +440,39 @@ class AdvisorLoop:
             anchor_counts=m.counts(),
             gaps_before=gaps_before,
             summary=summary,
+            note=self._round_note,
+            refusals={advice.anchor_id: rejected["refusal"]} if advice and rejected.get("refusal") else {},
+            stalled=stalled,
         )
+        self._round_note = ""
         self.store.append_round(record)
+        if self.stall.observe(record) and self.progress:
+            print(f"note: {self.stall.describe(record.anchor_id or '')} held back for {c.stall_backoff} rounds: the "
+                  "generator stays off target on it", file=sys.stderr, flush=True)
         return record
 
-    def finalize(self) -> None:
+    def finalize(self) -> list[CoverageWarning]:
         """Write coverage.json, assignments.jsonl, embeddings.npy and report.html for the run as it stands.
 
         With a base set they describe base + additions (the data set after the run): assignments.jsonl lists the
         base prompts first (``base_set.count`` of them in config.json), then the additions in prompts.jsonl order.
         """
         if not self.monitor.n_added:
-            return
+            return []
         source = str(self.out / "prompts.jsonl")
         if self.base is not None:
             source = f"{self.base.record.path} + {source}"
         result = self.monitor.result(recluster=True, source=source)
         from data_advisor.reports.html import render_run_report
 
+        records = list(self.store.state.rounds)
+        warnings = [w for w in (self.stall.warning(offline=not self.spec.llm_source),
+                                coverage_worse_warning(self._base_metrics, self.monitor.quick_metrics(), records,
+                                                       self.config.stall_on_target)) if w is not None]
+        result.report.warnings.extend(w.to_dict() for w in warnings)  # coverage.json and the report's banner
         result.write(self.out)
         render_run_report(self.out, self.out / "report.html")
+        return warnings
 
 
 def _rounded(metrics: dict[str, float]) -> dict[str, float]:

@@ -10,7 +10,7 @@ so even a model that *is* steered cannot move generation away from the real gaps
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from data_advisor.llm.untrusted import UNTRUSTED_NOTE, Messages, data_block
@@ -30,20 +30,26 @@ ADVISOR_SYSTEM = (
 def advisor_messages(gap_rows: list[dict[str, Any]], candidates: list[str], over_examples: list[str],
                      under_examples: list[str], clusters: list[dict[str, Any]],
                      history: Sequence[dict[str, Any]] = (), cluster_examples: Sequence[dict[str, Any]] = (),
-                     repeated: Sequence[str] = ()) -> Messages:
+                     repeated: Sequence[str] = (), held: Mapping[str, float] | None = None) -> Messages:
     """The advice request: the numeric gap table, each candidate anchor's fine-grained clusters, the sub-issues
     already advised in this run, examples, and the allowed choices.
 
     ``clusters`` holds trusted numbers only (per candidate anchor: sub-cluster ids and sizes, evenness);
     ``cluster_examples`` (keywords and example prompts of those sub-clusters) and ``history`` (sub-issues advised
     earlier in this run, with the kept prompts each produced; model-written text) travel as untrusted data.
-    ``repeated`` lists answers of this round already refused as repeats, for the one re-ask.
+    ``repeated`` lists answers of this round already refused as repeats, for the one re-ask.  ``held`` names the
+    anchors held back because the generator stayed off target on them (trusted ids and shares), so the advisor
+    knows why they are not among the choices.
     """
     table = json.dumps(gap_rows, ensure_ascii=True, indent=1)
     again = ""
     if repeated:
         again = (f"Your previous answer {json.dumps(list(repeated), ensure_ascii=True)} repeats a sub-issue already "
                  "advised in this run. Choose a different sub-issue.\n")
+    if held:
+        shares = {a: round(v, 3) for a, v in sorted(held.items())}
+        again += (f"Held back this round because the generator stayed off target on them (anchor_id: on-target "
+                  f"share): {json.dumps(shares, ensure_ascii=True)}. They are not among the choices.\n")
     user = (
         "Coverage of the dataset so far (trusted numbers computed by the toolkit; gap = target share − "
         f"actual share, positive means under-covered):\n{table}\n\n"

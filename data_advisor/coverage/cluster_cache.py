@@ -96,6 +96,8 @@ class ClusterCache:
         if not path.exists():
             return None
         try:
+            if not path.is_file():  # a folder, a pipe (np.load would wait on it forever), a socket
+                raise ValueError("not a regular file")
             with np.load(path, allow_pickle=False) as z:
                 arrays = {name: z[name] for name in z.files}  # reads every member: zip CRCs are checked here
             meta = json.loads(str(arrays.pop("meta")))
@@ -107,11 +109,19 @@ class ClusterCache:
             return None
 
     def _damaged(self, path: Path, exc: BaseException) -> None:
+        """Say so and delete the entry; an entry that cannot be deleted (a read-only cache, a folder where a file
+        belongs) is left as it is — the cache is recomputable, so its damage never stops an audit."""
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(21, "it is a folder, not a cache file")
+            path.unlink(missing_ok=True)
+            fate = "it was deleted"
+        except OSError as err:
+            fate = f"it could not be deleted ({err.strerror or err}) and is ignored"
         msg = (f"cluster cache entry {path} is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
-               "it was deleted and the result is recomputed")
+               f"{fate} and the result is recomputed")
         _env.log.warning(msg)
         self.warnings.append(msg)
-        path.unlink(missing_ok=True)
 
     def _write(self, kind: str, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         buf = io.BytesIO()

@@ -290,6 +290,28 @@ def rounds_table(run: RunInput, names: dict[str, str]) -> Raw:
     return table(cols, rows, empty="The run has no rounds yet.")
 
 
+def adherence_table(run: RunInput, names: dict[str, str]) -> Raw | None:
+    """Per advised anchor: rounds, kept, on target, generator refusals, rounds held back (None without advice)."""
+    rows: dict[str, list[int]] = {}
+    for r in run.rounds:
+        if r.anchor_id is not None and not r.recovered:
+            row = rows.setdefault(r.anchor_id, [0, 0, 0, 0, 0])
+            row[0] += 1
+            row[1] += r.kept
+            row[2] += r.on_target or 0
+            row[3] += r.refusals.get(r.anchor_id, r.rejected_reasons.get("refusal", 0))
+        for a in r.stalled:
+            rows.setdefault(a, [0, 0, 0, 0, 0])[4] += 1
+    if not rows:
+        return None
+    body = [[names.get(a, a), n, kept, Num(on, f"{on} ({pct(on / kept, 0)})" if kept else str(on)), ref, held]
+            for a, (n, kept, on, ref, held) in sorted(rows.items(), key=lambda kv: (-kv[1][4], -kv[1][3], kv[0]))]
+    cols = [Col("Anchor"), Col("Rounds advised", "num"), Col("Kept", "num"), Col("On target", "num"),
+            Col("Refusals", "num", "candidates the generator refused (filtered out)"),
+            Col("Rounds held back", "num", "rounds the advisor was not allowed to pick it (off target)")]
+    return table(cols, body)
+
+
 def prompts_table(run: RunInput, names: dict[str, str]) -> Raw:
     rows = []
     for rnd in sorted(run.prompt_samples):

@@ -135,6 +135,12 @@ def render_run_report(
                  "Each point is the state after a round, placed at the number of prompts at that moment.")
     page.add("run-issues", "Issue chosen each round", R.rounds_table(run, names),
              "What the advisor decided to fix, why, and what came of it.")
+    adherence = R.adherence_table(run, names)
+    if adherence is not None:
+        page.add("run-adherence", "On target, refusals and back-off by anchor", adherence,
+                 "Per advised anchor: how many kept prompts landed on it, how many candidates the generator refused, "
+                 "and the rounds it was held back because the generator stayed off target (by default: under 25% on "
+                 "target in two of its advised rounds).")
     if run.rounds:
         fig, h = R.yield_figure(run)
         page.add("run-yield", "Kept, rejected and on-target", figure_html(fig, "fig-run-yield", h),

@@ -84,7 +84,9 @@ class LoopResponder:
 
     * advisor: picks ``choose(candidates, request)`` (default: the first allowed, i.e. most under-covered, anchor);
     * generator: ``per_call`` unused, human-written prompts; ``follow=True`` writes about the advised anchor (the
-      taxonomy's own examples of it), ``theme=[...]`` ignores the advice and writes from that list instead;
+      taxonomy's own examples of it), ``theme=[...]`` ignores the advice and writes from that list instead
+      (``follow=False`` without a theme: whatever it likes, any taxonomy's examples); for an anchor in
+      ``refuse`` it answers refusals only (an aligned model refusing a category);
     * Self-Instruct: a numbered continuation (item 9 unnumbered, then 10., 11., ...); the paper variant one line;
     * summary mode: a new category, then an updated summary ending with ``---``; responder: a safe answer.
 
@@ -106,6 +108,7 @@ class LoopResponder:
         self.follow = follow
         self.theme = list(theme) if theme is not None else None
         self.per_si = per_si
+        self.refuse: set[str] = set()
         self.used: set[str] = set()
         self.kinds: _Counter[str] = _Counter()
         self.advised: list[str] = []  # anchors the fake advisor chose, in order
@@ -148,6 +151,8 @@ class LoopResponder:
             name = _re.search(r'It belongs to the category "(.*?)":', msg).group(1)
             anchor_id = self.name_to_id.get(name)
             k = int(_re.search(r"Write (\d+) new, diverse user prompts", msg).group(1))
+            if anchor_id in self.refuse:
+                return _json.dumps({"prompts": [REFUSAL] * k})
             return _json.dumps({"prompts": self.take(k, anchor_id if self.follow else None)})
         if base == "self_instruct":
             items = self.take(self.per_si)
@@ -245,7 +250,7 @@ def make_loop(llm_server: LLMServer, tmp_path: Path) -> Iterator[Callable[..., A
         clients.append(llm)
         loop = AdvisorLoop(cfg, out, progress=False, clients={cfg.model: llm})
         if not finalize:
-            loop.finalize = lambda: None  # type: ignore[method-assign]
+            loop.finalize = lambda: []  # type: ignore[method-assign]
         return loop
 
     yield make

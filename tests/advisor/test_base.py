@@ -218,3 +218,15 @@ def test_base_ids_shaped_like_run_ids_are_prefixed() -> None:
 
     base = BaseSet(BaseRecord("p.jsonl", "prompts", 3, "x"), ["r00001-00", "7", "r00002-13x"], ["a", "b", "c"])
     assert base.ids == ["base:r00001-00", "7", "r00002-13x"]
+
+
+def test_base_ids_of_a_run_on_a_run_stay_unique() -> None:
+    """Issue 18: B's outputs hold ``base:r…`` (A's prompts) and ``r…`` (B's own) with the same numbers; prefixing the
+    latter must not collide with the former (36 rows, 26 distinct ids)."""
+    from data_advisor.advisor.base import BaseRecord, BaseSet
+
+    ids = ["base:r00000-00", "base:r00000-01", "r00000-00", "r00000-01", "base:base:r00000-00"]
+    base = BaseSet(BaseRecord("B/", "audit", 5, "x"), ids, list("abcde"))
+    assert len(set(base.ids)) == 5
+    assert base.ids[:2] == ids[:2] and base.ids[4] == ids[4]
+    assert base.ids[2] == "base:base:base:r00000-00" and base.ids[3] == "base:base:r00000-01"

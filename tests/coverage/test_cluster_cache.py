@@ -156,3 +156,38 @@ def test_reaudit_with_cached_clusters_is_byte_identical_and_remaps_anchors(
     assert {c.nearest_anchor for c in other.report.clusters} <= sst_ids  # mapped to the new taxonomy
     fresh = run_audit(prompts, sst, embedder, settings=AuditSettings(taxonomy=sst.id, seed=2))
     assert fresh.report.to_json() == other.report.to_json()
+
+
+@pytest.mark.parametrize("odd", ["damaged, read-only", "folder", "pipe"])
+def test_odd_or_undeletable_entry_is_ignored_and_recomputed(tmp_path: Path, vectors: np.ndarray, odd: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: a damaged entry on a read-only cache raised ``OSError`` from the unlink, a folder entry
+    ``IsADirectoryError``; a pipe would have blocked np.load.  The fit must go on with a warning."""
+    import errno
+    import os
+
+    digest = vectors_digest(vectors)
+    fresh = ClusterCache(tmp_path).fit(ClusterDiscovery(seed=0), vectors, digest=digest, model_id="m")
+    (entry,) = _entries(ClusterCache(tmp_path), "clusters")
+    entry.unlink()
+    if odd == "folder":
+        entry.mkdir()
+    elif odd == "pipe":
+        os.mkfifo(entry)
+    else:
+        entry.write_bytes(b"garbage")
+        real_unlink = Path.unlink
+
+        def read_only(self: Path, missing_ok: bool = False) -> None:
+            if self == entry:
+                raise OSError(errno.EROFS, "Read-only file system", str(self))
+            real_unlink(self, missing_ok=missing_ok)
+
+        monkeypatch.setattr(Path, "unlink", read_only)
+    cache = ClusterCache(tmp_path)
+    again = cache.fit(ClusterDiscovery(seed=0), vectors, digest=digest, model_id="m")
+    assert not again.from_cache
+    _same(fresh, again)
+    assert cache.warnings and "damaged" in cache.warnings[0]
+    if odd != "pipe":  # a pipe is replaced by the atomic write; a folder or an undeletable entry stays
+        assert "could not be deleted" in cache.warnings[0]
