@@ -55,8 +55,9 @@ def measure(package_path: str) -> dict[str, Any]:
                               timeout=900, check=False)
         requests = server.chat_requests
     with_format = sum(1 for r in requests if isinstance(r.body, dict) and r.body.get("response_format"))
+    notes = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith(("package:", "error:"))]
     return {"exit_status": proc.returncode, "requests": len(requests), "with_response_format": with_format,
-            "kinds": dict(responder.kinds), "package": package_path, "stderr": [ln for ln in proc.stderr.strip().splitlines() if ln.startswith(("package:", "error:"))]}
+            "kinds": dict(responder.kinds), "package": package_path, "stderr": notes}
 
 
 def main() -> None:
