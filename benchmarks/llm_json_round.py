@@ -26,7 +26,8 @@ sys.path.insert(0, str(REPO))
 from tests.advisor.conftest import LoopResponder, fresh_llm_cache_root  # noqa: E402
 from tests.llm.llm_server import LLMServer, Reply, malformed_json  # noqa: E402
 
-CLI = "import sys; from data_advisor.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = ("import sys, data_advisor; from data_advisor.cli import main; "
+       "print('package:', data_advisor.__file__, file=sys.stderr); sys.exit(main(sys.argv[1:]))")
 
 
 def measure(package_path: str) -> dict[str, Any]:
@@ -34,10 +35,14 @@ def measure(package_path: str) -> dict[str, Any]:
     responder = LoopResponder()
 
     def with_trailing_commas(req: dict[str, Any], kind: str, n: int) -> Reply | str | None:
-        answer = responder.answer(req, kind)
-        if kind.split(":")[-1] not in ("advisor", "generate") or not isinstance(answer, str):
+        base = kind.split(":")[-1]
+        if base not in ("advisor", "generate"):
             return None
-        return malformed_json(json.loads(answer), "trailing_comma")
+        if kind.startswith("repair:"):  # a repair request: answer the original question again, the same way
+            first_user = next(m for m in req["messages"] if m.get("role") == "user")
+            req = {**req, "messages": [first_user]}
+        answer = responder.answer(req, base)
+        return malformed_json(json.loads(answer), "trailing_comma") if isinstance(answer, str) else answer
 
     responder.fault = with_trailing_commas
     with LLMServer() as server, tempfile.TemporaryDirectory() as tmp:
@@ -46,12 +51,13 @@ def measure(package_path: str) -> dict[str, Any]:
                "DATA_ADVISOR_CACHE": str(fresh_llm_cache_root(Path(tmp) / "cache"))}
         args = ["generate", "--taxonomy", "catqa-11", "--model", "openai/gpt-4o-mini", "--api-base", server.base_url,
                 "--advice", "llm", "--n", "12", "--out", str(Path(tmp) / "run"), "--seed", "1", "-q"]
-        proc = subprocess.run([sys.executable, "-c", CLI, *args], env=env, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-c", CLI, *args], env=env, cwd=tmp, capture_output=True, text=True,
                               timeout=900, check=False)
         requests = server.chat_requests
     with_format = sum(1 for r in requests if isinstance(r.body, dict) and r.body.get("response_format"))
+    notes = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith(("package:", "error:"))]
     return {"exit_status": proc.returncode, "requests": len(requests), "with_response_format": with_format,
-            "kinds": dict(responder.kinds), "stderr_tail": proc.stderr.strip().splitlines()[-1:]}
+            "kinds": dict(responder.kinds), "package": package_path, "stderr": notes}
 
 
 def main() -> None:

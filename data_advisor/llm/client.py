@@ -223,6 +223,8 @@ class LLMClient:
         every attempt, and drop a ``response_format`` the endpoint rejects between two attempts.
         """
         kwargs = request_kwargs(self.settings, messages, params)
+        if self._json_format_refused and params.response_format is None:
+            kwargs.pop("response_format", None)  # refused by this endpoint since the call began
         attempts = 0
         while True:
             attempts += 1

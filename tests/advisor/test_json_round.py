@@ -15,11 +15,13 @@ def test_an_advised_round_with_trailing_commas_costs_four_requests(make_loop, lo
                                                                    llm_server: LLMServer, tmp_path: Path) -> None:
     """Before: every answer failed to parse, was asked again, failed again: 40 requests and exit 3 for one round."""
     def with_trailing_commas(req: dict[str, Any], kind: str, n: int) -> Reply | str | None:
-        if kind not in ("advisor", "generate"):
+        base = kind.split(":")[-1]
+        if base not in ("advisor", "generate"):
             return None
-        answer = loop_responder.answer(req, kind)
-        assert isinstance(answer, str)
-        return malformed_json(json.loads(answer), "trailing_comma")
+        if kind.startswith("repair:"):  # a repair request: the original question answered again, the same way
+            req = {**req, "messages": [next(m for m in req["messages"] if m.get("role") == "user")]}
+        answer = loop_responder.answer(req, base)
+        return malformed_json(json.loads(answer), "trailing_comma") if isinstance(answer, str) else answer
 
     loop_responder.fault = with_trailing_commas
     summary = make_loop(model="openai/gpt-4o-mini", advice="llm", n=12, per_round=12, finalize=False).run()

@@ -159,3 +159,17 @@ def test_the_chosen_response_format_does_not_change_the_cache_key(llm_server: LL
     client.complete(user("write prompts as JSON"))
     assert client.complete_json(user("write prompts as JSON"), Prompts) == Prompts(**GOOD)
     assert llm_server.request_count == 1
+
+
+def test_the_repair_request_after_a_refused_response_format_does_not_send_it_again(llm_server: LLMServer,
+                                                                                   make_llm_client) -> None:
+    answers = iter(["not json at all", json.dumps(GOOD)])
+
+    def responder(request: dict) -> Reply | str:
+        if "response_format" in request:
+            return Reply.error(400, "response_format is not supported by this server")
+        return next(answers)
+
+    llm_server.responder = responder
+    assert make_llm_client(max_retries=0).complete_json(user("write prompts as JSON"), Prompts) == Prompts(**GOOD)
+    assert ["response_format" in r.body for r in llm_server.chat_requests] == [True, False, False]
