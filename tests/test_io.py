@@ -274,3 +274,40 @@ def test_windows_never_probes_pids_and_ages_temporaries_out(tmp_path: Path, monk
     monkeypatch.setattr(dio.os, "kill", no_kill)
     assert dio.remove_stale_temporaries(tmp_path) == [old]
     assert fresh.is_dir() and not old.exists()
+
+
+# --------------------------------------------------------------------------- append-only JSONL and damaged caches
+def test_append_jsonl_and_torn_tail_repair(tmp_path: Path) -> None:
+    from data_advisor.io import JsonlDamage, append_jsonl, cut_torn_tail, read_jsonl_records
+
+    path = tmp_path / "log.jsonl"
+    append_jsonl(path, [{"a": 1}, {"b": "é"}])
+    append_jsonl(path, [])  # nothing to write: the file is not touched
+    whole = path.read_bytes()
+    assert whole == '{"a": 1}\n{"b": "é"}\n'.encode()
+    with open(path, "ab") as fh:
+        fh.write(b'{"c": 3, "d": "cut sh')  # what a kill mid-append leaves
+    read = read_jsonl_records(path)
+    assert read.rows == [{"a": 1}, {"b": "é"}] and read.torn_bytes == 21 and path.read_bytes() != whole  # read only
+    assert read.repair() == 21 and path.read_bytes() == whole
+    with open(path, "ab") as fh:
+        fh.write(b'{"c": 3')
+    assert cut_torn_tail(path) == 7 and path.read_bytes() == whole  # the unparsed variant, for logs
+    assert cut_torn_tail(path) == 0
+    path.write_bytes(b'{"a": 1}\nnot json\n{"b": 2}\n')  # damage in the middle is never cut
+    with pytest.raises(JsonlDamage) as exc:
+        read_jsonl_records(path)
+    assert (exc.value.lineno, exc.value.n_before) == (2, 1)
+
+
+def test_move_aside_keeps_the_damaged_copy_and_its_companions(tmp_path: Path) -> None:
+    from data_advisor.io import move_aside
+
+    db = tmp_path / "cache.sqlite"
+    db.write_bytes(b"damaged")
+    (tmp_path / "cache.sqlite-wal").write_bytes(b"wal")
+    aside = move_aside(db, companions=("-wal", "-shm"))
+    assert not db.exists() and aside.read_bytes() == b"damaged" and aside.name.startswith("cache.sqlite.damaged-")
+    assert aside.with_name(aside.name + "-wal").read_bytes() == b"wal" and not (tmp_path / "cache.sqlite-wal").exists()
+    with pytest.raises(FileNotFoundError):  # another process moved it first
+        move_aside(db)

@@ -116,7 +116,9 @@ def test_curate_with_a_base_file_fills_its_largest_gaps_first_and_resumes(tmp_pa
     # compare BASE RUN: the base file is audited, the run folder read as it is.
     rc, err = cli("compare", base, out, "--out", tmp_path / "cmp", "--taxonomy", "catqa-11")
     assert rc == 0, err
-    assert (tmp_path / "cmp" / "compare.html").stat().st_size > 10_000
+    src = (tmp_path / "cmp" / "compare.html").read_text("utf-8")
+    assert f">{base.stem}<" in src and f">{out.name}<" in src  # both inputs, by label
+    assert "Plotly.newPlot" in src
 
 
 def test_base_that_is_not_a_prompt_set_is_a_one_line_error(tmp_path: Path) -> None:

@@ -225,10 +225,11 @@ def test_unknown_taxonomy(sample_prompts: list[str]) -> None:
 def test_html_report_written(tmp_path: Path, embedder: CachedEmbedder, sample_prompts: list[str]) -> None:
     out = tmp_path / "o"
     data_advisor.audit(sample_prompts, taxonomy="catqa-11", out=out, embedder=embedder, render_html=True)
-    html = out / "report.html"
-    assert html.exists()
-    assert html.stat().st_size > 1000
-    assert (out / "coverage.json").exists()
+    src = (out / "report.html").read_text("utf-8")
+    report = data_advisor.CoverageReport.load(out)
+    # The page shows this audit: its prompt count, every principle of the taxonomy, and the plotly figures.
+    assert f"{report.metrics['n_prompts']:,}" in src and src.count("Plotly.newPlot") >= 2
+    assert all(f">{a.name}<" in src or a.name.replace("&", "&amp;") in src for a in report.leaf_anchors())
 
 
 # -------------------------------------------------------------------------------------- discovery, real data

@@ -278,13 +278,18 @@ def test_attach_anchors_ignores_embedders_without_the_hook() -> None:
     assert (CachedEmbedder(ExactFake(centres), None)).set_anchors(_anchors(ExactFake(centres), 2)) is False
 
 
-def test_cli_accepts_embedder_and_engine_options() -> None:
-    from data_advisor.cli import build_parser
+def test_cli_embedder_and_engine_options_reach_the_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--embedder and --engine are passed through to the engine, which refuses the stateful cascade on Ray before
+    starting Ray or loading a model: one line, exit 2, nothing written."""
+    from data_advisor.cli import main
 
-    args = build_parser().parse_args(["audit", "x.jsonl", "--out", "o", "--embedder", "cascade", "--engine", "ray",
-                                      "--ray-address", "auto", "--ray-workers", "2"])
-    assert (args.embedder, args.engine, args.ray_address, args.ray_workers) == ("cascade", "ray", "auto", 2)
-    assert build_parser().parse_args(["audit", "x.jsonl", "--out", "o"]).embedder == "st"
+    data = tmp_path / "p.jsonl"
+    data.write_text('{"text": "how do I bake bread"}\n', "utf-8")
+    rc = main(["audit", str(data), "--out", str(tmp_path / "o"), "--embedder", "cascade", "--engine", "ray",
+               "--ray-address", "auto", "--ray-workers", "2", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--embedder cascade does not run on --engine ray" in err, err
+    assert not (tmp_path / "o" / "coverage.json").exists()
 
 
 def test_onnx_export_gives_the_transformer_vectors(embedder, sample_prompts: list[str]) -> None:

@@ -1,8 +1,8 @@
 """A damaged embedding cache under a real audit (the CLI, in this process): every cache file truncated, zero-filled
 and random-filled at its start, middle and end, plus the issue's cases (the whole vector file zero-filled or random).
 
-Invariant: exit 0 with the same coverage.json as the undamaged audit (a cache only holds what can be recomputed),
-or exit 2 with one line naming the cache folder; never a traceback.
+Invariant: exit 0 with the same coverage.json as the undamaged audit: a cache only holds what can be recomputed, so
+its damage is never fatal (no exit 2, no traceback).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.faults.conftest import audit_args as _audit_args
-from tests.faults.damage import CASES, close_json, damage, error_line, no_traceback, run_inproc
+from tests.faults.damage import CASES, close_json, damage, no_traceback, run_inproc
 
 pytestmark = pytest.mark.faults
 
@@ -49,9 +49,7 @@ def test_audit_with_a_damaged_embedding_cache(pristine_cache: tuple[Path, Path],
     out = tmp_path / "out"
     rc, err = run_inproc(*_audit_args(prompts_file, tiny_taxonomy, out))
     no_traceback(rc, err)
-    if rc != 0:
-        error_line(rc, err, [folder])
-        return
+    assert rc == 0, err  # recovered, never refused
     close_json(json.loads((out / "coverage.json").read_text("utf-8")),
                json.loads((audit_dir / "coverage.json").read_text("utf-8")), where="coverage")
     if where == "all":  # damage that changed every row must be said: one line per encode call (anchors, prompts)

@@ -139,8 +139,15 @@ def test_deterministic_bytes(reports: dict[str, Path], audit_dir: Path, audit_di
 
 
 def test_default_timestamp_is_now(audit_dir: Path, tmp_path: Path) -> None:
+    import datetime as dt
+
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     src = render_audit_report(audit_dir, tmp_path / "r.html").read_text("utf-8")
-    assert re.search(r"generated at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", src)
+    after = dt.datetime.now(dt.UTC)
+    m = re.search(r"generated at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", src)
+    assert m, "no timestamp line"
+    stamp = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+    assert before <= stamp <= after  # the time of rendering, in UTC (not local time, not a fixed string)
 
 
 def test_deterministic_across_hash_seeds(audit_dir: Path, tmp_path: Path) -> None:
@@ -332,25 +339,24 @@ def test_comparison_states_projection_and_deltas(reports: dict[str, Path]) -> No
 
 
 # ---------------------------------------------------------------------------------------------- real data
-HARMBENCH = Path("/work/shared/datasets/harmbench/harmbench_behaviors_text_all.csv")
 
 
 @pytest.mark.slow
 @pytest.mark.datasets
 @pytest.mark.parametrize("cluster", [False, True], ids=["no-discovery", "discovery"])
-def test_real_harmbench_audit_renders(tmp_path: Path, embedder: object, cluster: bool) -> None:
+def test_real_harmbench_audit_renders(tmp_path: Path, embedder: object, cluster: bool, datasets_dir: Path) -> None:
     """The real pipeline (audit → AuditResult.write → render_audit_report) on HarmBench.
 
     Slow: with the per-session test cache cold it embeds 400 prompts + the anchors (~10–60 s on a small CPU)
     and, with discovery, compiles UMAP's kernels.  Without discovery the map falls back to a PCA of
     embeddings.npy, so both map paths run on real data.
     """
-    if not HARMBENCH.exists():
-        pytest.skip(f"{HARMBENCH} is absent (shared datasets not mounted)")
-    from data_advisor import audit
+    from data_advisor import AuditOptions, AuditSettings, audit
 
+    harmbench = datasets_dir / "harmbench" / "harmbench_behaviors_text_all.csv"  # skips with its reason when absent
     out = tmp_path / "hb"
-    audit(HARMBENCH, taxonomy="harmbench", text_field="Behavior", out=out, cluster=cluster, embedder=embedder)
+    audit(harmbench, taxonomy="harmbench", out=out, settings=AuditSettings(cluster=cluster),
+          options=AuditOptions(text_field="Behavior"), embedder=embedder)
     src = (out / "report.html").read_text("utf-8")
     assert "harmbench_behaviors_text_all.csv" in src
     assert ("the audit&#x27;s own 2-D map" in src) if cluster else ("PCA (2 components" in src)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import InputError
-from data_advisor.frames import (
+from data_advisor.data.frames import (
     SUPPORTED_SUFFIXES,
     TABLE_TYPES_HINT,
     dataset_files,
@@ -288,7 +288,7 @@ def load_prompts(
     Args:
         source: file or folder (see module docstring for formats), or a pandas / polars DataFrame or Series, a
             ``datasets.Dataset`` / ``DatasetDict`` (its ``train`` split, else its first) or a pyarrow Table, read
-            as the same file's rows would be (:mod:`data_advisor.frames`).
+            as the same file's rows would be (:mod:`data_advisor.data.frames`).
         text_field: field holding the prompt (dotted path allowed); auto-detected when None. A list of chat
             messages in that field yields its first user turn.
         id_field: field holding a unique id; defaults to ``id`` when present, else the record's position
