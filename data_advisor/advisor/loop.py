@@ -77,7 +77,7 @@ class RunSummary:
     rounds: int
     kept: int
     rejected: int
-    cost_usd: float
+    cost_usd: float  # the whole run's (every process that worked on it), from its ledger
     metrics: dict[str, float] = field(default_factory=dict)  # of base + additions
     resumed: bool = False
     stopped_early: str | None = None
@@ -340,7 +340,7 @@ class AdvisorLoop:
                 bar.close()
         warnings = self.finalize()
         return RunSummary(out=self.out, n_prompts=m.n_added, rounds=round_no, kept=kept_total,
-                          rejected=rejected_total, cost_usd=self._ledger_totals()["cost_usd"],
+                          rejected=rejected_total, cost_usd=ledger_spend(self.out / "llm_calls.jsonl").cost_usd,
                           metrics=m.quick_metrics(), resumed=self.store.resumed, stopped_early=stopped,
                           n_base=m.n_base, warnings=[w.one_line() for w in warnings])
 
