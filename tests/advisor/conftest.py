@@ -250,7 +250,7 @@ def make_loop(llm_server: LLMServer, tmp_path: Path) -> Iterator[Callable[..., A
         clients.append(llm)
         loop = AdvisorLoop(cfg, out, progress=False, clients={cfg.model: llm})
         if not finalize:
-            loop.finalize = lambda: None  # type: ignore[method-assign]
+            loop.finalize = lambda: []  # type: ignore[method-assign]
         return loop
 
     yield make
