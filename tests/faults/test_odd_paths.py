@@ -28,37 +28,44 @@ pytestmark = pytest.mark.faults
 
 
 class PipeWatch:
-    """Unblocks a command stuck reading one of the pipes a test made (opens its write end after ``after_s``), so a
-    regression fails the test instead of hanging the suite; ``hung`` says it had to."""
+    """Unblocks a command stuck reading one of the pipes a test made (opens its write end, again and again, from
+    ``after_s`` on), so a regression fails the test instead of hanging the suite; ``hung`` says it had to."""
 
     def __init__(self, after_s: float = 60.0) -> None:
         self.pipes: list[Path] = []
         self.hung = False
-        self._timer = threading.Timer(after_s, self._unblock)
-        self._timer.daemon = True
+        self._after_s = after_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _unblock(self) -> None:
-        for p in self.pipes:
-            try:
-                fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK)  # succeeds only when a reader is waiting on it
-            except OSError:
-                continue
-            self.hung = True
-            os.close(fd)
+    def _watch(self) -> None:
+        if self._stop.wait(self._after_s):
+            return
+        while not self._stop.wait(0.2):
+            for p in self.pipes:
+                try:
+                    fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK)  # succeeds only when a reader is waiting on it
+                except OSError:
+                    continue
+                self.hung = True
+                os.close(fd)
 
     def pipe(self, path: Path) -> Path:
         os.mkfifo(path)
         self.pipes.append(path)
-        if len(self.pipes) == 1:
-            self._timer.start()
+        if not self._thread.is_alive():
+            self._thread.start()
         return path
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 @pytest.fixture
 def pipes() -> Iterator[PipeWatch]:
     watch = PipeWatch()
     yield watch
-    watch._timer.cancel()
+    watch.close()
     assert not watch.hung, f"a command waited on a pipe: {watch.pipes}"
 
 
