@@ -314,9 +314,9 @@ class AdvisorLoop:
         finally:
             if bar is not None:
                 bar.close()
-        warnings = self.finalize()
+        warnings = self.finalize() or []  # (a caller that skips the outputs may replace finalize by a no-op)
         return RunSummary(out=self.out, n_prompts=m.n_added, rounds=round_no, kept=kept_total,
-                          rejected=rejected_total, cost_usd=self._ledger_totals()["cost_usd"],
+                          rejected=rejected_total, cost_usd=ledger_spend(self.out / "llm_calls.jsonl").cost_usd,
                           metrics=m.quick_metrics(), resumed=self.store.resumed, stopped_early=stopped,
                           n_base=m.n_base, warnings=[w.one_line() for w in warnings])
 

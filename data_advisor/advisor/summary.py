@@ -20,7 +20,7 @@ class RunSummary:
     rounds: int
     kept: int
     rejected: int
-    cost_usd: float
+    cost_usd: float  # the whole run's (every process that worked on it), from its ledger
     metrics: dict[str, float] = field(default_factory=dict)  # of base + additions
     resumed: bool = False
     stopped_early: str | None = None

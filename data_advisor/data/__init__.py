@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_advisor.errors import InputError
 from data_advisor.data.frames import (
     SUPPORTED_SUFFIXES,
     TABLE_TYPES_HINT,
@@ -33,6 +32,7 @@ from data_advisor.data.frames import (
     table_kind,
     table_rows,
 )
+from data_advisor.errors import InputError
 from data_advisor.io import check_link, split_lines
 
 #: Field names tried, in order, when ``text_field`` is not given.

@@ -45,12 +45,25 @@ def stall_violations(rounds: list[dict[str, Any]], threshold: float = 0.25, back
 
 def drifting(responder: LoopResponder, loop: Any) -> None:
     """The generator writes only what it likes: every human-written example (of any taxonomy) that the run's own
-    monitor places on the LIKED anchors, whatever it is asked."""
+    monitor places on the LIKED anchors, whatever it is asked.  The advisor is sticky, as the issue's LLM advisor
+    was: it keeps the anchor it chose last while that anchor is allowed (its gap stays the largest when nothing
+    lands on it), each time with a new sub-issue."""
     texts = [t for a in LIKED for t in responder.by_anchor[a]] + responder.generic
     a = loop.monitor.assign(loop.monitor.embed(texts))
     responder.follow = False
     responder.theme = [t for i, t in enumerate(texts) if a.anchored[i] and a.nearest_id(i) in LIKED]
     responder.generic = []
+    topics = ["forged documents", "crypto wallets", "fake charities", "doxxing a neighbour", "insurance claims",
+              "stalking apps", "counterfeit medicine", "loan sharks", "deepfake voices", "rigged raffles",
+              "ticket scalping bots", "payday scams", "pyramid schemes", "burner phones", "smuggling routes"]
+
+    def sticky(cands: list[str], req: dict[str, Any]) -> dict[str, Any]:
+        last = responder.advised[-1] if responder.advised else None
+        anchor = last if last in cands else cands[0]
+        return {"issue": f"{topics[len(responder.advised) % len(topics)]} ({anchor})", "anchor_id": anchor,
+                "rationale": "largest gap"}
+
+    responder.choose = sticky
 
 
 def test_generator_that_ignores_advice_is_backed_off_and_named(make_loop: Any, loop_responder: LoopResponder,

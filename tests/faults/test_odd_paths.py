@@ -6,7 +6,8 @@
 * ``audit B --out DIR --no-html`` over DIR holding an audit of A left A's report.html beside B's numbers.
   Invariant: a folder never holds two results that contradict each other.
 * Inputs that are symbolic-link loops, dangling links or pipes, for every command that reads a file: exit 2 with
-  one line naming the path (a link loop was a ``RuntimeError`` traceback); never a hang.
+  one line naming the path (a link loop was a ``RuntimeError`` traceback); never a hang (a pipe left waiting is
+  opened from the other end after a minute, and the test fails).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import errno
 import json
 import os
 import shutil
-import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,16 +27,46 @@ from tests.faults.damage import close_json, error_line, no_traceback, run_inproc
 pytestmark = pytest.mark.faults
 
 
+class PipeWatch:
+    """Unblocks a command stuck reading one of the pipes a test made (opens its write end, again and again, from
+    ``after_s`` on), so a regression fails the test instead of hanging the suite; ``hung`` says it had to."""
+
+    def __init__(self, after_s: float = 60.0) -> None:
+        self.pipes: list[Path] = []
+        self.hung = False
+        self._after_s = after_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        if self._stop.wait(self._after_s):
+            return
+        while not self._stop.wait(0.2):
+            for p in self.pipes:
+                try:
+                    fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK)  # succeeds only when a reader is waiting on it
+                except OSError:
+                    continue
+                self.hung = True
+                os.close(fd)
+
+    def pipe(self, path: Path) -> Path:
+        os.mkfifo(path)
+        self.pipes.append(path)
+        if not self._thread.is_alive():
+            self._thread.start()
+        return path
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 @pytest.fixture
-def alarm() -> Iterator[None]:
-    """Fail instead of hanging the suite when a pipe is read (SIGALRM after 120 s)."""
-    def boom(*_: object) -> None:
-        raise TimeoutError("the command hung (it read a pipe?)")
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(120)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+def pipes() -> Iterator[PipeWatch]:
+    watch = PipeWatch()
+    yield watch
+    watch.close()
+    assert not watch.hung, f"a command waited on a pipe: {watch.pipes}"
 
 
 # ------------------------------------------------------------------------------------------- cluster cache
@@ -84,7 +115,7 @@ def _read_only(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
 ])
 def test_odd_cluster_cache_entries_never_stop_an_audit(clustered: tuple[Path, Path], prompts_file: Path,
                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       alarm: None, kind: str) -> None:
+                                                       pipes: PipeWatch, kind: str) -> None:
     pristine, first = clustered
     cache = tmp_path / "cache"
     shutil.copytree(pristine, cache, symlinks=True)
@@ -96,7 +127,7 @@ def test_odd_cluster_cache_entries_never_stop_an_audit(clustered: tuple[Path, Pa
         elif kind == "folder":
             e.mkdir()
         elif kind == "pipe":
-            os.mkfifo(e)
+            pipes.pipe(e)
         else:
             e.symlink_to(tmp_path / "nowhere.npz")
     monkeypatch.setenv("DATA_ADVISOR_CACHE", str(cache))
@@ -131,7 +162,7 @@ def test_audit_over_an_earlier_audit_leaves_no_result_of_it(prompts_file: Path, 
 
 
 # ------------------------------------------------------------------------------------------- links, pipes
-def _odd_input(kind: str, tmp: Path) -> Path:
+def _odd_input(kind: str, tmp: Path, pipes: PipeWatch) -> Path:
     path = tmp / f"in-{kind}.jsonl"
     if kind == "link-loop":
         (tmp / "loop-b").symlink_to(path)
@@ -139,7 +170,7 @@ def _odd_input(kind: str, tmp: Path) -> Path:
     elif kind == "dangling-link":
         path.symlink_to(tmp / "gone.jsonl")
     elif kind == "pipe":
-        os.mkfifo(path)
+        pipes.pipe(path)
     elif kind == "self-link":
         path.symlink_to(path)
     return path
@@ -158,9 +189,9 @@ COMMANDS = {
 
 @pytest.mark.parametrize("kind", ["link-loop", "self-link", "dangling-link", "pipe"])
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_links_and_pipes_as_inputs_are_one_line_errors(tmp_path: Path, curate_pool: Path, alarm: None, kind: str,
-                                                       command: str) -> None:
-    path = _odd_input(kind, tmp_path)
+def test_links_and_pipes_as_inputs_are_one_line_errors(tmp_path: Path, curate_pool: Path, pipes: PipeWatch,
+                                                       kind: str, command: str) -> None:
+    path = _odd_input(kind, tmp_path, pipes)
     out = tmp_path / "out"
     rc, err = run_inproc(*COMMANDS[command](path, out, curate_pool))
     error_line(rc, err, [path.name])
