@@ -16,6 +16,7 @@ from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
 from data_advisor.coverage.report import CoverageReport
 from data_advisor.coverage.taxonomy import Taxonomy
 from data_advisor.data import PromptSet
+from data_advisor.reports.review import ReviewResult
 
 
 def html_output(*, plotlyjs: str = "inline", labeler: Callable[[list[str]], str] | None = None) -> Callable[[Path], None]:
@@ -67,3 +68,14 @@ def audit(
     return result.report
 
 
+
+
+def review(audit_dir: str | Path, *, out: str | Path, n: int | None = None, seed: int = 0,
+           force: bool = False) -> ReviewResult:
+    """Pick prompts of an audit folder for a person to label: writes ``out`` (JSONL, one line per prompt with
+    ``id, text, suggested, margin, why, label``) and the labelling page beside it (``.html``).  ``n`` defaults to
+    5 × the number of leaf principles; a uniformly random slice (the only one the estimates use) comes first, then
+    the informative picks.  Label, then ``audit(..., labels=out)`` / ``data-advisor audit INPUT --labels out``."""
+    from data_advisor.reports.review import review as write_review
+
+    return write_review(audit_dir, out=out, n=n, seed=seed, force=force)

@@ -128,3 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline")
     p.set_defaults(func=cmd_compare)
+
+    from data_advisor.reports import review
+
+    review.register(sub)
