@@ -113,7 +113,7 @@ def review(audit_dir: str | Path, *, out: str | Path, n: int | None = None, seed
     ``"reviewed": true`` are never picked again.  The random slice (``why: "random"``) comes first; only it feeds
     the estimates of ``audit --labels``.
     """
-    from data_advisor.io import removed_on_failure, write_jsonl_atomic, write_text_atomic
+    from data_advisor.io import removed_on_failure, write_texts_atomic
     from data_advisor.reports.review_page import render_review_page
 
     audit_dir = Path(audit_dir)
@@ -146,8 +146,7 @@ def review(audit_dir: str | Path, *, out: str | Path, n: int | None = None, seed
         page = render_review_page(lines, rows, [(a.id, a.name) for a in leaves], download_name=out_path.name,
                                   title=f"Review {report.taxonomy.get('name') or report.taxonomy.get('id') or ''}")
         try:
-            write_jsonl_atomic(out_path, rows)
-            write_text_atomic(html_path, page)
+            write_texts_atomic([(out_path, "".join(line + "\n" for line in lines)), (html_path, page)])
         except OSError as exc:
             raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}",
                               "choose a folder you can write to with --out") from None
