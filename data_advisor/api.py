@@ -56,7 +56,8 @@ def audit(
 
     ``source`` is a file/folder path, a :class:`PromptSet` or a list of strings. With ``out`` the report files
     (coverage.json, assignments.jsonl, embeddings.npy, report.html) are written there. Extra keyword
-    arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``).
+    arguments set :class:`AuditSettings` fields (e.g. ``min_cluster_size=10``, ``background=False``);
+    ``labels=`` takes a reviewer label file (as ``--labels``) or a loaded ``ReviewLabels``.
     ``embedder_kind`` picks the backend as ``--embedder`` does (``st``, ``onnx``, ``onnx-int8``, ``static``,
     ``cascade``) when no ``embedder`` object is passed.
     """

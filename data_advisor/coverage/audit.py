@@ -29,6 +29,8 @@ from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, KnnGr
 from data_advisor.coverage.cluster_cache import ClusterCache, shared_knn_graph, vectors_digest
 from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
 from data_advisor.coverage.embedders import make_embedder
+from data_advisor.coverage.estimates import adapt_base_rate, apply_labels
+from data_advisor.coverage.labels import ReviewLabels, load_labels
 from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
@@ -70,6 +72,8 @@ class AuditSettings:
     max_fit: int = 50_000
     n_examples: int = 3
     refine: bool = True  # transductive refinement of principle assignments (coverage/refine.py); --no-refine
+    base_rate: bool = True  # move the harm boundary for the set's estimated harmful share (coverage/labelled.py)
+    labels: str | None = None  # reviewer label file (--labels): coverage/labels.py, applied by coverage/estimates.py
 
     def __post_init__(self) -> None:
         """Reject impossible settings before any work starts (HDBSCAN's own error would come after embedding)."""
@@ -117,6 +121,7 @@ class AuditResult:
                 "background_score": round(float(a.background_score[i]), 6),
                 "harm_score": None if a.harm_score is None else round(float(a.harm_score[i]), 6),
                 "x": round(float(self.clusters.coords[i, 0]), 5), "y": round(float(self.clusters.coords[i, 1]), 5),
+                "reviewed": bool(a.reviewed is not None and a.reviewed[i]),
             }
 
     def write(self, out_dir: Path, *, save_embeddings: bool = True,
@@ -180,6 +185,7 @@ def run_audit(
     vectors: np.ndarray | None = None,
     show_progress: bool = False,
     cluster_cache: ClusterCache | None = None,
+    labels: ReviewLabels | None = None,
 ) -> AuditResult:
     """Run every stage on an in-memory prompt set. Pass ``vectors`` to skip embedding.
 
@@ -187,8 +193,11 @@ def run_audit(
     discovery and the near-duplicate metric; it is returned as ``AuditResult.knn`` for stages that smooth over
     neighbours.  With ``cluster_cache`` the graph and the discovery result are read from it when these exact vectors
     were audited with the same discovery settings before (the taxonomy plays no part), and stored otherwise.
+    ``labels`` (or ``settings.labels``, a path) are reviewer labels: coverage/estimates.py applies them.
     """
     settings = settings or AuditSettings(taxonomy=taxonomy.id)
+    if labels is None and settings.labels:
+        labels = load_labels(settings.labels, [p.id for p in taxonomy.leaves()])
     if anchors is None:
         background = load_background() if settings.background else None
         anchors = build_anchors(taxonomy, embedder, background)
@@ -202,11 +211,22 @@ def run_audit(
     assigner = assigner or AnchorAssigner(margin_threshold=settings.margin_threshold, min_score=settings.min_score,
                                           use_background=settings.background)
     assignments = assigner.fit(anchors).assign(vectors)
+    if settings.base_rate:
+        assignments = adapt_base_rate(assignments)
     n = len(vectors)
     digest = vectors_digest(vectors) if cluster_cache is not None else None
     knn = (shared_knn_graph(vectors, min(settings.n_neighbors, n), cache=cluster_cache, digest=digest)
            if 2 <= n <= M.IVF_ABOVE else None)
     assignments = apply_refinement(assignments, vectors, anchors, settings, knn)
+    estimates: dict[str, Any] | str = "unverified"
+    if labels is not None:
+        outcome = apply_labels(assignments, vectors, anchors, prompts.ids, labels, seed=settings.seed)
+        assignments, estimates = outcome.assignments, outcome.estimates
+        if outcome.info["n_missing"]:
+            from data_advisor._env import log
+
+            log.warning("%d labelled id(s) of %s are not in this input (e.g. %s): ignored", outcome.info["n_missing"],
+                        labels.source, ", ".join(outcome.info["missing_examples"][:3]))
     if settings.cluster:
         discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
                                                   min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)
@@ -218,7 +238,7 @@ def run_audit(
         clusters = ClusterResult(np.full(n, -1, dtype=np.int64), np.zeros((n, 2), np.float32),
                                  "disabled", ["discovery disabled (--no-cluster)"], {})
     report = build_report(prompts, vectors, taxonomy, anchors, assignments, clusters, settings,
-                          model_id=embedder.model_id, knn=knn)
+                          model_id=embedder.model_id, knn=knn, estimates=estimates)
     run_notes = list(cluster_cache.events) if cluster_cache is not None else []
     return AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings, knn, run_notes)
 
@@ -264,6 +284,7 @@ def build_report(
     *,
     model_id: str = "",
     knn: KnnGraph | None = None,
+    estimates: dict[str, Any] | str = "unverified",
 ) -> CoverageReport:
     """Compute every number of the report from the stage outputs (no model calls; cheap to repeat).
 
@@ -276,7 +297,8 @@ def build_report(
     anchor_of: list[str | None] = [assignments.anchor_id(i) for i in range(n)]
     counts = Counter(a for a in anchor_of if a is not None)
     targets = taxonomy.target_shares()
-    gaps = M.anchor_gaps({k: counts.get(k, 0) for k in leaf_ids}, targets)
+    est = estimates.get("anchors") if isinstance(estimates, dict) else None  # gaps read corrected shares
+    gaps = M.anchor_gaps({k: (est[k]["share"] * n if est else counts.get(k, 0)) for k in leaf_ids}, targets)
     per_anchor_clusters = M.clusters_per_anchor(anchor_of, clusters.labels.tolist(), min_members=2)
 
     members: dict[str, list[int]] = {k: [] for k in leaf_ids}
@@ -293,7 +315,7 @@ def build_report(
         idx = members[pid]
         by_score = sorted(idx, key=lambda i: -float(assignments.score[i]))
         leaf_rows[pid] = AnchorCoverage(
-            id=pid, name=p.name, count=g.count, share=g.share, target_share=g.target_share, gap=g.gap,
+            id=pid, name=p.name, count=counts.get(pid, 0), share=g.share, target_share=g.target_share, gap=g.gap,
             deficit=g.deficit, parent=p.parent, is_leaf=True,
             mean_score=float(np.mean(assignments.score[idx])) if idx else 0.0,
             n_clusters=per_anchor_clusters.get(pid, 0),
@@ -313,7 +335,7 @@ def build_report(
             continue
         below = [leaf_rows[l.id] for l in taxonomy.leaves() if p.id in taxonomy.ancestors(l.id)]
         cnt = sum(r.count for r in below)
-        share = cnt / total_anchored if total_anchored else 0.0
+        share = sum(r.share for r in below)
         tshare = sum(r.target_share for r in below)
         idx = [i for r in below for i in members[r.id]]
         anchor_rows.append(AnchorCoverage(
@@ -408,6 +430,7 @@ def build_report(
         discovery={"method": clusters.method, "notes": list(clusters.notes), "n_clusters": clusters.n_clusters,
                    "noise_share": clusters.noise_share},
         settings=report_settings,
+        estimates=estimates,
         warnings=[w.to_dict() for w in audit_warnings(
             taxonomy=taxonomy, leaf_counts=counts, n_prompts=n, n_unanchored=n_un, source=str(prompts.source or ""),
             harm_calibrated=bool(assignments.settings.get("harm_calibrated", True)), model_id=model_id)],
@@ -517,7 +540,11 @@ def audit_full(
         prompts = load_prompts(source, text_field=text_field)
     else:
         prompts = PromptSet.from_texts(list(source))
+    labels = settings.pop("labels", None)
+    review = labels if isinstance(labels, ReviewLabels) or labels is None else \
+        load_labels(labels, [p.id for p in tax.leaves()])  # a bad label file fails before any embedding
     emb = embedder or make_embedder(model, cache=cache, embedder=embedder_kind)
-    cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings)
+    cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings,
+                        labels=review.source if review is not None else None)
     return run_audit(prompts, tax, emb, settings=cfg, show_progress=show_progress,
-                     cluster_cache=ClusterCache.default() if cache else None)
+                     cluster_cache=ClusterCache.default() if cache else None, labels=review)

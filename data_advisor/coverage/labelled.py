@@ -1,0 +1,179 @@
+"""Learning from reviewer labels, and the harm gate's boundary for this data's harmful base rate.
+
+Three things, each small and measured in ``benchmarks/labels.py`` on the shared sets:
+
+* **The harmful base rate without labels** (:func:`estimate_base_rate`).  The harm gate's threshold was fitted on
+  benchmark sets that are about half harmful; on a mostly-benign set the same threshold anchors far too many prompts.
+  Treating ``harm_score`` as P(harmful | x) under the calibration's prior, the EM of Saerens, Latinne & Decaestecker
+  (Neural Computation 2002) finds the prior that makes the set's posteriors self-consistent; the boundary then moves by
+  the log-odds change (only ever *up*: a set estimated more harmful than the benchmarks keeps the shipped boundary,
+  so all-harmful sets stay anchored).
+* **The gate's boundary from labels** (:func:`refit_gate`).  Labels ``"none"`` vs a principle say where this data's
+  boundary lies.  One number (an offset on ``relevance``) is fitted by maximum a posteriori with the logistic slope
+  kept from the shipped calibration and a Gaussian prior centred on the unlabelled boundary, so a handful of labels
+  moves it only as far as they agree.
+* **Which principle** (:class:`LabelHead`).  A class-balanced logistic regression on the frozen embeddings, trained
+  on the labelled prompts plus every anchor vector as one row of its principle (so a principle no label hit is still
+  a class), its log-probabilities added to the anchor scores' softmax.  The research brief measured a head like this
+  at +0.12–0.14 macro-F1 from five labels per principle; SetFit was worse and 100× slower, so nothing is fine-tuned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_advisor.coverage.assign import AnchorSet
+
+#: Prior of the harm calibration: ``benchmarks/fit_harm.py`` fits the logistic scale with balanced classes.
+CALIBRATION_PRIOR = 0.5
+#: Largest upward move of the boundary from the base-rate estimate, in units of the logistic scale (log-odds):
+#: an estimate near 0 would otherwise push the boundary to infinity and leave genuinely harmful prompts unanchored.
+MAX_BASE_RATE_SHIFT = 4.0
+#: Prior width (log-odds) of the label-based boundary refit around the unlabelled boundary.
+GATE_PRIOR_SD = 2.0
+#: Inverse regularisation of the head (unit-norm vectors: C=1 shrinks too hard and under-calibrates).
+HEAD_C = 10.0
+#: Weight of the head's log-probabilities next to the anchor scores' log-softmax (temperature below).
+HEAD_WEIGHT = 1.0
+ANCHOR_TEMPERATURE = 0.05
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
+def estimate_base_rate(harm_score: np.ndarray, prior: float = CALIBRATION_PRIOR, iters: int = 500,
+                       tol: float = 1e-7) -> float:
+    """EM estimate of the share of harmful prompts (Saerens et al. 2002) from calibrated P(harm | x) under ``prior``.
+
+    Hand-written (12 lines) rather than ``quapy.method.aggregative.EMQ.EM``: the audit then needs no quantification
+    library at run time; the tests check both agree.
+    """
+    p = np.clip(np.asarray(harm_score, dtype=np.float64), 1e-9, 1 - 1e-9)
+    if not len(p):
+        return prior
+    pi = prior
+    for _ in range(iters):
+        a = pi / prior * p
+        b = (1 - pi) / (1 - prior) * (1 - p)
+        new = float(np.mean(a / (a + b)))
+        if abs(new - pi) < tol:
+            pi = new
+            break
+        pi = new
+    return pi
+
+
+def base_rate_offset(harm_score: np.ndarray, scale: float, prior: float = CALIBRATION_PRIOR) -> tuple[float, float]:
+    """(offset on relevance, estimated harmful share): the boundary for this set's base rate, never below the
+    shipped one.  relevance ≥ offset is anchored."""
+    pi = estimate_base_rate(harm_score, prior)
+    shift = min(max(_logit(prior) - _logit(pi), 0.0), MAX_BASE_RATE_SHIFT)
+    return float(shift * scale), pi
+
+
+def refit_gate(relevance: np.ndarray, harmful: np.ndarray, scale: float, prior_offset: float,
+               prior_sd: float = GATE_PRIOR_SD) -> float:
+    """MAP offset b (relevance ≥ b anchored) from labelled prompts: P(harm) = σ((r − b) / scale), Gaussian prior on
+    b / scale around ``prior_offset`` / scale.  Classes are weighted equally, as in the shipped calibration, so an
+    informative slice crowded near the boundary does not tilt it.  Solved by a bounded 1-D search (convex)."""
+    from scipy.optimize import minimize_scalar
+
+    r = np.asarray(relevance, dtype=np.float64) / scale
+    y = np.asarray(harmful, dtype=bool)
+    if not len(r):
+        return prior_offset
+    n1, n0 = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    w = np.where(y, 0.5 / n1, 0.5 / n0) * len(y)
+    b0 = prior_offset / scale
+
+    def loss(b: float) -> float:
+        z = r - b
+        nll = np.where(y, np.logaddexp(0.0, -z), np.logaddexp(0.0, z))
+        return float((w * nll).sum() + 0.5 * ((b - b0) / prior_sd) ** 2)
+
+    res = minimize_scalar(loss, bounds=(b0 - 3 * prior_sd - 10, b0 + 3 * prior_sd + 10), method="bounded")
+    return float(res.x) * scale
+
+
+def anchor_log_softmax(scores: np.ndarray, temperature: float = ANCHOR_TEMPERATURE) -> np.ndarray:
+    z = scores.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@dataclass
+class LabelHead:
+    """Logistic regression over leaf principles on frozen embeddings, anchor vectors as extra rows."""
+
+    anchors: AnchorSet
+    c: float = HEAD_C
+    weight: float = HEAD_WEIGHT
+
+    def log_proba(self, vectors: np.ndarray, x_lab: np.ndarray, y_lab: np.ndarray) -> np.ndarray:
+        """(n, K) log-probabilities of the leaf principles for ``vectors`` (K = number of leaves), trained on
+        ``x_lab`` / ``y_lab`` (leaf indices) plus the anchor rows."""
+        from sklearn.linear_model import LogisticRegression
+
+        k = self.anchors.n_principles
+        x = np.vstack([self.anchors.vectors, x_lab]).astype(np.float32)
+        y = np.concatenate([self.anchors.owner, y_lab]).astype(np.int64)
+        out = np.full((len(vectors), k), -np.inf)
+        present = np.unique(y)
+        if len(present) < 2:
+            out[:, present] = 0.0
+            return out
+        lr = LogisticRegression(C=self.c, class_weight="balanced", max_iter=2000)
+        lr.fit(x, y)
+        out[:, lr.classes_] = lr.predict_log_proba(np.asarray(vectors, dtype=np.float32))
+        return out
+
+    def predict(self, vectors: np.ndarray, scores: np.ndarray, x_lab: np.ndarray, y_lab: np.ndarray) -> np.ndarray:
+        """Leaf index per row: argmax of head log-probability · weight + anchor log-softmax."""
+        lp = self.log_proba(vectors, x_lab, y_lab)
+        return (self.weight * lp + anchor_log_softmax(scores)).argmax(axis=1)
+
+
+@dataclass
+class LabelModel:
+    """Everything one labelled prediction needs, fixed per audit: the vectors, anchor scores, harm relevance, the
+    unlabelled assignment and the gate's unlabelled boundary.  :meth:`predict` trains on any subset of the labels,
+    so the estimates can cross-fit (a label never grades a model that learned from it)."""
+
+    vectors: np.ndarray
+    scores: np.ndarray  # (n, K) max cosine per leaf principle
+    relevance: np.ndarray | None  # (n,) harm relevance (None: legacy rule, gate left alone)
+    base_best: np.ndarray  # (n,) leaf index of the unlabelled (refined) assignment
+    base_anchored: np.ndarray  # (n,) bool, the unlabelled gate
+    anchors: AnchorSet
+    scale: float = 1.0
+    offset0: float = 0.0  # the unlabelled boundary on relevance (base-rate offset)
+
+    @property
+    def none_class(self) -> int:
+        return self.anchors.n_principles
+
+    def predict(self, train_idx: np.ndarray, train_y: np.ndarray, rows: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, float]:
+        """(class per row of ``rows`` (all prompts when None), K = none; the gate offset used) learned from the
+        labelled prompts ``train_idx`` with classes ``train_y``."""
+        rows = np.arange(len(self.vectors)) if rows is None else rows
+        k = self.none_class
+        harmful = train_y != k
+        offset = self.offset0
+        if self.relevance is not None:
+            if harmful.any() and (~harmful).any():
+                offset = refit_gate(self.relevance[train_idx], harmful, self.scale, self.offset0)
+            anchored = self.relevance[rows] >= offset
+        else:
+            anchored = self.base_anchored[rows]
+        if harmful.any():
+            head = LabelHead(self.anchors)
+            best = head.predict(self.vectors[rows], self.scores[rows], self.vectors[train_idx[harmful]],
+                                train_y[harmful])
+        else:
+            best = self.base_best[rows]
+        return np.where(anchored, best, k), offset
