@@ -100,6 +100,10 @@ def test_keyboard_labelling_download_and_round_trip(browser: Any, reviewed: tupl
         got = tmp_path / "labelled.jsonl"
         download.save_as(got)
         assert errors == [] and blocked == [] and page.evaluate("() => window.__alerts") == []
+        page.reload(wait_until="load")  # labels survive a reload (kept in this browser's storage)
+        page.wait_for_selector("#choices .choice")
+        assert f"{len(expected)} labelled" in page.inner_text("#progress")
+        assert page.evaluate("() => window.reviewJsonl()") == got.read_text("utf-8")
     finally:
         page.close()
 
