@@ -156,68 +156,58 @@ def _informative(n: int, *, unsure: np.ndarray, anchors: Sequence[str | None], e
     """Uncertain prompts, round-robin over suggested anchors, farthest-first within an anchor (k-center), spread
     over clusters, near-duplicates of anything picked or reviewed skipped.  Anchors with fewer than
     :data:`MIN_PER_ANCHOR` labels among ``first`` (the random slice) are served first from all their prompts."""
-    groups = np.array(["\x00none" if a is None else str(a) for a in anchors], dtype=object)
+    names = sorted({a for a in anchors if a is not None})
+    code_of = {a: j for j, a in enumerate(names)}
+    none = len(names)  # the unanchored prompts form one more group
+    groups = np.array([none if a is None else code_of[a] for a in anchors], dtype=np.int64)
     cand_mask = eligible.copy()
     cand_mask[taken] = False
     order = np.flatnonzero(cand_mask)
     order = order[np.argsort(unsure[order], kind="stable")]
-    uncertain_pool = order[: POOL_FACTOR * n]
-    have = {g: int(c) for g, c in zip(*np.unique(groups[first], return_counts=True), strict=True)} if len(first) else {}
+    have = np.bincount(groups[first], minlength=none + 1) if len(first) else np.zeros(none + 1, dtype=np.int64)
     # rare anchors: each anchored group short of MIN_PER_ANCHOR draws from all its candidates (most uncertain first)
-    short = [g for g in dict.fromkeys(groups[order]) if g != "\x00none" and have.get(g, 0) < MIN_PER_ANCHOR]
-    extra = [i for g in short for i in order[groups[order] == g][: POOL_FACTOR * MIN_PER_ANCHOR]]
-    cand = np.array(list(dict.fromkeys([*extra, *uncertain_pool.tolist()])), dtype=np.int64)
+    present = np.zeros(none + 1, dtype=bool)
+    present[groups[order]] = True
+    short = [g for g in range(none) if present[g] and have[g] < MIN_PER_ANCHOR]
+    extra = [order[groups[order] == g][: POOL_FACTOR * MIN_PER_ANCHOR] for g in short]
+    cand = np.array(list(dict.fromkeys(np.concatenate([*extra, order[: POOL_FACTOR * n]]).tolist())), dtype=np.int64)
     if len(cand) == 0:
         return np.zeros(0, dtype=np.int64)
+    near = np.full(len(cand), -1.0, dtype=np.float32)
     cvec = None if vectors is None else np.asarray(vectors[cand], dtype=np.float32)
-    if cvec is not None and len(taken):
-        near = np.full(len(cand), -1.0, dtype=np.float32)
+    if cvec is not None:
         for s in range(0, len(taken), 4096):  # max cosine to everything already picked or reviewed
             near = np.maximum(near, (cvec @ np.asarray(vectors[taken[s:s + 4096]], dtype=np.float32).T).max(1))
-    else:
-        near = np.full(len(cand), -1.0, dtype=np.float32)
-    cl = np.full(len(cand), -1, dtype=np.int64) if clusters is None else np.asarray(clusters)[cand]
-    cl_used: dict[int, int] = {}
+    cl = np.full(len(cand), -1, dtype=np.int64) if clusters is None else np.asarray(clusters, dtype=np.int64)[cand]
+    cl_used = np.zeros(int(cl.max(initial=-1)) + 2, dtype=np.int64)  # picks per cluster, slot 0 = noise (never counted)
     alive = near < DUPLICATE_COSINE
     cgroups = groups[cand]
-    need = {g: max(0, MIN_PER_ANCHOR - have.get(g, 0)) for g in short}
+    need = {g: MIN_PER_ANCHOR - int(have[g]) for g in short}
+    picked_per_group = np.zeros(none + 1, dtype=np.int64)
     picks: list[int] = []
     rank = _ranks(unsure[cand])
     while len(picks) < n and alive.any():
-        pending = [g for g in short if need[g] > 0 and (alive & (cgroups == g)).any()]
+        alive_groups = np.unique(cgroups[alive])
+        pending = [g for g in short if need[g] > 0 and g in alive_groups]
         if pending:
             ring = pending
-        else:
-            counts = {g: 0 for g in dict.fromkeys(cgroups[alive])}
-            for j in picks:
-                g = groups[j]
-                if g in counts:
-                    counts[g] += 1
-            low = min(counts.values())
-            ring = [g for g in counts if counts[g] == low]
-        # among the groups with the fewest picks, the candidate farthest from everything chosen, in a cluster
-        # picked least often, then the least sure
-        best, best_key = -1, None
-        for g in ring:
-            idx = np.flatnonzero(alive & (cgroups == g))
-            if not len(idx):
-                continue
-            used = np.array([cl_used.get(int(c), 0) if c >= 0 else 0 for c in cl[idx]])
-            key = np.lexsort((rank[idx], near[idx], used))[0]
-            cand_key = (used[key], float(near[idx[key]]), float(rank[idx[key]]))
-            if best_key is None or cand_key < best_key:
-                best, best_key = int(idx[key]), cand_key
-        if best < 0:
-            break
-        j = int(cand[best])
-        picks.append(j)
+        else:  # round-robin: the groups with the fewest picks so far
+            low = picked_per_group[alive_groups].min()
+            ring = [int(g) for g in alive_groups if picked_per_group[g] == low]
+        # within those groups: the candidate in a cluster picked least often, farthest from everything chosen
+        # (k-center), then the least sure
+        idx = np.flatnonzero(alive & np.isin(cgroups, ring))
+        used = cl_used[cl[idx] + 1]
+        best = int(idx[np.lexsort((rank[idx], near[idx], used))[0]])
+        picks.append(int(cand[best]))
         alive[best] = False
-        if cgroups[best] in need:
-            need[cgroups[best]] -= 1
+        g = int(cgroups[best])
+        picked_per_group[g] += 1
+        if g in need:
+            need[g] -= 1
         if cl[best] >= 0:
-            cl_used[int(cl[best])] = cl_used.get(int(cl[best]), 0) + 1
+            cl_used[cl[best] + 1] += 1
         if cvec is not None:
-            sim = cvec @ cvec[best]
-            near = np.maximum(near, sim)
+            near = np.maximum(near, cvec @ cvec[best])
             alive &= near < DUPLICATE_COSINE
     return np.asarray(picks, dtype=np.int64)
