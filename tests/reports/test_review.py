@@ -148,3 +148,27 @@ def test_bad_n_refused(audited: tuple[Path, Path], tmp_path: Path, n: str,
                        run_cli: Callable[..., tuple[int, str, str]]) -> None:
     code, _, stderr = run_cli("review", audited[1], "--out", tmp_path / "r.jsonl", "--n", n)
     assert code == 2 and "--n" in stderr and not (tmp_path / "r.jsonl").exists()
+
+
+def test_page_embeds_hostile_text_inertly() -> None:
+    import json as _json
+
+    from data_advisor.reports.review_page import render_review_page
+    from tests.reports.synthetic import HOSTILE, HOSTILE_ANCHOR_NAME
+
+    texts = [*HOSTILE, "line\u2028separator\u2029 <!-- comment", "</SCRIPT ><script>alert(9)</script>"]
+    rows = [{"id": f"h{i}", "text": t, "suggested": None, "margin": 0.1, "why": "random", "label": None}
+            for i, t in enumerate(texts)]
+    lines = [_json.dumps(r, ensure_ascii=False) for r in rows]
+    page = render_review_page(lines, rows, [("w", HOSTILE_ANCHOR_NAME)], title="<b>t</b>")
+    block = page.split('id="review-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block and ">" not in block and "\u2028" not in block and "\u2029" not in block
+    decoded = _json.loads(block)
+    assert [r["text"] for r in decoded["rows"]] == texts and decoded["lines"] == lines
+    assert decoded["choices"] == [{"id": "w", "name": HOSTILE_ANCHOR_NAME}]
+    assert "<title>&lt;b&gt;t&lt;/b&gt;</title>" in page
+    # only the page's own script may run: a Content-Security-Policy with a nonce, carried by exactly one script
+    nonce = page.split("script-src 'nonce-", 1)[1].split("'", 1)[0]
+    assert page.count(f'<script nonce="{nonce}">') == 1 and page.count("<script") == 2
+    with pytest.raises(ValueError):
+        render_review_page([line.replace('"label": null', '"label": "w"') for line in lines], rows, [])
