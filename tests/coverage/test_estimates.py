@@ -155,3 +155,28 @@ def test_labels_improve_unreviewed_prompts_and_estimates_hold_the_truth(datasets
               for c in est["anchors"]]
     assert np.mean(inside) >= 0.8
     assert abs(sum(a["share"] for a in est["anchors"].values()) - 1.0) < 1e-6
+
+
+def test_labelled_audit_base_carries_labels_into_the_monitor(tmp_path: Path, sample_prompts: list[str],
+                                                             embedder) -> None:
+    """`--base AUDIT` from a labelled audit: reviewed prompts keep their labels in generate / curate's monitor."""
+    from data_advisor.advisor.base import load_base
+    from data_advisor.advisor.monitor import CoverageMonitor
+    from data_advisor.api import audit
+    from data_advisor.data import PromptSet
+
+    prompts = PromptSet.from_texts(sample_prompts)
+    ids = prompts.ids
+    f = _labels_file(tmp_path / "review.jsonl", [(ids[0], "child-abuse", "random"), (ids[1], "none", "random")])
+    audit(prompts, out=tmp_path / "a", embedder=embedder, cluster=False, render_html=False, labels=f)
+    base = load_base(tmp_path / "a")
+    assert base.anchor_ids is not None
+    assert base.anchor_ids[0] == "child-abuse" and base.anchor_ids[1] is None
+    monitor = CoverageMonitor(load_taxonomy("catqa-11"), embedder)
+    a = monitor.add_base(base.ids, base.texts, embedder.encode(base.texts), anchor_ids=base.anchor_ids)
+    assert a.anchor_id(0) == "child-abuse" and a.anchor_id(1) is None
+    got = [json.loads(ln)["anchor_id"] for ln in (tmp_path / "a" / "assignments.jsonl").open()]
+    assert [a.anchor_id(i) for i in range(len(got))] == got  # the monitor starts from the labelled audit's counts
+    # an unlabelled audit folder carries nothing
+    audit(prompts, out=tmp_path / "b", embedder=embedder, cluster=False, render_html=False)
+    assert load_base(tmp_path / "b").anchor_ids is None
