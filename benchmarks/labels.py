@@ -134,7 +134,7 @@ def run_labelled(audit: Audit, spec: Any, tax: Any, gold: list[str], vecs: np.nd
         truth_acc = float(np.mean([pred1[i] == gold[i] for i in un]))
         est = res.estimates
         row: dict[str, Any] = {
-            "draw": d, "n_labels": len(labels), "n_random": int(len(rand)), "seconds_apply": round(secs, 3),
+            "draw": d, "n_labels": len(labels), "n_random": len(rand), "seconds_apply": round(secs, 3),
             "macro_f1_unreviewed_no_labels": round(macro_f1(g_un, [pred0[i] for i in un], classes), 4),
             "macro_f1_unreviewed_labels": round(macro_f1(g_un, [pred1[i] for i in un], classes), 4),
             "true_accuracy_unreviewed": round(truth_acc, 4),
@@ -146,6 +146,8 @@ def run_labelled(audit: Audit, spec: Any, tax: Any, gold: list[str], vecs: np.nd
                 "est_accuracy": round(est["accuracy"]["value"], 4), "acc_ci95": [round(lo, 4), round(hi, 4)],
                 "acc_ci_width": round(hi - lo, 4), "acc_ci_contains_truth": bool(lo <= truth_acc <= hi),
                 "share_mae_uncorrected": round(float(np.mean([abs(raw[c] - gold_share[c]) for c in gold_share])), 4),
+                "share_mae_unlabelled_audit": round(float(np.mean([abs(pred0.count(c) / len(gold) - gold_share[c])
+                                                                   for c in gold_share])), 4),
                 "share_mae_corrected": round(float(np.mean([abs(est["anchors"][c]["share"] - gold_share[c])
                                                             for c in gold_share])), 4),
                 "share_ci_coverage": round(float(np.mean([est["anchors"][c]["ci95"][0] - 1e-9 <= gold_share[c]
@@ -194,6 +196,77 @@ def run_mixed(audit: Audit, b: Any, vecs: np.ndarray, draws: int, seed: int) -> 
     return row
 
 
+def cost(ds: Path, seed: int, quick: bool) -> dict[str, Any]:
+    """Seconds of a re-audit (embeddings and clusters cached) without and with labels, through the public API with
+    default settings (discovery on, HTML off), best of ``repeats``; the ratio is the acceptance number."""
+    import json
+    import tempfile
+
+    from data_advisor.api import audit
+
+    texts = [t for s in S.labelled_sets(ds)[:2] for t in s.texts] + S.alpaca(ds, "test", 300 if quick else 2000,
+                                                                              seed)
+    texts = list(dict.fromkeys(texts))
+    repeats = 1 if quick else 3
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "prompts.jsonl"
+        src.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(texts)), "utf-8")
+        audit(src, out=Path(tmp) / "warm", render_html=False)  # fills the embedding and cluster caches
+        rows = [json.loads(x) for x in (Path(tmp) / "warm" / "assignments.jsonl").open()]
+        rng = np.random.default_rng(seed)
+        pick_ = rng.choice(len(rows), size=LABELS_PER_PRINCIPLE * 11, replace=False)
+        with (Path(tmp) / "review.jsonl").open("w") as fh:
+            for j, i in enumerate(pick_):
+                r = rows[i]
+                fh.write(json.dumps({"id": r["id"], "text": r["text"], "suggested": r["anchor_id"],
+                                     "margin": r["margin"], "why": "random" if j < 30 else "informative",
+                                     "label": r["anchor_id"] or "none"}) + "\n")
+        times: dict[str, list[float]] = {"unlabelled": [], "labelled": []}
+        for _ in range(repeats):
+            for kind in times:
+                extra = {"labels": Path(tmp) / "review.jsonl"} if kind == "labelled" else {}
+                t0 = time.perf_counter()
+                audit(src, out=Path(tmp) / kind, render_html=False, **extra)
+                times[kind].append(time.perf_counter() - t0)
+    best = {k: min(v) for k, v in times.items()}
+    return {"n_prompts": len(texts), "n_labels": len(pick_), "seconds_best": {k: round(v, 3) for k, v in best.items()},
+            "ratio_labelled_over_unlabelled": round(best["labelled"] / best["unlabelled"], 3), "repeats": repeats}
+
+
+def base_rate_grid(audit: Audit, ds: Path, seed: int, quick: bool) -> dict[str, Any]:
+    """F1 of anchored vs harmful on each harmful + Alpaca mix for the base-rate posterior τ, and τ picked
+    leave-one-dataset-out (the mix of the held-out group scored with the τ best on the others)."""
+    from data_advisor.coverage.assign import AnchorAssigner
+    from data_advisor.coverage.labelled import MAX_BASE_RATE_SHIFT, estimate_base_rate, logit
+    from data_advisor.coverage.taxonomy import load_taxonomy
+
+    taus = [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5]
+    tax = load_taxonomy("catqa-11")
+    per: dict[str, Any] = {}
+    for b in S.binary_sets(ds, n_alpaca=300 if quick else 2000, seed=seed):
+        if "+alpaca" not in b.key:
+            continue
+        vecs = audit.embedder.encode(b.texts)
+        a = AnchorAssigner().fit(audit.anchors(tax, b.beside)).assign(vecs)
+        y = np.asarray(b.y)
+        pi = estimate_base_rate(a.harm_score)
+        scale = float(a.settings["harm_scale"])
+        f1s = []
+        for t in taus:
+            shift = min(max(-logit(pi) + logit(t), 0.0), MAX_BASE_RATE_SHIFT) * scale
+            f1s.append(f1_harm(np.asarray(a.harm_relevance) >= shift, y)["f1"])
+        per[b.key] = {"group": b.group, "f1_by_tau": dict(zip(map(str, taus), f1s, strict=True)),
+                      "shipped_f1": f1_harm(np.asarray(a.anchored), y)["f1"]}
+    lodo = {}
+    for key, row in per.items():
+        others = [r for k, r in per.items() if r["group"] != row["group"]]
+        best = max(taus, key=lambda t: float(np.mean([r["f1_by_tau"][str(t)] for r in others])))
+        lodo[key] = {"tau": best, "f1": row["f1_by_tau"][str(best)], "shipped_f1": row["shipped_f1"]}
+    return {"taus": taus, "per_set": per, "lodo": lodo,
+            "lodo_mean_f1": round(float(np.mean([r["f1"] for r in lodo.values()])), 4),
+            "shipped_mean_f1": round(float(np.mean([r["shipped_f1"] for r in lodo.values()])), 4)}
+
+
 def main() -> None:
     p = C.base_parser(__doc__)
     p.add_argument("--draws", type=int, default=3, help="reviewer simulations per set")
@@ -233,7 +306,12 @@ def main() -> None:
             continue
         C.log(f"mixed {b.key}")
         mixed.append({"set": b.key, **run_mixed(audit, b, audit.embedder.encode(b.texts), draws, args.seed)})
+    C.log("base-rate posterior, leave-one-dataset-out")
+    grid = base_rate_grid(audit, ds, args.seed, args.quick)
+    C.log("cost of a labelled re-audit")
+    cost_row = cost(ds, args.seed, args.quick)
     C.emit(SCRIPT, args, {"labelled": labelled, "unanchored_all_harmful": unanchored, "mixed": mixed,
+                          "base_rate_grid": grid, "cost": cost_row,
                           "labels_per_principle": LABELS_PER_PRINCIPLE, "min_random_slice": MIN_RANDOM_SLICE},
            started=started)
 

@@ -433,7 +433,8 @@ def build_report(
         estimates=estimates,
         warnings=[w.to_dict() for w in audit_warnings(
             taxonomy=taxonomy, leaf_counts=counts, n_prompts=n, n_unanchored=n_un, source=str(prompts.source or ""),
-            harm_calibrated=bool(assignments.settings.get("harm_calibrated", True)), model_id=model_id)],
+            harm_calibrated=bool(assignments.settings.get("harm_calibrated", True)), model_id=model_id,
+            labelled=isinstance(estimates, dict))],
     )
 
 

@@ -12,9 +12,14 @@ label is graded by a model trained without it (5 folds), slightly pessimistic (e
   prediction-powered "rectifier" (Angelopoulos et al., Science 2023): share among unreviewed prompts = predicted share
   + mean(true − predicted) on the cross-fitted random slice.  It is adjusted classify-and-count without inverting a
   confusion matrix: QuaPy's ACC inverts a K×K matrix estimated from ~3 labels per column, which the brief measured to
-  add more noise than it removes at these sizes (MAE 0.082 vs 0.042), so it is not used.  Interval: percentile
-  bootstrap of that estimator (random slice and unreviewed predictions resampled), joined with the Wilson interval of
-  the random slice's own share, because with 0–1 random hits on a rare principle the bootstrap sees no variance.
+  add more noise than it removes at these sizes (MAE 0.082 vs 0.042), so it is not used.  At ~30 random labels the
+  plain rectifier still added noise to an already good labelled assignment (share MAE 1.59× classify-and-count on
+  the shared sets), so it is shrunk toward zero by positive-part James–Stein (1.10×, and it keeps a large correction
+  where the assignment is clearly biased).  Interval: the union of the percentile bootstrap intervals (random slice
+  and unreviewed predictions resampled) of that estimator and of the unshrunk correction: the shrunk one alone held
+  the gold share in 94 % of per-class intervals on average (mean width 0.11) but in 69 % on one draw where shrinkage
+  dropped a real bias; the unshrunk one carries the correction's full uncertainty (joining the random slice's Wilson
+  interval instead gave 99.5 % at twice the width).
   Reviewed prompts are counted exactly: share = (labelled count + estimated unreviewed count) / N.
 """
 
@@ -33,6 +38,10 @@ from data_advisor.coverage.labels import NONE_LABEL, LabelMatch, ReviewLabels
 N_FOLDS = 5
 #: Bootstrap resamples of the share intervals.
 N_BOOT = 400
+#: A class with at most this many random-slice labels or predictions (true or cross-fitted) gets the Wilson bound on
+#: its correction as well: with 0–2 such events the bootstrap sees almost no variance and under-covers (the brief
+#: measured 0.67 for a 1.3 % anchor at 65 labels).
+FEW_EVENTS = 1
 #: Fewest random labels for estimates; below this the report says "unverified" with the reason.
 MIN_RANDOM = 10
 
@@ -46,6 +55,21 @@ def wilson(k: float, n: int, z: float = 1.959964) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / den
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
     return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def shrunk_rectifier(diff: np.ndarray) -> np.ndarray:
+    """Positive-part James–Stein shrinkage of the mean rectifier (true − predicted one-hot, per class) toward 0.
+
+    ``diff`` is (n, C).  The factor 1 − (C − 2)·σ̄² / ‖mean‖² keeps the correction where the measured confusion is
+    large next to its own noise (a biased assignment) and drops it where it is mostly noise (a good one)."""
+    n, c = diff.shape
+    if n < 2:
+        return np.zeros(c)
+    mean = diff.mean(axis=0)
+    noise = float((diff.var(axis=0, ddof=1) / n).mean())
+    norm = float((mean ** 2).sum())
+    factor = max(0.0, 1.0 - max(c - 2, 1) * noise / norm) if norm > 0 else 0.0
+    return factor * mean
 
 
 def cross_fit(model: LabelModel, match: LabelMatch, seed: int) -> np.ndarray:
@@ -82,26 +106,34 @@ def compute_estimates(model: LabelModel, match: LabelMatch, pred: np.ndarray, cl
     pu = np.eye(c)[pred[unrev]] if len(unrev) else np.zeros((0, c))
     yr, fr = np.eye(c)[y_r], np.eye(c)[oof]
 
-    def shares(pu_: np.ndarray, yr_: np.ndarray, fr_: np.ndarray) -> np.ndarray:
-        est = (pu_.mean(axis=0) if len(pu_) else np.zeros(c)) + (yr_ - fr_).mean(axis=0)
+    def shares(pu_: np.ndarray, yr_: np.ndarray, fr_: np.ndarray, shrink: bool = True) -> np.ndarray:
+        diff = yr_ - fr_
+        est = (pu_.mean(axis=0) if len(pu_) else np.zeros(c)) + (shrunk_rectifier(diff) if shrink else diff.mean(0))
         est = np.clip(est, 0.0, 1.0)
         est = est / est.sum() if est.sum() > 0 else est
         return (lab_counts + len(unrev) * est) / n
 
     point = shares(pu, yr, fr)
     rng = np.random.default_rng(seed)
-    boots = np.empty((N_BOOT, c))
+    boots = np.empty((2, N_BOOT, c))  # the shrunk estimator and the full correction, same resamples
     for b in range(N_BOOT):
         i = rng.integers(0, n_r, n_r)
         u = rng.integers(0, len(unrev), len(unrev)) if len(unrev) else np.zeros(0, dtype=np.int64)
-        boots[b] = shares(pu[u], yr[i], fr[i])
-    b_lo, b_hi = np.percentile(boots, [2.5, 97.5], axis=0)
+        boots[0, b] = shares(pu[u], yr[i], fr[i])
+        boots[1, b] = shares(pu[u], yr[i], fr[i], shrink=False)
+    pct = np.percentile(boots, [2.5, 97.5], axis=1)  # (2 bounds, 2 estimators, c)
+    b_lo, b_hi = pct[0].min(axis=0), pct[1].max(axis=0)
     anchors: dict[str, Any] = {}
     raw = np.bincount(pred, minlength=c) / n
     for j, cid in enumerate(class_ids):
-        w_lo, w_hi = wilson(float(yr[:, j].sum()), n_r)
-        lo_j = min(float(b_lo[j]), w_lo, float(point[j]))
-        hi_j = max(float(b_hi[j]), w_hi, float(point[j]))
+        lo_j = min(float(b_lo[j]), float(point[j]))
+        hi_j = max(float(b_hi[j]), float(point[j]))
+        if int(((yr[:, j] + fr[:, j]) > 0).sum()) <= FEW_EVENTS:  # the bootstrap sees ~no variance: bound the
+            missed = float((yr[:, j] * (1 - fr[:, j])).sum())      # rectifier by Wilson on misses and false hits
+            false = float((fr[:, j] * (1 - yr[:, j])).sum())
+            base = float(pu[:, j].mean()) if len(unrev) else 0.0
+            lo_j = min(lo_j, float(lab_counts[j] + len(unrev) * max(0.0, base - wilson(false, n_r)[1])) / n)
+            hi_j = max(hi_j, float(lab_counts[j] + len(unrev) * min(1.0, base + wilson(missed, n_r)[1])) / n)
         floor = lab_counts[j] / n  # reviewed prompts are known exactly
         anchors[cid] = {"share": float(point[j]), "ci95": [max(lo_j, floor), max(hi_j, floor)],
                         "raw_share": float(raw[j])}
@@ -111,7 +143,8 @@ def compute_estimates(model: LabelModel, match: LabelMatch, pred: np.ndarray, cl
         "anchors": anchors,
         "n_labels": len(match.idx), "n_random": n_r, "n_informative": int((~match.random).sum()),
         "method": ("random-slice labels only, 5-fold cross-fitted; accuracy: Wilson 95%; shares of all prompts: "
-                   "rectified classify-and-count (PPI λ=1) with bootstrap ∪ Wilson 95% intervals"),
+                   "classify-and-count plus the James-Stein-shrunk PPI rectifier; 95% intervals: union of the percentile "
+                   "bootstrap intervals of the shrunk and the unshrunk correction"),
     }
 
 

@@ -28,6 +28,10 @@ from data_advisor.coverage.assign import AnchorSet
 
 #: Prior of the harm calibration: ``benchmarks/fit_harm.py`` fits the logistic scale with balanced classes.
 CALIBRATION_PRIOR = 0.5
+#: The base-rate boundary anchors a prompt when its prior-adjusted P(harmful | x) reaches this.  Below 0.5 because
+#: the audit's use is F1-like (missing a harmful prompt costs more than one false alarm, as in the shipped fit); 0.3
+#: was picked leave-one-dataset-out on the shared harmful + Alpaca mixes (every fold picked it; benchmarks/labels.py).
+BASE_RATE_POSTERIOR = 0.3
 #: Largest upward move of the boundary from the base-rate estimate, in units of the logistic scale (log-odds):
 #: an estimate near 0 would otherwise push the boundary to infinity and leave genuinely harmful prompts unanchored.
 MAX_BASE_RATE_SHIFT = 4.0
@@ -36,11 +40,12 @@ GATE_PRIOR_SD = 2.0
 #: Inverse regularisation of the head (unit-norm vectors: C=1 shrinks too hard and under-calibrates).
 HEAD_C = 10.0
 #: Weight of the head's log-probabilities next to the anchor scores' log-softmax (temperature below).
-HEAD_WEIGHT = 1.0
+HEAD_WEIGHT = 3.0
 ANCHOR_TEMPERATURE = 0.05
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    """log(p / (1 − p)), p clipped away from 0 and 1."""
     p = min(max(p, 1e-6), 1 - 1e-6)
     return float(np.log(p / (1 - p)))
 
@@ -67,11 +72,14 @@ def estimate_base_rate(harm_score: np.ndarray, prior: float = CALIBRATION_PRIOR,
     return pi
 
 
-def base_rate_offset(harm_score: np.ndarray, scale: float, prior: float = CALIBRATION_PRIOR) -> tuple[float, float]:
+def base_rate_offset(harm_score: np.ndarray, scale: float, prior: float = CALIBRATION_PRIOR,
+                     posterior: float = BASE_RATE_POSTERIOR) -> tuple[float, float]:
     """(offset on relevance, estimated harmful share): the boundary for this set's base rate, never below the
-    shipped one.  relevance ≥ offset is anchored."""
+    shipped one.  relevance ≥ offset is anchored: the prior-adjusted posterior
+    σ(relevance / scale + logit π̂ − logit prior) reaches ``posterior``, so the boundary moves only for sets estimated
+    less than ``posterior`` harmful (all-harmful sets keep the shipped boundary)."""
     pi = estimate_base_rate(harm_score, prior)
-    shift = min(max(_logit(prior) - _logit(pi), 0.0), MAX_BASE_RATE_SHIFT)
+    shift = min(max(logit(prior) - logit(pi) + logit(posterior), 0.0), MAX_BASE_RATE_SHIFT)
     return float(shift * scale), pi
 
 
@@ -112,6 +120,8 @@ class LabelHead:
     anchors: AnchorSet
     c: float = HEAD_C
     weight: float = HEAD_WEIGHT
+    label_weight: float = 1.0  # sample weight of a labelled prompt relative to one anchor row
+    temperature: float = ANCHOR_TEMPERATURE
 
     def log_proba(self, vectors: np.ndarray, x_lab: np.ndarray, y_lab: np.ndarray) -> np.ndarray:
         """(n, K) log-probabilities of the leaf principles for ``vectors`` (K = number of leaves), trained on
@@ -126,15 +136,18 @@ class LabelHead:
         if len(present) < 2:
             out[:, present] = 0.0
             return out
+        sw = np.concatenate([np.ones(len(self.anchors.owner)), np.full(len(y_lab), self.label_weight)])
         lr = LogisticRegression(C=self.c, class_weight="balanced", max_iter=2000)
-        lr.fit(x, y)
+        lr.fit(x, y, sample_weight=sw)
         out[:, lr.classes_] = lr.predict_log_proba(np.asarray(vectors, dtype=np.float32))
         return out
 
     def predict(self, vectors: np.ndarray, scores: np.ndarray, x_lab: np.ndarray, y_lab: np.ndarray) -> np.ndarray:
         """Leaf index per row: argmax of head log-probability · weight + anchor log-softmax."""
         lp = self.log_proba(vectors, x_lab, y_lab)
-        return (self.weight * lp + anchor_log_softmax(scores)).argmax(axis=1)
+        if self.temperature <= 0:
+            return lp.argmax(axis=1)
+        return (self.weight * lp + anchor_log_softmax(scores, self.temperature)).argmax(axis=1)
 
 
 @dataclass
@@ -165,7 +178,7 @@ class LabelModel:
         harmful = train_y != k
         offset = self.offset0
         if self.relevance is not None:
-            if harmful.any() and (~harmful).any():
+            if len(train_idx):  # one class only still teaches: all-harmful labels lower the boundary
                 offset = refit_gate(self.relevance[train_idx], harmful, self.scale, self.offset0)
             anchored = self.relevance[rows] >= offset
         else:
