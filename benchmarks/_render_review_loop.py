@@ -3,7 +3,22 @@ different benchmarks merge without touching each other)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cli_doc() -> dict[str, Any] | None:
+    """``review_loop.py --cli``'s result (the full run's, else the quick one's), or None."""
+    for name in ("review_loop_cli.json", "review_loop_cli.quick.json"):
+        p = RESULTS / name
+        if p.exists():
+            doc = json.loads(p.read_text("utf-8"))
+            doc["_file"] = f"results/{name}"
+            return doc
+    return None
 
 
 def _f(x: Any, d: int = 3) -> str:
@@ -22,7 +37,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
+def summary_rows(doc: dict[str, Any], cli: dict[str, Any] | None = None) -> list[list[str]]:
     """Rows for the summary table: default-n macro-F1 before → after, and the estimate checks."""
     rows = []
     s = doc["summary"]
@@ -44,10 +59,16 @@ def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
                      f"{_f(k['acc_ci_contains_truth_rate'], 2)}), mean width {_f(k['acc_ci_width_mean'], 2)} (max "
                      f"{_f(k['acc_ci_width_max'], 2)}); {_f(k['share_mae_uncorrected'], 3)} → "
                      f"{_f(k['share_mae_corrected'], 3)}; {_f(100 * k['share_ci_coverage'], 0)}%", doc["mode"]])
+    if cli and cli.get("runs"):
+        ratios = [r["labelled_vs_plain_reaudit"] for r in cli["runs"]]
+        rows.append(["Labelled re-audit (`audit --labels`) vs unlabelled re-audit, embeddings and clusters cached",
+                     f"{_f(min(ratios), 1)}–{_f(max(ratios), 1)}× ("
+                     + "; ".join(f"{r['set']} {r['taxonomy']} {_f(r['reaudit_s'], 1)} s → {_f(r['labelled_reaudit_s'], 1)} s"
+                                 for r in cli["runs"]) + ")", cli["mode"]])
     return rows
 
 
-def section(doc: dict[str, Any], provenance: str) -> str:
+def section(doc: dict[str, Any], provenance: str, cli: dict[str, Any] | None = None, cli_provenance: str = "") -> str:
     s = doc["summary"]
     d = doc["review_defaults"]
     parts = ["## The review loop: a few labels, learned and measured (`review_loop.py`)\n", provenance + "\n",
@@ -115,4 +136,17 @@ def section(doc: dict[str, Any], provenance: str) -> str:
                  f"{d['random_min']}/{d['random_share']}. A split is eligible where its mean accuracy interval on the "
                  "other groups is at most 0.35 wide; the eligible one with the best macro-F1 there is scored on the "
                  "held-out set.\n")
+    if cli and cli.get("runs"):
+        parts.append("\n**Through the real commands** (`review_loop.py --cli`): `data-advisor audit` (default settings, "
+                     "discovery included, shipped harm pool and threshold: dev for these sets) → `data-advisor review` "
+                     "(default n) → `label` filled from gold → `data-advisor audit --labels`; macro-F1 on the prompts "
+                     "the labelled audit marks unreviewed. " + cli_provenance + "\n")
+        rows = [[r["set"], r["taxonomy"], _f(r["n_labels"]), _f(r["n_random"]), _f(r["macro_f1_unreviewed_no_labels"]),
+                 _f(r["macro_f1_unreviewed"]), _f(r["true_accuracy_unreviewed"]),
+                 f"{_f(r.get('est_accuracy'))} [{_f(r['acc_ci95'][0], 2)}, {_f(r['acc_ci95'][1], 2)}]"
+                 if r.get("acc_ci95") else "—", _f(r.get("acc_ci_contains_truth")),
+                 f"{_f(r['reaudit_s'], 1)} s / {_f(r['labelled_reaudit_s'], 1)} s ({_f(r['labelled_vs_plain_reaudit'], 1)}×)"]
+                for r in cli["runs"]]
+        parts.append(_table(["set", "taxonomy", "labels", "random", "no labels", "after `--labels`", "true acc.",
+                             "estimate [95% CI]", "holds truth", "re-audit: plain / labelled"], rows))
     return "\n".join(parts) + "\n"

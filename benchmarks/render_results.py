@@ -790,7 +790,7 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
     if rl:
         import _render_review_loop
 
-        rows += _render_review_loop.summary_rows(rl)
+        rows += _render_review_loop.summary_rows(rl, _render_review_loop.cli_doc())
     return table(["measure", "result", "run"], rows)
 
 
@@ -824,7 +824,9 @@ def render() -> str:
     if "review_loop" in docs:
         import _render_review_loop
 
-        body.append(_render_review_loop.section(docs["review_loop"], provenance(docs["review_loop"])))
+        cli = _render_review_loop.cli_doc()
+        body.append(_render_review_loop.section(docs["review_loop"], provenance(docs["review_loop"]), cli,
+                                                provenance(cli) if cli else ""))
     if docs:
         body.append(sec_environment(docs))
     return "\n".join(head) + "\n" + "\n".join(body)

@@ -25,6 +25,7 @@ best macro-F1 there; the held-out set is scored with it (``split_lodo``).
 
     nice -n 10 python benchmarks/review_loop.py            # every set, 2 draws (~10 min on 2 busy cores)
     nice -n 10 python benchmarks/review_loop.py --quick    # 2 sets, 1 draw
+    nice -n 10 python benchmarks/review_loop.py --cli      # the real commands on 4 (set, taxonomy) pairs
 """
 
 from __future__ import annotations
@@ -247,12 +248,90 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: ``--cli``: (set, taxonomy kind) run through the real commands, as the acceptance check runs them.
+CLI_RUNS = (("do-not-answer-12", "user"), ("harmbench-6", "user"), ("strongreject-6", "user"),
+            ("do-not-answer-12", "builtin-dev"))
+
+
+def cli_check(ds: Path, seed: int, quick: bool) -> list[dict[str, Any]]:
+    """``data-advisor audit`` → ``review`` (default n) → labels from gold → ``audit --labels``, in this process,
+    default settings (the shipped harm pool and threshold: dev for these sets).  Also times the labelled re-audit
+    against an unlabelled re-audit of the same input (embeddings and clusters cached)."""
+    import json
+    import tempfile
+
+    from data_advisor.cli import main as cli
+    from data_advisor.coverage.taxonomy import load_taxonomy
+
+    out: list[dict[str, Any]] = []
+    specs = {s.key: s for s in S.labelled_sets(ds)}
+    runs = CLI_RUNS[:1] if quick else CLI_RUNS
+    with tempfile.TemporaryDirectory(prefix="review-loop-cli-") as tmp:
+        for key, kind in runs:
+            spec = specs[key]
+            tax_arg = str(spec.user_taxonomy) if kind == "user" else str(spec.builtin)
+            tax = load_taxonomy(tax_arg)
+            amap = tax.alias_map()
+            gold = [amap[lab.strip().lower()] for lab in spec.labels]
+            work = Path(tmp) / f"{key}-{kind}"
+            work.mkdir()
+            src = work / "prompts.jsonl"
+            src.write_text("".join(json.dumps({"id": f"p{i}", "text": t}, ensure_ascii=False) + "\n"
+                                   for i, t in enumerate(spec.texts)), "utf-8")
+            base = ["--taxonomy", tax_arg, "--no-html", "-q", "--seed", str(seed)]
+            assert cli(["audit", str(src), "--out", str(work / "a"), *base]) == 0
+            with C.Timer() as t_plain:  # unlabelled re-audit, everything cached
+                assert cli(["audit", str(src), "--out", str(work / "a2"), *base]) == 0
+            assert cli(["review", str(work / "a"), "--out", str(work / "review.jsonl"), "--seed", str(seed), "-q"]) == 0
+            lines = [json.loads(x) for x in (work / "review.jsonl").read_text("utf-8").splitlines()]
+            for row in lines:
+                row["label"] = gold[int(row["id"][1:])]
+            (work / "labelled.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+            with C.Timer() as t_lab:
+                assert cli(["audit", str(src), "--out", str(work / "b"), "--labels", str(work / "labelled.jsonl"),
+                            *base]) == 0
+            rows = [json.loads(x) for x in (work / "b" / "assignments.jsonl").read_text("utf-8").splitlines()]
+            before = [json.loads(x) for x in (work / "a" / "assignments.jsonl").read_text("utf-8").splitlines()]
+            est = json.loads((work / "b" / "coverage.json").read_text("utf-8")).get("estimates")
+            un = [i for i, r in enumerate(rows) if not r.get("reviewed")]
+            pred = [rows[i]["anchor_id"] or "none" for i in un]
+            truth = float(np.mean([p == gold[i] for p, i in zip(pred, un, strict=True)]))
+            classes = sorted(set(gold))
+            rec: dict[str, Any] = {
+                "set": key, "taxonomy": kind, "taxonomy_id": tax.id, "n": len(gold), "n_labels": len(lines),
+                "n_random": sum(r["why"] == "random" for r in lines), "n_reviewed": len(rows) - len(un),
+                "macro_f1_unreviewed_no_labels": round(macro_f1([gold[i] for i in un],
+                                                                [before[i]["anchor_id"] or "none" for i in un],
+                                                                classes), 4),
+                "macro_f1_unreviewed": round(macro_f1([gold[i] for i in un], pred, classes), 4),
+                "true_accuracy_unreviewed": round(truth, 4),
+                "reaudit_s": round(t_plain.s, 2), "labelled_reaudit_s": round(t_lab.s, 2),
+                "labelled_vs_plain_reaudit": round(t_lab.s / max(t_plain.s, 1e-9), 2),
+            }
+            if isinstance(est, dict) and est.get("status") == "estimated":
+                lo, hi = est["accuracy"]["ci95"]
+                rec.update({"est_accuracy": round(est["accuracy"]["value"], 4), "acc_ci95": [round(lo, 4), round(hi, 4)],
+                            "acc_ci_contains_truth": bool(lo <= truth <= hi)})
+            out.append(rec)
+            C.log(f"cli {key} {kind}: F1 {rec['macro_f1_unreviewed_no_labels']:.3f} → {rec['macro_f1_unreviewed']:.3f}; "
+                  f"labelled re-audit {rec['labelled_vs_plain_reaudit']}× the plain one")
+    return out
+
+
 def main() -> None:
     p = C.base_parser(__doc__)
     p.add_argument("--draws", type=int, default=2, help="reviewer simulations (seeds) per set and budget")
+    p.add_argument("--cli", action="store_true",
+                   help="instead: run audit → review → audit --labels through the real commands on a few sets "
+                        "(writes results/review_loop_cli[.quick].json)")
     args = p.parse_args()
     ds = C.require_datasets(args.datasets)
     started = time.perf_counter()
+    if args.cli:
+        if args.out is None:  # its own result file, beside the simulation's
+            args.out = C.result_path(SCRIPT + "_cli", args.quick)
+        C.emit(SCRIPT, args, {"runs": cli_check(ds, args.seed, args.quick)}, started=started)
+        return
 
     import fit_harm
 
