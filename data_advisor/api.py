@@ -69,8 +69,6 @@ def audit(
     return result.report
 
 
-
-
 def review(audit_dir: str | Path, *, out: str | Path, n: int | None = None, seed: int = 0,
            force: bool = False) -> ReviewResult:
     """Pick prompts of an audit folder for a person to label: writes ``out`` (JSONL, one line per prompt with
