@@ -41,7 +41,7 @@ N_BOOT = 400
 #: A class with at most this many random-slice labels or predictions (true or cross-fitted) gets the Wilson bound on
 #: its correction as well: with 0–2 such events the bootstrap sees almost no variance and under-covers (the brief
 #: measured 0.67 for a 1.3 % anchor at 65 labels).
-FEW_EVENTS = 1
+FEW_EVENTS = 2
 #: Fewest random labels for estimates; below this the report says "unverified" with the reason.
 MIN_RANDOM = 10
 
@@ -116,11 +116,13 @@ def compute_estimates(model: LabelModel, match: LabelMatch, pred: np.ndarray, cl
     point = shares(pu, yr, fr)
     rng = np.random.default_rng(seed)
     boots = np.empty((2, N_BOOT, c))  # the shrunk estimator and the full correction, same resamples
+    pbar = pu.mean(axis=0) if len(unrev) else np.zeros(c)
     for b in range(N_BOOT):
         i = rng.integers(0, n_r, n_r)
-        u = rng.integers(0, len(unrev), len(unrev)) if len(unrev) else np.zeros(0, dtype=np.int64)
-        boots[0, b] = shares(pu[u], yr[i], fr[i])
-        boots[1, b] = shares(pu[u], yr[i], fr[i], shrink=False)
+        # resampling the unreviewed predictions = a multinomial draw of their counts (same law, no N-row copy)
+        pu_b = (rng.multinomial(len(unrev), pbar / pbar.sum()) / len(unrev))[None, :] if len(unrev) else pu
+        boots[0, b] = shares(pu_b, yr[i], fr[i])
+        boots[1, b] = shares(pu_b, yr[i], fr[i], shrink=False)
     pct = np.percentile(boots, [2.5, 97.5], axis=1)  # (2 bounds, 2 estimators, c)
     b_lo, b_hi = pct[0].min(axis=0), pct[1].max(axis=0)
     anchors: dict[str, Any] = {}
@@ -178,7 +180,7 @@ def apply_labels(assignments: Assignments, vectors: np.ndarray, anchors: AnchorS
     model = make_label_model(assignments, vectors, anchors)
     k = model.none_class
     if len(match.idx):
-        pred, offset = model.predict(match.idx, match.y)
+        pred, offset = model.predict(match.idx, match.y, keep=True)
     else:
         pred, offset = np.where(model.base_anchored, model.base_best, k), model.offset0
     pred[match.idx] = match.y
