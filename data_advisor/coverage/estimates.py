@@ -26,13 +26,15 @@ label is graded by a model trained without it (5 folds), slightly pessimistic (e
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from data_advisor.coverage.assign import AnchorSet, Assignments
 from data_advisor.coverage.labelled import LabelModel, base_rate_offset
-from data_advisor.coverage.labels import NONE_LABEL, LabelMatch, ReviewLabels
+from data_advisor.coverage.labels import NONE_LABEL, LabelMatch, ReviewLabels, load_labels
+from data_advisor.coverage.taxonomy import Taxonomy
 
 #: Folds of the cross-fit on the random slice.
 N_FOLDS = 5
@@ -232,3 +234,25 @@ def accuracy_line(estimates: dict[str, Any] | str) -> str:
         return f"accuracy not estimated: {estimates.get('reason', 'too few random-slice labels')}"
     return ("numbers unchecked on this data: label a sample with `data-advisor review AUDIT --out review.jsonl`, "
             "then re-run `audit --labels review.jsonl`")
+
+
+def read_labels(labels: ReviewLabels | str | Path | None, taxonomy: Taxonomy) -> ReviewLabels | None:
+    """``labels`` loaded against ``taxonomy``'s leaves (a :class:`ReviewLabels` passes through; None stays None)."""
+    if labels is None or isinstance(labels, ReviewLabels):
+        return labels
+    return load_labels(labels, [p.id for p in taxonomy.leaves()])
+
+
+def label_step(assignments: Assignments, vectors: np.ndarray, anchors: AnchorSet, prompt_ids: list[str],
+               labels: ReviewLabels | None, seed: int) -> tuple[Assignments, dict[str, Any] | str]:
+    """The audit's label stage: (assignments, estimates block); without labels the assignments and "unverified".
+    Labelled ids absent from the input are logged as a warning, not fatal."""
+    if labels is None:
+        return assignments, "unverified"
+    outcome = apply_labels(assignments, vectors, anchors, prompt_ids, labels, seed=seed)
+    if outcome.info["n_missing"]:
+        from data_advisor._env import log
+
+        log.warning("%d labelled id(s) of %s are not in this input (e.g. %s): ignored", outcome.info["n_missing"],
+                    labels.source, ", ".join(outcome.info["missing_examples"][:3]))
+    return outcome.assignments, outcome.estimates
