@@ -29,8 +29,8 @@ from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, KnnGr
 from data_advisor.coverage.cluster_cache import ClusterCache, shared_knn_graph, vectors_digest
 from data_advisor.coverage.embed import DEFAULT_MODEL, Embedder
 from data_advisor.coverage.embedders import make_embedder
-from data_advisor.coverage.estimates import adapt_base_rate, apply_labels
-from data_advisor.coverage.labels import ReviewLabels, load_labels
+from data_advisor.coverage.estimates import adapt_base_rate, label_step, read_labels
+from data_advisor.coverage.labels import ReviewLabels
 from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
@@ -196,8 +196,7 @@ def run_audit(
     ``labels`` (or ``settings.labels``, a path) are reviewer labels: coverage/estimates.py applies them.
     """
     settings = settings or AuditSettings(taxonomy=taxonomy.id)
-    if labels is None and settings.labels:
-        labels = load_labels(settings.labels, [p.id for p in taxonomy.leaves()])
+    labels = labels if labels is not None else read_labels(settings.labels, taxonomy)
     if anchors is None:
         background = load_background() if settings.background else None
         anchors = build_anchors(taxonomy, embedder, background)
@@ -218,15 +217,7 @@ def run_audit(
     knn = (shared_knn_graph(vectors, min(settings.n_neighbors, n), cache=cluster_cache, digest=digest)
            if 2 <= n <= M.IVF_ABOVE else None)
     assignments = apply_refinement(assignments, vectors, anchors, settings, knn)
-    estimates: dict[str, Any] | str = "unverified"
-    if labels is not None:
-        outcome = apply_labels(assignments, vectors, anchors, prompts.ids, labels, seed=settings.seed)
-        assignments, estimates = outcome.assignments, outcome.estimates
-        if outcome.info["n_missing"]:
-            from data_advisor._env import log
-
-            log.warning("%d labelled id(s) of %s are not in this input (e.g. %s): ignored", outcome.info["n_missing"],
-                        labels.source, ", ".join(outcome.info["missing_examples"][:3]))
+    assignments, estimates = label_step(assignments, vectors, anchors, prompts.ids, labels, settings.seed)
     if settings.cluster:
         discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
                                                   min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)
@@ -541,9 +532,7 @@ def audit_full(
         prompts = load_prompts(source, text_field=text_field)
     else:
         prompts = PromptSet.from_texts(list(source))
-    labels = settings.pop("labels", None)
-    review = labels if isinstance(labels, ReviewLabels) or labels is None else \
-        load_labels(labels, [p.id for p in tax.leaves()])  # a bad label file fails before any embedding
+    review = read_labels(settings.pop("labels", None), tax)  # a bad label file fails before any embedding
     emb = embedder or make_embedder(model, cache=cache, embedder=embedder_kind)
     cfg = AuditSettings(taxonomy=tax.id, model=model, seed=seed, **settings,
                         labels=review.source if review is not None else None)

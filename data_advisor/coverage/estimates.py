@@ -26,13 +26,15 @@ label is graded by a model trained without it (5 folds), slightly pessimistic (e
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from data_advisor.coverage.assign import AnchorSet, Assignments
 from data_advisor.coverage.labelled import LabelModel, base_rate_offset
-from data_advisor.coverage.labels import NONE_LABEL, LabelMatch, ReviewLabels
+from data_advisor.coverage.labels import NONE_LABEL, LabelMatch, ReviewLabels, load_labels
+from data_advisor.coverage.taxonomy import Taxonomy
 
 #: Folds of the cross-fit on the random slice.
 N_FOLDS = 5
@@ -41,7 +43,7 @@ N_BOOT = 400
 #: A class with at most this many random-slice labels or predictions (true or cross-fitted) gets the Wilson bound on
 #: its correction as well: with 0–2 such events the bootstrap sees almost no variance and under-covers (the brief
 #: measured 0.67 for a 1.3 % anchor at 65 labels).
-FEW_EVENTS = 1
+FEW_EVENTS = 2
 #: Fewest random labels for estimates; below this the report says "unverified" with the reason.
 MIN_RANDOM = 10
 
@@ -116,11 +118,13 @@ def compute_estimates(model: LabelModel, match: LabelMatch, pred: np.ndarray, cl
     point = shares(pu, yr, fr)
     rng = np.random.default_rng(seed)
     boots = np.empty((2, N_BOOT, c))  # the shrunk estimator and the full correction, same resamples
+    pbar = pu.mean(axis=0) if len(unrev) else np.zeros(c)
     for b in range(N_BOOT):
         i = rng.integers(0, n_r, n_r)
-        u = rng.integers(0, len(unrev), len(unrev)) if len(unrev) else np.zeros(0, dtype=np.int64)
-        boots[0, b] = shares(pu[u], yr[i], fr[i])
-        boots[1, b] = shares(pu[u], yr[i], fr[i], shrink=False)
+        # resampling the unreviewed predictions = a multinomial draw of their counts (same law, no N-row copy)
+        pu_b = (rng.multinomial(len(unrev), pbar / pbar.sum()) / len(unrev))[None, :] if len(unrev) else pu
+        boots[0, b] = shares(pu_b, yr[i], fr[i])
+        boots[1, b] = shares(pu_b, yr[i], fr[i], shrink=False)
     pct = np.percentile(boots, [2.5, 97.5], axis=1)  # (2 bounds, 2 estimators, c)
     b_lo, b_hi = pct[0].min(axis=0), pct[1].max(axis=0)
     anchors: dict[str, Any] = {}
@@ -178,7 +182,7 @@ def apply_labels(assignments: Assignments, vectors: np.ndarray, anchors: AnchorS
     model = make_label_model(assignments, vectors, anchors)
     k = model.none_class
     if len(match.idx):
-        pred, offset = model.predict(match.idx, match.y)
+        pred, offset = model.predict(match.idx, match.y, keep=True)
     else:
         pred, offset = np.where(model.base_anchored, model.base_best, k), model.offset0
     pred[match.idx] = match.y
@@ -230,3 +234,25 @@ def accuracy_line(estimates: dict[str, Any] | str) -> str:
         return f"accuracy not estimated: {estimates.get('reason', 'too few random-slice labels')}"
     return ("numbers unchecked on this data: label a sample with `data-advisor review AUDIT --out review.jsonl`, "
             "then re-run `audit --labels review.jsonl`")
+
+
+def read_labels(labels: ReviewLabels | str | Path | None, taxonomy: Taxonomy) -> ReviewLabels | None:
+    """``labels`` loaded against ``taxonomy``'s leaves (a :class:`ReviewLabels` passes through; None stays None)."""
+    if labels is None or isinstance(labels, ReviewLabels):
+        return labels
+    return load_labels(labels, [p.id for p in taxonomy.leaves()])
+
+
+def label_step(assignments: Assignments, vectors: np.ndarray, anchors: AnchorSet, prompt_ids: list[str],
+               labels: ReviewLabels | None, seed: int) -> tuple[Assignments, dict[str, Any] | str]:
+    """The audit's label stage: (assignments, estimates block); without labels the assignments and "unverified".
+    Labelled ids absent from the input are logged as a warning, not fatal."""
+    if labels is None:
+        return assignments, "unverified"
+    outcome = apply_labels(assignments, vectors, anchors, prompt_ids, labels, seed=seed)
+    if outcome.info["n_missing"]:
+        from data_advisor._env import log
+
+        log.warning("%d labelled id(s) of %s are not in this input (e.g. %s): ignored", outcome.info["n_missing"],
+                    labels.source, ", ".join(outcome.info["missing_examples"][:3]))
+    return outcome.assignments, outcome.estimates
