@@ -23,7 +23,7 @@ The random/informative split of ``review`` is chosen on these sets leave-one-dat
 among the candidate splits whose accuracy interval is ≤ 0.35 wide on average over the other groups, the one with the
 best macro-F1 there; the held-out set is scored with it (``split_lodo``).
 
-    nice -n 10 python benchmarks/review_loop.py            # every set, 2 draws (~10 min on 2 busy cores)
+    nice -n 10 python benchmarks/review_loop.py            # every set, 5 draws (~5 min on 2 busy cores)
     nice -n 10 python benchmarks/review_loop.py --quick    # 2 sets, 1 draw
     nice -n 10 python benchmarks/review_loop.py --cli      # the real commands on 4 (set, taxonomy) pairs
 """
@@ -320,7 +320,7 @@ def cli_check(ds: Path, seed: int, quick: bool) -> list[dict[str, Any]]:
 
 def main() -> None:
     p = C.base_parser(__doc__)
-    p.add_argument("--draws", type=int, default=2, help="reviewer simulations (seeds) per set and budget")
+    p.add_argument("--draws", type=int, default=5, help="reviewer simulations (seeds) per set and budget")
     p.add_argument("--cli", action="store_true",
                    help="instead: run audit → review → audit --labels through the real commands on a few sets "
                         "(writes results/review_loop_cli[.quick].json)")
