@@ -19,7 +19,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 OUT = BENCH / "RESULTS.md"
-SCRIPTS = ("accuracy", "bench_audit", "speed", "diversity", "scale", "enrich")
+SCRIPTS = ("accuracy", "bench_audit", "speed", "diversity", "scale", "enrich", "review_loop")
 #: Run before accuracy.py when the harm calibration is refitted (its result is rendered inside the accuracy section).
 FIT_SCRIPTS = ("fit_harm",)
 
@@ -786,6 +786,11 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
                      "taxonomies, leave-one-dataset-out",
                      f"mean Δ macro-F1 {en['mean_delta_macro_f1']:+.3f} (unanchored counted wrong), forced-nearest "
                      f"{en['mean_delta_forced_macro_f1']:+.3f}, over {len(en['held_out'])} sets", en["mode"]])
+    rl = docs.get("review_loop")
+    if rl:
+        import _render_review_loop
+
+        rows += _render_review_loop.summary_rows(rl, _render_review_loop.cli_doc())
     return table(["measure", "result", "run"], rows)
 
 
@@ -816,6 +821,12 @@ def render() -> str:
         body.append(sec_scale(docs["scale"]))
     if "enrich" in docs:
         body.append(sec_enrich(docs["enrich"]))
+    if "review_loop" in docs:
+        import _render_review_loop
+
+        cli = _render_review_loop.cli_doc()
+        body.append(_render_review_loop.section(docs["review_loop"], provenance(docs["review_loop"]), cli,
+                                                provenance(cli) if cli else ""))
     if docs:
         body.append(sec_environment(docs))
     return "\n".join(head) + "\n" + "\n".join(body)

@@ -4,6 +4,7 @@ Public API (imported lazily so ``import data_advisor`` stays fast, makes no netw
 variable):
 
 - :func:`audit` — prompts → :class:`CoverageReport`
+- :func:`review` — an audit folder → the prompts to label (review.jsonl + review.html)
 - :func:`load_prompts`, :class:`PromptSet` — validated input
 - :func:`load_taxonomy`, :class:`Taxonomy` — principle anchors
 - :class:`CoverageReport` — the numeric report every other part reads
@@ -18,6 +19,7 @@ from data_advisor._version import __version__
 
 _LAZY = {
     "audit": ("data_advisor.api", "audit"),
+    "review": ("data_advisor.api", "review"),
     "Advisor": ("data_advisor.advisor.api", "Advisor"),
     "audit_full": ("data_advisor.coverage.audit", "audit_full"),
     "AuditSettings": ("data_advisor.coverage.audit", "AuditSettings"),
@@ -35,7 +37,7 @@ __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:  # static names for type checkers and IDEs
     from data_advisor.advisor.api import Advisor  # noqa: F401
-    from data_advisor.api import audit  # noqa: F401
+    from data_advisor.api import audit, review  # noqa: F401
     from data_advisor.coverage.audit import AuditOptions, AuditSettings, audit_full  # noqa: F401
     from data_advisor.coverage.report import CoverageReport  # noqa: F401
     from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy  # noqa: F401

@@ -19,6 +19,7 @@ from data_advisor.coverage.report import CoverageReport
 from data_advisor.coverage.taxonomy import Taxonomy, load_taxonomy
 from data_advisor.data import PromptSet
 from data_advisor.errors import GateError
+from data_advisor.reports.review import ReviewResult
 
 
 def html_output(*, plotlyjs: str = "inline", labeler: Callable[[list[str]], str] | None = None) -> Callable[[Path], None]:
@@ -51,6 +52,7 @@ def audit(
     embedder: Embedder | None = None,
     render_html: bool = True,
     fail_under: Mapping[str, float] | None = None,
+    labels: str | Path | Any = None,
     **deprecated: Any,
 ) -> CoverageReport:
     """Audit a prompt set against a taxonomy and return its :class:`CoverageReport`.
@@ -68,6 +70,9 @@ def audit(
     ``fail_under`` is a dataset-CI gate (``{"coverage_ratio": 0.9, "min_anchor_count": 20, "anchor:cyber": 5}``):
     its names are checked before the audit runs, and when the report falls under any bar :class:`GateError`
     (exit code 1) is raised after the outputs are written, naming every failed condition.
+
+    ``labels`` takes a reviewer label file (as ``--labels``; see :func:`review`) or a loaded ``ReviewLabels``:
+    reviewed prompts take their labels, the labels teach the rest and ``coverage.json`` gets ``estimates``.
     """
     if "source" in deprecated:  # the first parameter's old name
         import warnings
@@ -84,7 +89,8 @@ def audit(
     if fail_under:
         taxonomy = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
         conditions = parse_conditions(fail_under, [p.id for p in taxonomy.principles])
-    result = audit_full(data, taxonomy=taxonomy, settings=settings, options=options, embedder=embedder, out=out)
+    result = audit_full(data, taxonomy=taxonomy, settings=settings, options=options, embedder=embedder, out=out,
+                        labels=labels)
     if out is not None:
         write_audit(result, out, render_html=render_html)
     report = result.report
@@ -109,3 +115,14 @@ def _html_page(result: AuditResult, written: Path | None) -> Callable[[], str]:
             return (Path(tmp) / "audit" / "report.html").read_text("utf-8")
 
     return render
+
+
+def review(audit_dir: str | Path, *, out: str | Path, n: int | None = None, seed: int = 0,
+           force: bool = False) -> ReviewResult:
+    """Pick prompts of an audit folder for a person to label: writes ``out`` (JSONL, one line per prompt with
+    ``id, text, suggested, margin, why, label``) and the labelling page beside it (``.html``).  ``n`` defaults to
+    5 × the number of leaf principles; a uniformly random slice (the only one the estimates use) comes first, then
+    the informative picks.  Label, then ``audit(..., labels=out)`` / ``data-advisor audit INPUT --labels out``."""
+    from data_advisor.reports.review import review as write_review
+
+    return write_review(audit_dir, out=out, n=n, seed=seed, force=force)

@@ -94,7 +94,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings = AuditSettings(  # validates the numbers before anything expensive happens
         taxonomy=taxonomy.id, embedding_model=args.embedding_model, seed=args.seed, background=not args.no_background,
         coverage_min_count=args.min_count, cluster=not args.no_cluster, min_cluster_size=args.min_cluster_size,
-        max_fit=args.max_fit, refine=not args.no_refine,
+        max_fit=args.max_fit, refine=not args.no_refine, base_rate=not args.no_base_rate,
         **({"margin_threshold": args.margin_threshold} if args.margin_threshold is not None else {}),
     )
     if args.assign_only and args.engine != "ray":
@@ -104,10 +104,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     gate = parse_conditions(args.fail_under, [p.id for p in taxonomy.principles])  # a typo is exit 2 before any work
     if gate and args.assign_only:
         raise DataAdvisorError("--fail-under needs the full audit's metrics", "drop --assign-only, or --fail-under")
+    if args.labels:
+        if args.assign_only:
+            raise DataAdvisorError("--labels needs the whole set in one process", "drop --assign-only")
+        from data_advisor.coverage.labels import load_labels
+
+        args.review = load_labels(args.labels, [p.id for p in taxonomy.leaves()])  # fails before any work
+        settings.labels = args.review.source
     from data_advisor.io import check_disjoint, removed_on_failure
 
     out = Path(args.out)
-    check_disjoint([Path(args.input)], out, AUDIT_OUTPUTS)
+    check_disjoint([Path(args.input), *([Path(args.labels)] if args.labels else [])], out, AUDIT_OUTPUTS)
     with removed_on_failure(out):  # leave no folder behind (nor its new parents) when the audit never wrote anything
         return _run_audit(args, taxonomy, settings, t0, gate)
 
@@ -142,7 +149,7 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
 
     cluster_cache = None if args.no_cache else ClusterCache.default()
     result = run_audit(prompts, taxonomy, embedder, settings=settings, show_progress=not args.quiet, vectors=vectors,
-                       cluster_cache=cluster_cache)
+                       cluster_cache=cluster_cache, labels=getattr(args, "review", None))
     line = embedder.describe() if vectors is None else None
     if line:
         _info(line)
@@ -163,6 +170,9 @@ def _run_audit(args: argparse.Namespace, taxonomy: Taxonomy, settings: AuditSett
         f"entropy {m['normalized_entropy']:.3f}, unanchored {m['unanchored_share']:.1%}, "
         f"{m['n_clusters']} clusters ({m['n_emergent_clusters']} emergent) → {out}"
     )
+    from data_advisor.coverage.estimates import accuracy_line
+
+    _eprint(accuracy_line(result.report.estimates))
     weakest = result.report.gap_table()[:3]
     _eprint("largest gaps: " + "; ".join(f"{a.name} ({a.count}, gap {a.gap:+.3f})" for a in weakest))
     _print_warnings(result.report.warnings)
@@ -356,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shift of the calibrated harm boundary a prompt must reach to count as anchored "
                         "(default 0; positive anchors fewer prompts)")
     p.add_argument("--no-background", action="store_true", help="do not use the benign background anchors")
+    p.add_argument("--labels", default=None,
+                   help="reviewer labels (the JSONL `data-advisor review` wrote, `label` filled in): reviewed prompts "
+                        "take their label, the rest are re-assigned with what the labels teach, and coverage.json "
+                        "gets accuracy and share estimates with 95%% intervals")
+    p.add_argument("--no-base-rate", action="store_true",
+                   help="keep the shipped harm boundary instead of moving it for the set's estimated harmful share")
     p.add_argument("--no-refine", action="store_true",
                    help="skip the transductive refinement of principle assignments (k-means step + label spreading "
                         "over the prompts' 10-NN graph)")

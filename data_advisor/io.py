@@ -217,6 +217,29 @@ def write_text_atomic(path: Path, text: str) -> None:
     _atomic_write(path, lambda fh: fh.write(text), "w")
 
 
+def write_texts_atomic(files: Sequence[tuple[Path, str]]) -> None:
+    """Write several UTF-8 text files that belong together (``review.jsonl`` and its page): every one is written
+    and fsync'd to a temporary first, and only then are they all moved into place, so a failure while writing
+    leaves every old file as it was (and no temporary behind)."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in files:
+            path = Path(path)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.p{os.getpid()}.", suffix=".tmp")
+            staged.append((tmp, path))
+            os.fchmod(fd, 0o666 & ~_UMASK)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write a binary file atomically."""
     _atomic_write(path, lambda fh: fh.write(data), "wb")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from data_advisor.data import as_prompt_set, load_prompts
-from data_advisor.errors import InputError
 from data_advisor.data.frames import table_kind
+from data_advisor.errors import InputError
 
 RECORDS: list[dict[str, Any]] = [
     {"id": "a1", "text": "How do I pick a lock?", "messages": [{"role": "system", "content": "be nice"},

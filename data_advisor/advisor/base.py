@@ -44,6 +44,9 @@ class BaseSet:
     texts: list[str]
     clusters: ClusterResult | None = None
     model_id: str | None = None
+    #: From an audit made with reviewer labels (``audit --labels``): each prompt's anchor id as that audit assigned
+    #: it (None = unanchored), reviewed prompts holding their label; None for any other base.
+    anchor_ids: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -114,6 +117,8 @@ def _load_audit_dir(p: Path, shown: str, digest: str) -> BaseSet:
     texts: list[str] = []
     labels: list[int] = []
     coords: list[tuple[float, float]] = []
+    anchor_ids: list[str | None] = []
+    n_reviewed = 0
     for lineno, line in enumerate(split_lines((p / "assignments.jsonl").read_text("utf-8")), 1):
         if not line.strip():
             continue
@@ -126,6 +131,8 @@ def _load_audit_dir(p: Path, shown: str, digest: str) -> BaseSet:
                              "re-run `data-advisor audit` into that folder, or pass the prompts file to --base") from None
         labels.append(int(row.get("cluster_id", -1)))
         coords.append((float(row.get("x", 0.0) or 0.0), float(row.get("y", 0.0) or 0.0)))
+        anchor_ids.append(row["anchor_id"] if isinstance(row.get("anchor_id"), str) else None)
+        n_reviewed += row.get("reviewed") is True
     if not texts:
         raise InputError(f"the audit in {p} has no prompts", "pass a non-empty audit folder or prompts file to --base")
     cov = CoverageReport.load(p / "coverage.json")  # one-line error naming the fix when damaged
@@ -137,7 +144,8 @@ def _load_audit_dir(p: Path, shown: str, digest: str) -> BaseSet:
         clusters = ClusterResult(np.asarray(labels, dtype=np.int64), np.asarray(coords, dtype=np.float32).reshape(-1, 2),
                                  str(discovery.get("method")), [f"base clusters from the audit in {p.name}"],
                                  _json_object(settings.get("discovery"), p / "coverage.json", '"settings.discovery"'))
-    return BaseSet(BaseRecord(shown, "audit", len(texts), digest), ids, texts, clusters, model_id)
+    return BaseSet(BaseRecord(shown, "audit", len(texts), digest), ids, texts, clusters, model_id,
+                   anchor_ids if n_reviewed else None)  # a labelled audit's anchors carry over
 
 
 def _json_object(value: Any, path: Path, what: str) -> dict[str, Any]:

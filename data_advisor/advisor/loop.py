@@ -193,7 +193,7 @@ class AdvisorLoop:
             return
         b = self.base
         vectors = self.embedder.encode(b.texts, show_progress=self.progress)
-        a = self.monitor.add_base(b.ids, b.texts, vectors, b.clusters)
+        a = self.monitor.add_base(b.ids, b.texts, vectors, b.clusters, anchor_ids=b.anchor_ids)
         if self.spec.admission is not Admission.NONE:  # the user's own prompts are the natural in-context examples
             self.pool_texts += b.texts
             self.pool_anchor += [a.anchor_id(i) for i in range(len(b))]

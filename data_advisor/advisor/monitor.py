@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -96,8 +97,11 @@ class CoverageMonitor:
         return a
 
     def add_base(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray | None = None,
-                  clusters: ClusterResult | None = None) -> Assignments:
-        """Start from the user's base set (before any round); ``clusters`` are the base audit's own labels."""
+                  clusters: ClusterResult | None = None, *,
+                  anchor_ids: Sequence[str | None] | None = None) -> Assignments:
+        """Start from the user's base set (before any round); ``clusters`` are the base audit's own labels and
+        ``anchor_ids`` a labelled audit's anchors (reviewed prompts keep their labels; the rest keep what the labels
+        taught), used when every id is a principle of this taxonomy."""
         if len(self):
             raise RuntimeError("the base set is added before any other prompt")
         if vectors is None:
@@ -108,6 +112,12 @@ class CoverageMonitor:
         # move earlier prompts under the advisor's feet).
         knn = build_knn_graph(vectors, min(self.settings.n_neighbors, len(vectors))) if len(vectors) >= 3 else None
         refined = apply_refinement(self.assigner.assign(vectors), vectors, self.anchors, self.settings, knn)
+        if anchor_ids is not None and len(anchor_ids) == len(texts) and \
+                {x for x in anchor_ids if x is not None} <= set(self.principle_ids):
+            pos = {pid: j for j, pid in enumerate(self.principle_ids)}
+            fixed = np.asarray([x is not None for x in anchor_ids])
+            best = np.where(fixed, [pos.get(x, 0) if x else 0 for x in anchor_ids], refined.best)
+            refined = replace(refined, best=best.astype(np.int64), anchored=fixed)
         a = self.add(ids, texts, vectors, assignments=refined)
         self.n_base = len(texts)
         if clusters is not None and len(clusters.labels) == len(texts):

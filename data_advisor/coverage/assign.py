@@ -107,6 +107,8 @@ class Assignments:
     harm_score: np.ndarray | None = None
     #: (n,) harm relevance (pooled top-k harm − background − calibrated threshold); None under the legacy rule.
     harm_relevance: np.ndarray | None = None
+    #: (n,) bool: the prompt's anchor was set by a reviewer (``audit --labels``); None when no labels were given.
+    reviewed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.best)

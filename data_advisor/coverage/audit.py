@@ -33,6 +33,8 @@ from data_advisor.coverage.cluster import ClusterDiscovery, ClusterResult, KnnGr
 from data_advisor.coverage.cluster_cache import ClusterCache, shared_knn_graph, vectors_digest
 from data_advisor.coverage.embedding.base import Embedder, as_embedder
 from data_advisor.coverage.embedding.registry import make_embedder
+from data_advisor.coverage.estimates import adapt_base_rate, label_step, read_labels
+from data_advisor.coverage.labels import ReviewLabels
 from data_advisor.coverage.report import MAX_SUBCLUSTERS, AnchorCoverage, ClusterInfo, CoverageReport, SubCluster
 from data_advisor.coverage.taxonomy import Taxonomy, load_background, load_taxonomy
 from data_advisor.coverage.warnings import audit_warnings
@@ -87,6 +89,7 @@ class AuditResult:
                 "background_score": round(float(a.background_score[i]), 6),
                 "harm_score": None if a.harm_score is None else round(float(a.harm_score[i]), 6),
                 "x": round(float(self.clusters.coords[i, 0]), 5), "y": round(float(self.clusters.coords[i, 1]), 5),
+                "reviewed": bool(a.reviewed is not None and a.reviewed[i]),
             }
 
     def write(self, out_dir: Path, *, save_embeddings: bool = True,
@@ -152,6 +155,7 @@ def run_audit(
     vectors: np.ndarray | None = None,
     show_progress: bool = False,
     cluster_cache: ClusterCache | None = None,
+    labels: ReviewLabels | None = None,
 ) -> AuditResult:
     """Run every stage on an in-memory prompt set. Pass ``vectors`` to skip embedding.
 
@@ -159,9 +163,11 @@ def run_audit(
     discovery and the near-duplicate metric; it is returned as ``AuditResult.knn`` for stages that smooth over
     neighbours.  With ``cluster_cache`` the graph and the discovery result are read from it when these exact vectors
     were audited with the same discovery settings before (the taxonomy plays no part), and stored otherwise.
+    ``labels`` (or ``settings.labels``, a path) are reviewer labels: coverage/estimates.py applies them.
     """
     settings = settings or AuditSettings(taxonomy=taxonomy.id)
     embedder = as_embedder(embedder)
+    labels = labels if labels is not None else read_labels(settings.labels, taxonomy)
     if anchors is None:
         background = load_background() if settings.background else None
         anchors = build_anchors(taxonomy, embedder, background)
@@ -173,11 +179,14 @@ def run_audit(
     assigner = assigner or AnchorAssigner(margin_threshold=settings.margin_threshold, min_score=settings.min_score,
                                           use_background=settings.background)
     assignments = assigner.fit(anchors).assign(vectors)
+    if settings.base_rate:
+        assignments = adapt_base_rate(assignments)
     n = len(vectors)
     digest = vectors_digest(vectors) if cluster_cache is not None else None
     knn = (shared_knn_graph(vectors, min(settings.n_neighbors, n), cache=cluster_cache, digest=digest)
            if 2 <= n <= M.IVF_ABOVE else None)
     assignments = apply_refinement(assignments, vectors, anchors, settings, knn)
+    assignments, estimates = label_step(assignments, vectors, anchors, prompts.ids, labels, settings.seed)
     if settings.cluster:
         discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
                                                   min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)
@@ -189,36 +198,10 @@ def run_audit(
         clusters = ClusterResult(np.full(n, -1, dtype=np.int64), np.zeros((n, 2), np.float32),
                                  "disabled", ["discovery disabled (--no-cluster)"], {})
     report = build_report(prompts, vectors, taxonomy, anchors, assignments, clusters, settings,
-                          model_id=embedder.model_id, knn=knn)
+                          model_id=embedder.model_id, knn=knn, estimates=estimates)
     run_notes = list(cluster_cache.events) if cluster_cache is not None else []
     return AuditResult(report, prompts, vectors, assignments, clusters, taxonomy, anchors, settings, knn, run_notes,
                        {"model_id": embedder.model_id, **embedder.info()})
-
-
-class _GroupVendi:
-    """Vendi scores of groups of rows with one Gram pass: each leaf's d×d Σuuᵀ is kept, parents and the whole set
-    sum them (Vendi of a union = eigen-entropy of the summed Gram / n).  A group smaller than d is scored through its
-    own n×n kernel, which is cheaper to decompose."""
-
-    def __init__(self, vectors: np.ndarray) -> None:
-        self.vectors = vectors
-        self.d = vectors.shape[1] if vectors.ndim == 2 else 0
-
-    def of(self, idx: Sequence[int], grams: dict[str, np.ndarray], key: str) -> float:
-        rows = np.asarray(idx, dtype=np.int64)
-        grams[key] = M.gram_sum(self.vectors, rows=rows)
-        if not len(rows):
-            return 0.0
-        return M.vendi_score(self.vectors[rows]) if len(rows) < self.d else M.vendi_from_gram(grams[key], len(rows))
-
-    def whole(self, grams: dict[str, np.ndarray], rest: np.ndarray) -> float:
-        n = len(self.vectors)
-        if n < self.d:
-            return M.vendi_score(self.vectors)
-        total = M.gram_sum(self.vectors, rows=rest)
-        for g in grams.values():
-            total += g
-        return M.vendi_from_gram(total, n)
 
 
 def _examples(ids: Sequence[str], texts: Sequence[str], order: Sequence[int], k: int) -> list[dict[str, str]]:
@@ -236,6 +219,7 @@ def build_report(
     *,
     model_id: str = "",
     knn: KnnGraph | None = None,
+    estimates: dict[str, Any] | str = "unverified",
 ) -> CoverageReport:
     """Compute every number of the report from the stage outputs (no model calls; cheap to repeat).
 
@@ -248,14 +232,15 @@ def build_report(
     anchor_of: list[str | None] = [assignments.anchor_id(i) for i in range(n)]
     counts = Counter(a for a in anchor_of if a is not None)
     targets = taxonomy.target_shares()
-    gaps = M.anchor_gaps({k: counts.get(k, 0) for k in leaf_ids}, targets)
+    est = estimates.get("anchors") if isinstance(estimates, dict) else None  # gaps read corrected shares
+    gaps = M.anchor_gaps({k: (est[k]["share"] * n if est else counts.get(k, 0)) for k in leaf_ids}, targets)
     per_anchor_clusters = M.clusters_per_anchor(anchor_of, clusters.labels.tolist(), min_members=2)
 
     members: dict[str, list[int]] = {k: [] for k in leaf_ids}
     for i, a in enumerate(anchor_of):
         if a is not None:
             members[a].append(i)
-    vendi = _GroupVendi(vectors)
+    vendi = M.GroupVendi(vectors)
     grams: dict[str, np.ndarray] = {}  # per leaf Σuuᵀ: parents and the whole set are sums of these, never recomputed
     keywords = keyword_labels(texts, clusters.labels) if clusters.n_clusters else {}
     leaf_rows: dict[str, AnchorCoverage] = {}
@@ -265,7 +250,7 @@ def build_report(
         idx = members[pid]
         by_score = sorted(idx, key=lambda i: -float(assignments.score[i]))
         leaf_rows[pid] = AnchorCoverage(
-            id=pid, name=p.name, count=g.count, share=g.share, target_share=g.target_share, gap=g.gap,
+            id=pid, name=p.name, count=counts.get(pid, 0), share=g.share, target_share=g.target_share, gap=g.gap,
             deficit=g.deficit, parent=p.parent, is_leaf=True,
             mean_score=float(np.mean(assignments.score[idx])) if idx else 0.0,
             n_clusters=per_anchor_clusters.get(pid, 0),
@@ -285,7 +270,7 @@ def build_report(
             continue
         below = [leaf_rows[l.id] for l in taxonomy.leaves() if p.id in taxonomy.ancestors(l.id)]
         cnt = sum(r.count for r in below)
-        share = cnt / total_anchored if total_anchored else 0.0
+        share = sum(r.share for r in below)
         tshare = sum(r.target_share for r in below)
         idx = [i for r in below for i in members[r.id]]
         anchor_rows.append(AnchorCoverage(
@@ -381,9 +366,11 @@ def build_report(
         discovery={"method": clusters.method, "notes": list(clusters.notes), "n_clusters": clusters.n_clusters,
                    "noise_share": clusters.noise_share},
         settings=report_settings,
+        estimates=estimates,
         warnings=[w.to_dict() for w in audit_warnings(
             taxonomy=taxonomy, leaf_counts=counts, n_prompts=n, n_unanchored=n_un, source=str(prompts.source or ""),
-            harm_calibrated=bool(assignments.settings.get("harm_calibrated", True)), model_id=model_id)],
+            harm_calibrated=bool(assignments.settings.get("harm_calibrated", True)), model_id=model_id,
+            labelled=isinstance(estimates, dict))],
     )
 
 
@@ -471,6 +458,7 @@ def audit_full(
     options: AuditOptions | None = None,
     embedder: Embedder | None = None,
     out: str | Path | None = None,
+    labels: ReviewLabels | str | Path | None = None,
     **deprecated: Any,
 ) -> AuditResult:
     """Audit ``data`` (a path, an in-memory table, a PromptSet or strings: :func:`~data_advisor.data.as_prompt_set`)
@@ -485,6 +473,8 @@ def audit_full(
     if out is not None:
         ensure_writable_dir(Path(out))  # fail before the expensive part
     prompts = as_prompt_set(data, text_field=options.text_field, id_field=options.id_field)
+    review = read_labels(labels if labels is not None else settings.labels, tax)  # a bad file fails before embedding
     emb = embedder or make_embedder(settings.embedding_model, cache=options.cache, embedder_name=options.embedder_name)
-    return run_audit(prompts, tax, emb, settings=replace(settings, taxonomy=tax.id), show_progress=options.show_progress,
-                     cluster_cache=ClusterCache.default() if options.cache else None)
+    settings = replace(settings, taxonomy=tax.id, labels=review.source if review is not None else None)
+    return run_audit(prompts, tax, emb, settings=settings, show_progress=options.show_progress,
+                     cluster_cache=ClusterCache.default() if options.cache else None, labels=review)

@@ -38,6 +38,8 @@ class AuditSettings:
     max_fit: int = 50_000
     n_examples: int = 3
     refine: bool = True  # transductive refinement of principle assignments (coverage/refine.py); --no-refine
+    base_rate: bool = True  # move the harm boundary for the set's estimated harmful share (coverage/labelled.py)
+    labels: str | None = None  # reviewer label file (--labels): coverage/labels.py, applied by coverage/estimates.py
 
     @property
     def model(self) -> str:

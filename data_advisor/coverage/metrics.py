@@ -351,3 +351,29 @@ def subcluster_evenness(sizes: Sequence[int]) -> float | None:
     if k == 1:
         return 0.0
     return normalized_entropy([s for s in sizes if s > 0])
+
+
+class GroupVendi:
+    """Vendi scores of groups of rows with one Gram pass: each leaf's d×d Σuuᵀ is kept, parents and the whole set
+    sum them (Vendi of a union = eigen-entropy of the summed Gram / n).  A group smaller than d is scored through its
+    own n×n kernel, which is cheaper to decompose."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+        self.d = vectors.shape[1] if vectors.ndim == 2 else 0
+
+    def of(self, idx: Sequence[int], grams: dict[str, np.ndarray], key: str) -> float:
+        rows = np.asarray(idx, dtype=np.int64)
+        grams[key] = gram_sum(self.vectors, rows=rows)
+        if not len(rows):
+            return 0.0
+        return vendi_score(self.vectors[rows]) if len(rows) < self.d else vendi_from_gram(grams[key], len(rows))
+
+    def whole(self, grams: dict[str, np.ndarray], rest: np.ndarray) -> float:
+        n = len(self.vectors)
+        if n < self.d:
+            return vendi_score(self.vectors)
+        total = gram_sum(self.vectors, rows=rest)
+        for g in grams.values():
+            total += g
+        return vendi_from_gram(total, n)

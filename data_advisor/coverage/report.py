@@ -9,6 +9,11 @@ with ``id``, ``name``, ``count``, ``share``, ``target_share``, ``gap`` …, and 
 ``warnings`` (guard-rail findings of :mod:`data_advisor.coverage.warnings`: ``code``, ``problem``, ``cause``,
 ``fix``, ``value``, ``threshold``, ``principles``; absent in reports written before them, read as none).
 
+``estimates`` (1.2): ``"unverified"`` without reviewer labels; with them (``audit --labels``) ``status``,
+``accuracy`` (``value``, ``ci95``, ``n``) and ``anchors`` (per leaf id and ``"none"``: ``share`` of all prompts,
+``ci95``, ``raw_share``), computed by :mod:`data_advisor.coverage.estimates`; leaf ``share``/``gap``/``deficit`` then
+read the corrected shares while ``count`` stays the raw count.  Files before 1.2 read as ``"unverified"``.
+
 Compatibility: 1.1 added the per-anchor sub-cluster fields; files of 1.0 (without them) read with empty
 defaults, and unknown keys written by a later minor version are ignored rather than refused.
 """
@@ -23,7 +28,7 @@ from typing import Any
 
 from data_advisor.errors import InputError
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 def _round(obj: Any, ndigits: int = 6) -> Any:
@@ -125,6 +130,8 @@ class CoverageReport:
     discovery: dict[str, Any]
     settings: dict[str, Any]
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    #: Reviewer-label estimates (``"unverified"`` without labels); see the module docstring.
+    estimates: dict[str, Any] | str = "unverified"
     schema_version: str = SCHEMA_VERSION
     #: Where :meth:`show` gets the full HTML page (not a dataclass field: never serialised or compared).
     _html_page = None

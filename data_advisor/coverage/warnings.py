@@ -162,6 +162,7 @@ def audit_warnings(
     source: str = "",
     harm_calibrated: bool = True,
     model_id: str = "",
+    labelled: bool = False,
 ) -> list[CoverageWarning]:
     """Warnings about an audit's numbers: high unanchored share, empty principles, one dominant principle.
 
@@ -191,7 +192,7 @@ def audit_warnings(
     share_un = n_unanchored / n_prompts
     if share_un >= UNANCHORED_SHARE:
         causes = ["the data may be off-taxonomy (benign prompts, or harms the taxonomy does not name: see the "
-                  "unanchored examples and emergent clusters)"]
+                  "unanchored examples and emergent clusters); a mostly-benign set is rightly mostly unanchored"]
         if len(thin) * 2 >= len(leaves):  # most principles are described by one sentence
             causes.append(f"{len(thin)} of {len(leaves)} of your taxonomy's principles have fewer than "
                           f"{MIN_EXAMPLES} examples, so harms they name beyond the built-in taxonomies are recognised "
@@ -200,7 +201,10 @@ def audit_warnings(
             code="unanchored_high",
             problem=f"{share_un:.0%} of prompts are unanchored (matched no principle)",
             cause="; or ".join(causes),
-            fix=(f"add examples to the principles with `{enrich}` (review the proposed examples), or check that "
+            fix=(("" if labelled else "first check whether the unanchored prompts are really benign: label a "
+                  "sample with `data-advisor review AUDIT --out review.jsonl`, then re-run the audit with --labels "
+                  "review.jsonl; if harmful ones are missed, ")
+                 + f"add examples to the principles with `{enrich}` (review the proposed examples), or check that "
                  "--taxonomy is the right one for this data"),
             value=share_un, threshold=UNANCHORED_SHARE,
         ))

@@ -13,6 +13,7 @@ from typing import Any
 from data_advisor.coverage.report import AnchorCoverage, ClusterInfo, CoverageReport
 from data_advisor.coverage.warnings import warnings_from_dicts
 from data_advisor.reports._data import AuditInput
+from data_advisor.reports._estimates import estimates_body
 from data_advisor.reports._map import map_figure
 from data_advisor.reports._page import (
     NEUTRAL_COLOR,
@@ -359,6 +360,8 @@ def add_audit_sections(page: Page, data: AuditInput, *, prefix: str = "", title_
     page.add(f"{prefix}coverage", f"{t}Coverage vs target", figure_html(fig, f"{prefix}fig-coverage", h),
              "Each bar is one principle's share of the anchored prompts; the black tick is its target share. "
              "Sorted by gap: orange = under-covered (generate more), blue = over-covered, grey = on target.")
+    page.add(f"{prefix}estimates", f"{t}How sure are these numbers", estimates_body(report, prefix),
+             "Whether a person's labels have checked the assignment on this data, and how far each share may be off.")
     hier = hierarchy_figure(report)
     if hier is not None:
         fig, h = hier

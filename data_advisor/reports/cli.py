@@ -130,3 +130,7 @@ def register(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline")
     p.set_defaults(func=cmd_compare)
+
+    from data_advisor.reports import review
+
+    review.register(add_parser)
