@@ -22,7 +22,6 @@ path that needs them.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import re
@@ -35,10 +34,15 @@ from typing import Any
 import numpy as np
 
 from data_advisor import _env  # noqa: F401  (NUMBA_CACHE_DIR before umap/numba load)
+from data_advisor.coverage.discovery import granularity as G
+from data_advisor.coverage.discovery.numba_cache import enable_umap_numba_cache
+
+__all__ = ["ClusterDiscovery", "ClusterResult", "KnnGraph", "build_knn_graph", "default_min_cluster_size",
+           "enable_umap_numba_cache", "extend_clusters", "keyword_labels", "knn_graph"]
 
 #: Bump when a change to this module changes what ``ClusterDiscovery.fit`` returns for the same input: it is part of
 #: the cluster-cache key, so entries written by older code are never reused.
-DISCOVERY_VERSION = 2
+DISCOVERY_VERSION = 3
 #: Default size below which discovery skips UMAP (measured: see ``umap_min_n`` in :class:`ClusterDiscovery`).
 UMAP_MIN_N = 1000
 
@@ -68,30 +72,6 @@ class ClusterResult:
     @property
     def noise_share(self) -> float:
         return float((self.labels == -1).mean()) if len(self.labels) else 0.0
-
-
-_CACHING_ENABLED = False
-
-
-def enable_umap_numba_cache() -> None:
-    """Turn on numba's on-disk cache for UMAP's jitted functions (UMAP ships them with ``cache=False``)."""
-    global _CACHING_ENABLED
-    if _CACHING_ENABLED:
-        return
-    import importlib
-
-    for modname in ("umap.layouts", "umap.umap_", "umap.utils", "umap.spectral", "umap.distances",
-                    "umap.sparse", "pynndescent.distances", "pynndescent.utils"):
-        try:
-            mod = importlib.import_module(modname)
-        except Exception:
-            continue
-        for obj in vars(mod).values():
-            enable = getattr(obj, "enable_caching", None)
-            if callable(enable) and getattr(obj, "__module__", None) == modname:
-                with contextlib.suppress(Exception):
-                    enable()
-    _CACHING_ENABLED = True
 
 
 @dataclass(frozen=True)
@@ -154,9 +134,11 @@ def knn_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return g.idx, g.dists
 
 
-def default_min_cluster_size(n: int) -> int:
-    """Grows with √n so a 150-prompt set gets clusters of ~6 and a 10k set of ~50."""
-    return max(5, round(math.sqrt(n) / 2))
+def default_min_cluster_size(n: int, umap_min_n: int = UMAP_MIN_N) -> int:
+    """Grows with √n: √n/2 (at least 5) on the spectral path below ``umap_min_n`` (150 prompts → 6), √n/4 (at least
+    10) on the UMAP path (2k → 12, 10k → 25, 50k → 56), where the larger old rule let HDBSCAN collapse (see
+    :mod:`~data_advisor.coverage.discovery.granularity`)."""
+    return G.small_min_cluster_size(n) if n < umap_min_n else G.umap_min_cluster_size(n)
 
 
 class ClusterDiscovery:
@@ -170,7 +152,8 @@ class ClusterDiscovery:
 
     def __init__(self, *, seed: int = 0, n_neighbors: int = 15, n_components: int = 5,
                  min_cluster_size: int | None = None, min_samples: int | None = None,
-                 umap_min_n: int = UMAP_MIN_N, max_fit: int = 50_000) -> None:
+                 umap_min_n: int = UMAP_MIN_N, max_fit: int = 50_000,
+                 collapse_share: float = G.COLLAPSE_SHARE) -> None:
         self.seed = seed
         self.n_neighbors = n_neighbors
         self.n_components = n_components
@@ -178,22 +161,27 @@ class ClusterDiscovery:
         self.min_samples = min_samples
         self.umap_min_n = umap_min_n
         self.max_fit = max_fit
+        self.collapse_share = collapse_share
 
     def params(self, n: int) -> dict[str, Any]:
         # min_cluster_size counts prompts of the whole set; a sampled fit scales it by the sample fraction.
-        mcs = self.min_cluster_size or default_min_cluster_size(n)
+        mcs = self.min_cluster_size or default_min_cluster_size(n, self.umap_min_n)
         return {
             "seed": self.seed, "n_neighbors": self.n_neighbors, "n_components": self.n_components,
-            "min_cluster_size": mcs, "min_samples": self._min_samples(mcs),
-            "umap_min_n": self.umap_min_n, "max_fit": self.max_fit,
+            "min_cluster_size": mcs, "min_samples": self._min_samples(mcs, min(n, self.max_fit)),
+            "umap_min_n": self.umap_min_n, "max_fit": self.max_fit, "collapse_share": self.collapse_share,
         }
 
     def cache_params(self, n: int) -> dict[str, Any]:
         """Everything that decides ``fit``'s output for ``n`` vectors besides the vectors (the cache key's part)."""
-        return {**self.params(n), "discovery_version": DISCOVERY_VERSION, "class": type(self).__name__}
+        return {**self.params(n), "discovery_version": DISCOVERY_VERSION, "granularity_version": G.GRANULARITY_VERSION,
+                "collapse_max_depth": G.COLLAPSE_MAX_DEPTH, "class": type(self).__name__}
 
-    def _min_samples(self, min_cluster_size: int) -> int:
-        return self.min_samples or max(2, min_cluster_size // 5)
+    def _min_samples(self, min_cluster_size: int, n_fit: int) -> int:
+        """``min_samples`` as given, else the rule of the path that clusters ``n_fit`` prompts."""
+        if self.min_samples:
+            return self.min_samples
+        return G.small_min_samples(min_cluster_size) if n_fit < self.umap_min_n else G.UMAP_MIN_SAMPLES
 
     def graph_k(self, n: int) -> int:
         """Neighbours (self included) the UMAP path needs from a shared k-NN graph of ``n`` vectors."""
@@ -214,23 +202,18 @@ class ClusterDiscovery:
             return self._fit_sampled(vectors, params)
         return self._fit_all(vectors, params, graph)
 
-    def _hdbscan(self, x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        import hdbscan
-
-        mcs = min(params["min_cluster_size"], max(2, len(x) // 2))
-        ms = min(params["min_samples"], mcs)
-        model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, metric="euclidean",
-                                cluster_selection_method="eom", core_dist_n_jobs=1)
-        labels = model.fit_predict(np.ascontiguousarray(x, dtype=np.float64)).astype(np.int64)
-        return labels, np.asarray(model.probabilities_, dtype=np.float32)
+    def _hdbscan(self, x: np.ndarray, params: dict[str, Any]) -> G.Granularity:
+        """HDBSCAN with the collapse guard (a cluster over ``collapse_share`` of the prompts is split inside)."""
+        return G.cluster_with_guard(x, params["min_cluster_size"], params["min_samples"],
+                                    collapse_share=self.collapse_share)
 
     def _fit_all(self, vectors: np.ndarray, params: dict[str, Any], graph: KnnGraph | None = None) -> ClusterResult:
         n = len(vectors)
         if n < self.umap_min_n:
             return self._fit_small(vectors, params, graph)
         reduced, coords = self._umap(vectors, params, graph)
-        labels, probs = self._hdbscan(reduced, params)
-        return ClusterResult(labels, coords, "umap+hdbscan", [], params, reduced, probs)
+        got = self._hdbscan(reduced, params)
+        return ClusterResult(got.labels, coords, "umap+hdbscan", got.notes, params, reduced, got.probabilities)
 
     def _fit_small(self, vectors: np.ndarray, params: dict[str, Any], graph: KnnGraph | None) -> ClusterResult:
         """Small inputs: HDBSCAN on a spectral embedding of the k-NN graph, PCA for the 2-D map (no UMAP, no numba).
@@ -265,17 +248,18 @@ class ClusterDiscovery:
             warnings.simplefilter("ignore")  # "graph is not fully connected" on tiny or very clumpy inputs
             reduced = SpectralEmbedding(n_components=dim, affinity="precomputed",
                                         random_state=self.seed).fit_transform(adj).astype(np.float32)
-        labels, probs = self._hdbscan(reduced, params)
+        got = self._hdbscan(reduced, params)
         note = (f"UMAP skipped for {n} prompts (< {self.umap_min_n}): HDBSCAN ran on a {dim}-D spectral embedding of "
                 f"the {k}-nearest-neighbour graph and the map is a PCA projection (measured about as pure as UMAP on "
                 "the labelled sets at this size, with more noise; no numba compilation)")
-        return ClusterResult(labels, coords, "spectral+hdbscan", [note], params, reduced, probs)
+        return ClusterResult(got.labels, coords, "spectral+hdbscan", [note, *got.notes], params, reduced,
+                             got.probabilities)
 
     def _umap(self, vectors: np.ndarray, params: dict[str, Any],
               graph: KnnGraph | None = None) -> tuple[np.ndarray, np.ndarray]:
         import warnings
 
-        from data_advisor.coverage import numba_cache
+        from data_advisor.coverage.discovery import numba_cache
 
         numba_cache.check()  # a damaged compiled kernel would crash numba (or worse) when loaded
         enable_umap_numba_cache()
@@ -311,7 +295,7 @@ class ClusterDiscovery:
         sample = np.sort(rng.choice(n, size=self.max_fit, replace=False))
         mcs = params["min_cluster_size"]
         fit_mcs = max(min(5, mcs), round(mcs * self.max_fit / n))  # never below 5, nor below what was asked
-        fit_params = {**params, "min_cluster_size": fit_mcs, "min_samples": self._min_samples(fit_mcs)}
+        fit_params = {**params, "min_cluster_size": fit_mcs, "min_samples": self._min_samples(fit_mcs, self.max_fit)}
         fit_vectors = np.ascontiguousarray(vectors[sample], dtype=np.float32)
         fitted = self._fit_all(fit_vectors, fit_params)
         all_labels = np.full(n, -1, dtype=np.int64)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_advisor.coverage import numba_cache
+from data_advisor.coverage.discovery import numba_cache
 from tests.faults.damage import damage
 
 pytestmark = pytest.mark.faults
