@@ -8,11 +8,15 @@ Cost control (measured on 2 CPU cores, see benchmarks/RESULTS.md):
 * above ``max_fit`` prompts UMAP and HDBSCAN are fitted on a seeded sample and the rest are placed by their
   nearest fitted neighbours (the report states the sample size).
 
-Small inputs take a path without UMAP (below ``umap_min_n``, 1,000 by default): HDBSCAN on a spectral embedding
+Small inputs take a path without UMAP (below ``umap_min_n``, 200 by default): HDBSCAN on a spectral embedding
 of the k-NN graph (what UMAP itself starts from) and a PCA map.  It needs neither numba compilation (~25 s on a
-fresh cache) nor UMAP's import, and measured about as pure as UMAP on the labelled sets at these sizes, where HDBSCAN
-on a PCA projection was far worse (``benchmarks/bench_audit.py``, discovery path).  Under 3 prompts nothing is
-clustered; under 5 there is only a map.  Every path says what it did in ``notes``.
+fresh cache) nor UMAP's import, so a first small audit (the README example) stays fast; from 200 prompts UMAP
+matched fine labels better (AMI, noise counted: Do-Not-Answer's 61 harms at 939 prompts 0.45 → 0.55;
+``benchmarks/discovery.py``).  Under 3 prompts nothing is clustered; under 5 there is only a map.  Every path says
+what it did in ``notes``.
+
+How fine the clusters are (min_cluster_size, min_samples) and the collapse guard that re-clusters inside a cluster
+holding most of the prompts live in :mod:`~data_advisor.coverage.discovery.granularity`.
 
 The exact k-NN graph (FAISS) is built once per audit by :func:`build_knn_graph` and shared: UMAP takes it as
 ``precomputed_knn``, the near-duplicate metric reads each prompt's nearest other prompt from it, and other stages
@@ -44,7 +48,7 @@ __all__ = ["ClusterDiscovery", "ClusterResult", "KnnGraph", "build_knn_graph", "
 #: the cluster-cache key, so entries written by older code are never reused.
 DISCOVERY_VERSION = 3
 #: Default size below which discovery skips UMAP (measured: see ``umap_min_n`` in :class:`ClusterDiscovery`).
-UMAP_MIN_N = 1000
+UMAP_MIN_N = 200
 
 
 @dataclass
@@ -145,9 +149,10 @@ class ClusterDiscovery:
     """Seeded discovery, ``fit(vectors) -> ClusterResult``: spectral + HDBSCAN below ``umap_min_n`` prompts, UMAP +
     HDBSCAN from there, a sampled fit above ``max_fit``.
 
-    ``umap_min_n`` defaults to :data:`UMAP_MIN_N`, the size below which HDBSCAN on a spectral embedding of the k-NN
-    graph measured about as pure as the UMAP path on the labelled sets (benchmarks/RESULTS.md, discovery path);
-    the small path also skips UMAP's import and numba compilation, which dominate a first run.
+    ``umap_min_n`` defaults to :data:`UMAP_MIN_N`: below it the small path skips UMAP's import and numba
+    compilation, which dominate a first run of a small input; from it UMAP matched fine labels better
+    (benchmarks/discovery.py).  ``collapse_share``: a cluster holding more than this share of the prompts is
+    re-clustered inside (:func:`~data_advisor.coverage.discovery.granularity.cluster_with_guard`; above 1 never).
     """
 
     def __init__(self, *, seed: int = 0, n_neighbors: int = 15, n_components: int = 5,
@@ -175,7 +180,8 @@ class ClusterDiscovery:
     def cache_params(self, n: int) -> dict[str, Any]:
         """Everything that decides ``fit``'s output for ``n`` vectors besides the vectors (the cache key's part)."""
         return {**self.params(n), "discovery_version": DISCOVERY_VERSION, "granularity_version": G.GRANULARITY_VERSION,
-                "collapse_max_depth": G.COLLAPSE_MAX_DEPTH, "class": type(self).__name__}
+                "collapse_max_depth": G.COLLAPSE_MAX_DEPTH,
+                "guard_max_inner_noise": G.GUARD_MAX_INNER_NOISE, "class": type(self).__name__}
 
     def _min_samples(self, min_cluster_size: int, n_fit: int) -> int:
         """``min_samples`` as given, else the rule of the path that clusters ``n_fit`` prompts."""
@@ -250,8 +256,7 @@ class ClusterDiscovery:
                                         random_state=self.seed).fit_transform(adj).astype(np.float32)
         got = self._hdbscan(reduced, params)
         note = (f"UMAP skipped for {n} prompts (< {self.umap_min_n}): HDBSCAN ran on a {dim}-D spectral embedding of "
-                f"the {k}-nearest-neighbour graph and the map is a PCA projection (measured about as pure as UMAP on "
-                "the labelled sets at this size, with more noise; no numba compilation)")
+                f"the {k}-nearest-neighbour graph and the map is a PCA projection (no numba compilation)")
         return ClusterResult(got.labels, coords, "spectral+hdbscan", [note, *got.notes], params, reduced,
                              got.probabilities)
 

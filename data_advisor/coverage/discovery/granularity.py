@@ -22,6 +22,9 @@ import numpy as np
 COLLAPSE_SHARE = 0.5
 #: Re-clusterings inside a collapsed cluster at most (each one works on the largest cluster left).
 COLLAPSE_MAX_DEPTH = 3
+#: An inner split that turns more than this share of the collapsed cluster into noise is no finer level (a uniform
+#: blob shatters into a few specks and noise): the cluster is kept and reported instead.
+GUARD_MAX_INNER_NOISE = 0.5
 #: Version of these rules; part of the cluster-cache key (via ``ClusterDiscovery.cache_params``).
 GRANULARITY_VERSION = 1
 
@@ -73,7 +76,8 @@ def cluster_with_guard(x: np.ndarray, min_cluster_size: int, min_samples: int, *
 
     The inner run uses the same space and settings on the cluster's members alone, so it can only find structure
     HDBSCAN's tree already had under that cluster; its noise stays noise (those rows were in the big cluster only
-    because the root split was kept).  Labels are renumbered 0..k-1 in order of first appearance.
+    because the root split was kept).  A split into fewer than 2 clusters, or one that leaves more than
+    :data:`GUARD_MAX_INNER_NOISE` of the cluster as noise, is not taken: the collapse is reported instead.  Labels are renumbered 0..k-1 in order of first appearance.
     """
     labels, probs = hdbscan_labels(x, min_cluster_size, min_samples)
     n = len(x)
@@ -85,7 +89,7 @@ def cluster_with_guard(x: np.ndarray, min_cluster_size: int, min_samples: int, *
         members = np.flatnonzero(out.labels == big)
         inner, inner_probs = hdbscan_labels(x[members], min_cluster_size, min_samples)
         k = len(set(inner.tolist()) - {-1})
-        if k < 2:
+        if k < 2 or (inner == -1).mean() > GUARD_MAX_INNER_NOISE:
             out.notes.append(f"one cluster holds {size / n:.0%} of the prompts and HDBSCAN finds no finer clusters "
                              f"inside it at min_cluster_size {min_cluster_size}: this granularity may depend on the "
                              "seed (try another --seed or a smaller --min-cluster-size)")
