@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 SEEDS = (0, 1, 2)
 #: UMAP-path rules tried: (divisor of √n, floor, min_samples; 0 = old rule mcs // 5, at least 2).
@@ -161,7 +161,7 @@ def section_quality(ds: Path) -> dict[str, Any]:
             rows.append({**base, "variant": "new", "guard_fired": fired, **score(lab, labels_new)})
             for rule in GRID:
                 got = cluster_with_guard(red["umap"], *grid_params(rule, len(v)))
-                rows.append({**base, "variant": "grid:%d/%d/%d" % rule, "guard_fired": got.guard_fired,
+                rows.append({**base, "variant": "grid:{}/{}/{}".format(*rule), "guard_fired": got.guard_fired,
                              **score(lab, got.labels)})
         C.log(f"quality: {name} n={len(v)} done")
     return {"rows": rows, "selection": select(rows), "load_average": load()}

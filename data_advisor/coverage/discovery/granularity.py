@@ -77,7 +77,8 @@ def cluster_with_guard(x: np.ndarray, min_cluster_size: int, min_samples: int, *
     The inner run uses the same space and settings on the cluster's members alone, so it can only find structure
     HDBSCAN's tree already had under that cluster; its noise stays noise (those rows were in the big cluster only
     because the root split was kept).  A split into fewer than 2 clusters, or one that leaves more than
-    :data:`GUARD_MAX_INNER_NOISE` of the cluster as noise, is not taken: the collapse is reported instead.  Labels are renumbered 0..k-1 in order of first appearance.
+    :data:`GUARD_MAX_INNER_NOISE` of the cluster as noise, is not taken: the collapse is reported instead.
+    Labels are renumbered 0..k-1 in order of first appearance.
     """
     labels, probs = hdbscan_labels(x, min_cluster_size, min_samples)
     n = len(x)
