@@ -291,8 +291,10 @@ class ClusterDiscovery:
     def _fit_sampled(self, vectors: np.ndarray, params: dict[str, Any]) -> ClusterResult:
         """Fit UMAP + HDBSCAN on a seeded sample of ``max_fit`` prompts, place the rest by their nearest fitted ones.
 
-        ``min_cluster_size`` is scaled by the sample fraction so the sample finds clusters of the size a full fit
-        would (measured on 100k: 123 clusters against the full fit's 128; unscaled, 82).  The rest is placed in
+        A given ``min_cluster_size`` is scaled by the sample fraction so the sample finds clusters of the size a full
+        fit would (measured on 100k: 123 clusters against the full fit's 128; unscaled, 82).  The default rule is
+        scaled too but never below its own value at the sample size, so the number of clusters stops growing above
+        ``max_fit`` prompts (a readable few hundred at 100k–1M instead of thousands).  The rest is placed in
         chunks by index, never copied out of ``vectors`` as a whole (1.5 GB at 1M).
         """
         n = len(vectors)
@@ -300,6 +302,8 @@ class ClusterDiscovery:
         sample = np.sort(rng.choice(n, size=self.max_fit, replace=False))
         mcs = params["min_cluster_size"]
         fit_mcs = max(min(5, mcs), round(mcs * self.max_fit / n))  # never below 5, nor below what was asked
+        if self.min_cluster_size is None:  # default rule: never finer than a full fit of the sample's size
+            fit_mcs = max(fit_mcs, default_min_cluster_size(self.max_fit, self.umap_min_n))
         fit_params = {**params, "min_cluster_size": fit_mcs, "min_samples": self._min_samples(fit_mcs, self.max_fit)}
         fit_vectors = np.ascontiguousarray(vectors[sample], dtype=np.float32)
         fitted = self._fit_all(fit_vectors, fit_params)
@@ -314,7 +318,8 @@ class ClusterDiscovery:
         notes = [*fitted.notes,
                  f"{_METHOD_WORDS.get(fitted.method, fitted.method)} were fitted on a seeded sample of "
                  f"{self.max_fit:,} of {n:,} prompts "
-                 f"(min_cluster_size {params['min_cluster_size']} scaled to {fit_mcs} for the sample); "
+                 f"(min_cluster_size {params['min_cluster_size']} scaled to {fit_mcs} for the sample"
+                 f"{'' if self.min_cluster_size else ', at least the rule at the sample size'}); "
                  f"the others take the majority cluster and mean map position of their {KNN_EXTEND_K} nearest "
                  "fitted prompts"]
         return ClusterResult(all_labels, all_coords, fitted.method + "+knn-extend", notes,

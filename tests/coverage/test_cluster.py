@@ -237,3 +237,14 @@ def test_keyword_labels_hand_computed() -> None:
 
 def test_keyword_labels_all_noise() -> None:
     assert keyword_labels(["a b c", "d e f"], np.array([-1, -1])) == {}
+
+
+def test_sampled_fit_of_the_default_rule_is_never_finer_than_a_full_fit_of_the_sample(
+        corpus: tuple[list[str], np.ndarray]) -> None:
+    """The default min_cluster_size scaled by the sample fraction (10 × 100/150 → 7) is raised to the rule at the
+    sample's size (10), so the number of clusters stops growing above max_fit prompts."""
+    _, v = corpus
+    r = ClusterDiscovery(seed=0, max_fit=100, umap_min_n=50).fit(v)
+    assert r.params["min_cluster_size"] == default_min_cluster_size(150, umap_min_n=50) == 10
+    assert r.params["fit_min_cluster_size"] == default_min_cluster_size(100, umap_min_n=50) == 10
+    assert any("at least the rule at the sample size" in note for note in r.notes)

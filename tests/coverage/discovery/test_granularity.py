@@ -10,9 +10,6 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from data_advisor.coverage.discovery import granularity as G
 
-DATASETS = Path(__file__).resolve().parents[3].parent / "shared" / "datasets"
-HH = DATASETS / "hh-rlhf" / "harmless-base_test.jsonl"
-
 
 def _body_and_outlier(spread: float, tight: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """8 groups of 40 points close together (a big body) and 15 points far away: HDBSCAN's excess of mass keeps
@@ -68,12 +65,12 @@ def test_size_rules() -> None:
 
 # ------------------------------------------------------------------------------------------ real data (slow)
 @pytest.fixture(scope="module")
-def hh_vectors(embedder) -> np.ndarray:  # type: ignore[no-untyped-def]
-    if not HH.exists():
-        pytest.skip(f"shared dataset missing: {HH}")
+def hh_vectors(embedder, datasets_dir: Path) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The 2,312 first turns of hh-rlhf's harmless-base test set (real red-team prompts), embedded."""
     from data_advisor.data import load_prompts
 
-    texts = load_prompts(HH, text_field="chosen", skip_invalid=True, truncate=True).texts
+    texts = load_prompts(datasets_dir / "hh-rlhf" / "harmless-base_test.jsonl", text_field="chosen",
+                         skip_invalid=True, truncate=True).texts
     return embedder.encode(texts)
 
 
@@ -108,3 +105,21 @@ def test_hh_rlhf_granularity_survives_tiny_vector_noise(hh_vectors: np.ndarray) 
     print("\nhh-rlhf (clusters, largest, noise) clean / noisy:", a, b)
     assert min(a[0], b[0]) >= 20 and min(a[0], b[0]) / max(a[0], b[0]) >= 0.6
     assert max(a[1], b[1]) <= 0.10
+
+
+def test_guard_note_reaches_coverage_json(embedder, sample_prompts: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Through the audit: a guard that fires (here made to, by a low collapse share) is stated in discovery.notes."""
+    from data_advisor.coverage.audit import AuditSettings, run_audit
+    from data_advisor.coverage.cluster import ClusterDiscovery
+    from data_advisor.coverage.taxonomy import load_taxonomy
+    from data_advisor.data import PromptSet
+
+    prompts = PromptSet([f"p{i}" for i in range(len(sample_prompts))], list(sample_prompts))
+    tax = load_taxonomy("catqa-11")
+    plain = ClusterDiscovery(seed=0, min_cluster_size=3).fit(embedder.encode(sample_prompts))
+    share = np.bincount(plain.labels[plain.labels >= 0]).max() / len(sample_prompts)
+    disc = ClusterDiscovery(seed=0, min_cluster_size=3, collapse_share=share - 0.01)
+    report = run_audit(prompts, tax, embedder, settings=AuditSettings(taxonomy=tax.id), discovery=disc).report
+    notes = [n for n in report.discovery["notes"] if "collapse" in n or "may depend on the seed" in n]
+    assert notes, report.discovery["notes"]
+    assert report.discovery["n_clusters"] >= plain.n_clusters
