@@ -41,6 +41,8 @@ import _common as C
 SEEDS = (0, 1, 2)
 #: UMAP-path rules tried: (divisor of √n, floor, min_samples; 0 = old rule mcs // 5, at least 2).
 GRID = [(d, f, ms) for d in (2, 3, 4, 5) for f in (5, 8, 10) for ms in (2, 0)]
+#: The grid rule the defaults implement (granularity.umap_min_cluster_size and UMAP_MIN_SAMPLES).
+DEFAULT_RULE = "grid:4/10/2"
 
 
 def load() -> list[float]:
@@ -187,12 +189,17 @@ def select(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     folds = {}
     for g in groups:
+        if math.isnan(mean_ami("old", lambda r, g=g: r["group"] == g)):
+            continue  # the held-out set is below 200 prompts: the UMAP-path rule never runs on it
         train = {v: mean_ami(v, lambda r, g=g: r["group"] not in (g, "pooled")) for v in allowed}
         train = {v: s for v, s in train.items() if not math.isnan(s)}
         if not train:
             continue
-        best = max(train, key=lambda v: train[v])
-        folds[g] = {"chosen": best, "train_ami": round(train[best], 4),
+        top = max(train.values())
+        tied = sorted(v for v, s in train.items() if s >= top - 1e-9)
+        # Rules that tie on the training sets give the same labels there; the shipped default is preferred among them.
+        best = DEFAULT_RULE if DEFAULT_RULE in tied else tied[0]
+        folds[g] = {"chosen": best, "tied": tied, "train_ami": round(train[best], 4),
                     "held_out_ami": round(mean_ami(best, lambda r, g=g: r["group"] == g), 4),
                     "held_out_ami_old": round(mean_ami("old", lambda r, g=g: r["group"] == g), 4),
                     "held_out_ami_new": round(mean_ami("new", lambda r, g=g: r["group"] == g), 4)}
@@ -307,8 +314,12 @@ def main() -> None:
 
         prev = json.loads(out.read_text("utf-8"))
         payload.update({k: prev[k] for k in ("quality", "hh_audit", "scale") if k in prev and k not in sections})
+        payload["kept_from_earlier_run"] = {k: prev.get("finished_utc") for k in ("quality", "hh_audit", "scale")
+                                            if k in prev and k not in sections}
     if "quality" in sections:
         payload["quality"] = section_quality(ds)
+    elif "select" in sections and "quality" in payload:  # re-derive the choice from the stored rows
+        payload["quality"]["selection"] = select(payload["quality"]["rows"])
     if "hh_audit" in sections:
         payload["hh_audit"] = section_hh_audit(ds)
     if "scale" in sections:

@@ -101,11 +101,18 @@ def sec_discovery(doc: dict[str, Any], provenance: str) -> str:
                          "min_samples, 0 = mcs/5; only rules that never collapse hh-rlhf on any seed qualify: "
                          f"{len(sel['allowed_by_hh'])} of {len(doc.get('grid', []))}). Each fold picks the rule with "
                          "the best mean AMI (noise counted) on the other datasets at ≥ 200 prompts and is scored on "
-                         "the held-out one:\n")
+                         "the held-out one (JailbreakBench's 100 prompts take the spectral path, so it is no fold). "
+                         "Rules that differ only in min_samples give identical labels below 3,600 prompts "
+                         "(mcs/5 = 2 there), so they tie on these sets; the shipped default (4/10/2) is taken "
+                         "among ties.\n")
+            fold_rows = []
+            for g, d in sel["folds"].items():
+                others = [t for t in d.get("tied", []) if t != d["chosen"]]
+                chosen = d["chosen"] + (f" (tied with {', '.join(others)})" if others else "")
+                fold_rows.append([g, chosen, _f(d["train_ami"]), _f(d["held_out_ami"]), _f(d["held_out_ami_new"]),
+                                  _f(d["held_out_ami_old"])])
             parts.append(_table(["held out", "rule chosen", "AMI on the others", "held-out AMI, chosen",
-                                 "held-out AMI, new defaults", "held-out AMI, old"],
-                                [[g, d["chosen"], _f(d["train_ami"]), _f(d["held_out_ami"]), _f(d["held_out_ami_new"]),
-                                  _f(d["held_out_ami_old"])] for g, d in sel["folds"].items()]))
+                                 "held-out AMI, new defaults", "held-out AMI, old"], fold_rows))
     hh = doc.get("hh_audit")
     if hh:
         parts.append("\n### hh-rlhf test set, default audit with llamaguard3 (2,312 first turns)\n")
