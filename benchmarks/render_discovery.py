@@ -39,10 +39,10 @@ def headline(doc: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     hh = doc.get("hh_audit", {}).get("rows", [])
     new = [r for r in hh if r["variant"] == "new"]
-    old = [r for r in hh if r["variant"] == "old"]
+    old = [r for r in doc.get("quality", {}).get("rows", []) if r["set"] == "hh-rlhf" and r["variant"] == "old"]
     if new:
-        before = (f"; before (seed 0): {old[0]['n_clusters']} clusters, largest {old[0]['largest']:.0%}, "
-                  f"{old[0]['anchors_with_3_subclusters']} anchors" if old else "")
+        before = (f"; old settings: {_span(old, 'n_clusters')} clusters, largest up to "
+                  f"{max(r['largest'] for r in old):.0%}" if old else "")
         out.append(("Discovery on hh-rlhf (2,312 prompts, llamaguard3), seeds 0–2: clusters, largest share, anchors "
                      "with ≥ 3 sub-clusters",
                      f"{_span(new, 'n_clusters')} clusters, largest ≤ {max(r['largest'] for r in new):.1%}, noise "
@@ -126,6 +126,10 @@ def sec_discovery(doc: dict[str, Any], provenance: str) -> str:
     sc = doc.get("scale")
     if sc:
         parts.append("\n### Alpaca + harmful mix: cluster counts and clustering time\n")
+        run = doc.get("scale_run")
+        if run:
+            parts.append(f"This section comes from its own run: `{run['command']}`, finished {run['finished_utc']}, "
+                         f"{_f(run['wall_s'], 0)} s wall. {run.get('note', '')}.\n")
         parts.append("One run per size (same process, same machine state): the k-NN graph and UMAP (5-D and the 2-D "
                      "map; their settings did not change) are computed once and timed, then HDBSCAN with the old and "
                      "the new settings on the same reduction; total = shared + HDBSCAN. AMI over the mix's prompts "
