@@ -97,9 +97,9 @@ def test_hh_rlhf_granularity_survives_tiny_vector_noise(hh_vectors: np.ndarray) 
     from data_advisor.coverage.cluster import ClusterDiscovery
 
     rng = np.random.default_rng(0)
-    noisy = hh_vectors + rng.normal(scale=1e-4 / np.sqrt(hh_vectors.shape[1]), size=hh_vectors.shape)
+    noisy = hh_vectors + rng.normal(scale=3e-5, size=hh_vectors.shape)  # max abs change ~1.3e-4
     noisy = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
-    assert 5e-5 < np.abs(noisy - hh_vectors).max() < 5e-4
+    assert 5e-5 < np.abs(noisy - hh_vectors).max() < 3e-4
     a = _granularity(ClusterDiscovery(seed=0).fit(hh_vectors).labels)
     b = _granularity(ClusterDiscovery(seed=0).fit(noisy).labels)
     print("\nhh-rlhf (clusters, largest, noise) clean / noisy:", a, b)
