@@ -281,7 +281,7 @@ def worker_discovery(ds: Path, seeds: list[int], sizes: list[int]) -> dict:
     def pca_hdbscan(v: np.ndarray, seed: int) -> np.ndarray:
         disc = ClusterDiscovery(seed=seed)
         reduced = PCA(n_components=10, random_state=seed).fit_transform(v)
-        return disc._hdbscan(reduced, disc.params(len(v)))[0]
+        return disc._hdbscan(reduced, disc.params(len(v))).labels
 
     paths = {
         "umap": lambda v, seed: ClusterDiscovery(seed=seed, umap_min_n=3).fit(v).labels,

@@ -19,7 +19,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 OUT = BENCH / "RESULTS.md"
-SCRIPTS = ("accuracy", "bench_audit", "speed", "diversity", "scale", "enrich", "review_loop")
+SCRIPTS = ("accuracy", "bench_audit", "speed", "diversity", "scale", "enrich", "review_loop", "discovery")
 #: Run before accuracy.py when the harm calibration is refitted (its result is rendered inside the accuracy section).
 FIT_SCRIPTS = ("fit_harm",)
 
@@ -330,6 +330,11 @@ def sec_bench_audit(doc: dict[str, Any]) -> str:
                                  f"ARI (noise as cluster) {f(avg['ari_noise_as_cluster'])}, noise {f(avg['noise_share'], 2)}")
             parts.append("\nMean over every set and size below 1,000 prompts (the small-input path's range): "
                          + "; ".join(cells) + ".\n")
+            parts.append("\n**Correction (`discovery.py`):** this table scored purity and ARI over *clustered* prompts "
+                         "only, so the spectral path's 3× noise and its collapses went unseen. Scored on every prompt "
+                         "(AMI with noise counted as one cluster) the UMAP path with the new granularity rule beats it "
+                         "from 200 prompts on (see *Discovery granularity* below); the spectral path now runs only "
+                         "below 200 prompts, where it keeps a first run free of numba compilation.\n")
     me = doc.get("metrics")
     if me:
         parts.append(f"\n### Report metrics at {f(me['n'])} prompts\n")
@@ -791,6 +796,12 @@ def readme_table(docs: dict[str, dict[str, Any]]) -> str:
         import _render_review_loop
 
         rows += _render_review_loop.summary_rows(rl, _render_review_loop.cli_doc())
+    dc = docs.get("discovery")
+    if dc:
+        from render_discovery import headline
+
+        for label, value in headline(dc):
+            rows.append([label, value, dc["mode"]])
     return table(["measure", "result", "run"], rows)
 
 
@@ -827,6 +838,10 @@ def render() -> str:
         cli = _render_review_loop.cli_doc()
         body.append(_render_review_loop.section(docs["review_loop"], provenance(docs["review_loop"]), cli,
                                                 provenance(cli) if cli else ""))
+    if "discovery" in docs:
+        from render_discovery import sec_discovery
+
+        body.append(sec_discovery(docs["discovery"], provenance(docs["discovery"])))
     if docs:
         body.append(sec_environment(docs))
     return "\n".join(head) + "\n" + "\n".join(body)

@@ -358,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for everything random (UMAP, sampling)")
     p.add_argument("--min-count", type=int, default=5, help="an anchor counts as covered with at least this many")
     p.add_argument("--min-cluster-size", type=int, default=None,
-                   help="HDBSCAN min cluster size in prompts of the whole set (default ~√n/2)")
+                   help="HDBSCAN min cluster size in prompts of the whole set (default max(10, √n/4); √n/2 below "
+                        "200 prompts)")
     p.add_argument("--max-fit", type=int, default=50_000,
                    help="above this many prompts UMAP + HDBSCAN fit a seeded sample of this size and place the rest "
                         "by their nearest fitted prompts (bounds time and memory)")

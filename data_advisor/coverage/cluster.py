@@ -8,11 +8,15 @@ Cost control (measured on 2 CPU cores, see benchmarks/RESULTS.md):
 * above ``max_fit`` prompts UMAP and HDBSCAN are fitted on a seeded sample and the rest are placed by their
   nearest fitted neighbours (the report states the sample size).
 
-Small inputs take a path without UMAP (below ``umap_min_n``, 1,000 by default): HDBSCAN on a spectral embedding
+Small inputs take a path without UMAP (below ``umap_min_n``, 200 by default): HDBSCAN on a spectral embedding
 of the k-NN graph (what UMAP itself starts from) and a PCA map.  It needs neither numba compilation (~25 s on a
-fresh cache) nor UMAP's import, and measured about as pure as UMAP on the labelled sets at these sizes, where HDBSCAN
-on a PCA projection was far worse (``benchmarks/bench_audit.py``, discovery path).  Under 3 prompts nothing is
-clustered; under 5 there is only a map.  Every path says what it did in ``notes``.
+fresh cache) nor UMAP's import, so a first small audit (the README example) stays fast; from 200 prompts UMAP
+matched fine labels better (AMI, noise counted: Do-Not-Answer's 61 harms at 939 prompts 0.45 → 0.55;
+``benchmarks/discovery.py``).  Under 3 prompts nothing is clustered; under 5 there is only a map.  Every path says
+what it did in ``notes``.
+
+How fine the clusters are (min_cluster_size, min_samples) and the collapse guard that re-clusters inside a cluster
+holding most of the prompts live in :mod:`~data_advisor.coverage.discovery.granularity`.
 
 The exact k-NN graph (FAISS) is built once per audit by :func:`build_knn_graph` and shared: UMAP takes it as
 ``precomputed_knn``, the near-duplicate metric reads each prompt's nearest other prompt from it, and other stages
@@ -22,7 +26,6 @@ path that needs them.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import re
@@ -35,12 +38,17 @@ from typing import Any
 import numpy as np
 
 from data_advisor import _env
+from data_advisor.coverage.discovery import granularity as G
+from data_advisor.coverage.discovery.numba_cache import enable_umap_numba_cache
+
+__all__ = ["ClusterDiscovery", "ClusterResult", "KnnGraph", "build_knn_graph", "default_min_cluster_size",
+           "enable_umap_numba_cache", "extend_clusters", "keyword_labels", "knn_graph"]
 
 #: Bump when a change to this module changes what ``ClusterDiscovery.fit`` returns for the same input: it is part of
 #: the cluster-cache key, so entries written by older code are never reused.
-DISCOVERY_VERSION = 2
+DISCOVERY_VERSION = 3
 #: Default size below which discovery skips UMAP (measured: see ``umap_min_n`` in :class:`ClusterDiscovery`).
-UMAP_MIN_N = 1000
+UMAP_MIN_N = 200
 
 
 @dataclass
@@ -68,30 +76,6 @@ class ClusterResult:
     @property
     def noise_share(self) -> float:
         return float((self.labels == -1).mean()) if len(self.labels) else 0.0
-
-
-_CACHING_ENABLED = False
-
-
-def enable_umap_numba_cache() -> None:
-    """Turn on numba's on-disk cache for UMAP's jitted functions (UMAP ships them with ``cache=False``)."""
-    global _CACHING_ENABLED
-    if _CACHING_ENABLED:
-        return
-    import importlib
-
-    for modname in ("umap.layouts", "umap.umap_", "umap.utils", "umap.spectral", "umap.distances",
-                    "umap.sparse", "pynndescent.distances", "pynndescent.utils"):
-        try:
-            mod = importlib.import_module(modname)
-        except Exception:
-            continue
-        for obj in vars(mod).values():
-            enable = getattr(obj, "enable_caching", None)
-            if callable(enable) and getattr(obj, "__module__", None) == modname:
-                with contextlib.suppress(Exception):
-                    enable()
-    _CACHING_ENABLED = True
 
 
 @dataclass(frozen=True)
@@ -154,23 +138,27 @@ def knn_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return g.idx, g.dists
 
 
-def default_min_cluster_size(n: int) -> int:
-    """Grows with √n so a 150-prompt set gets clusters of ~6 and a 10k set of ~50."""
-    return max(5, round(math.sqrt(n) / 2))
+def default_min_cluster_size(n: int, umap_min_n: int = UMAP_MIN_N) -> int:
+    """Grows with √n: √n/2 (at least 5) on the spectral path below ``umap_min_n`` (150 prompts → 6), √n/4 (at least
+    10) on the UMAP path (2k → 12, 10k → 25, 50k → 56), where the larger old rule let HDBSCAN collapse (see
+    :mod:`~data_advisor.coverage.discovery.granularity`)."""
+    return G.small_min_cluster_size(n) if n < umap_min_n else G.umap_min_cluster_size(n)
 
 
 class ClusterDiscovery:
     """Seeded discovery, ``fit(vectors) -> ClusterResult``: spectral + HDBSCAN below ``umap_min_n`` prompts, UMAP +
     HDBSCAN from there, a sampled fit above ``max_fit``.
 
-    ``umap_min_n`` defaults to :data:`UMAP_MIN_N`, the size below which HDBSCAN on a spectral embedding of the k-NN
-    graph measured about as pure as the UMAP path on the labelled sets (benchmarks/RESULTS.md, discovery path);
-    the small path also skips UMAP's import and numba compilation, which dominate a first run.
+    ``umap_min_n`` defaults to :data:`UMAP_MIN_N`: below it the small path skips UMAP's import and numba
+    compilation, which dominate a first run of a small input; from it UMAP matched fine labels better
+    (benchmarks/discovery.py).  ``collapse_share``: a cluster holding more than this share of the prompts is
+    re-clustered inside (:func:`~data_advisor.coverage.discovery.granularity.cluster_with_guard`; above 1 never).
     """
 
     def __init__(self, *, seed: int = 0, n_neighbors: int = 15, n_components: int = 5,
                  min_cluster_size: int | None = None, min_samples: int | None = None,
-                 umap_min_n: int = UMAP_MIN_N, max_fit: int = 50_000) -> None:
+                 umap_min_n: int = UMAP_MIN_N, max_fit: int = 50_000,
+                 collapse_share: float = G.COLLAPSE_SHARE) -> None:
         self.seed = seed
         self.n_neighbors = n_neighbors
         self.n_components = n_components
@@ -178,22 +166,28 @@ class ClusterDiscovery:
         self.min_samples = min_samples
         self.umap_min_n = umap_min_n
         self.max_fit = max_fit
+        self.collapse_share = collapse_share
 
     def params(self, n: int) -> dict[str, Any]:
         # min_cluster_size counts prompts of the whole set; a sampled fit scales it by the sample fraction.
-        mcs = self.min_cluster_size or default_min_cluster_size(n)
+        mcs = self.min_cluster_size or default_min_cluster_size(n, self.umap_min_n)
         return {
             "seed": self.seed, "n_neighbors": self.n_neighbors, "n_components": self.n_components,
-            "min_cluster_size": mcs, "min_samples": self._min_samples(mcs),
-            "umap_min_n": self.umap_min_n, "max_fit": self.max_fit,
+            "min_cluster_size": mcs, "min_samples": self._min_samples(mcs, min(n, self.max_fit)),
+            "umap_min_n": self.umap_min_n, "max_fit": self.max_fit, "collapse_share": self.collapse_share,
         }
 
     def cache_params(self, n: int) -> dict[str, Any]:
         """Everything that decides ``fit``'s output for ``n`` vectors besides the vectors (the cache key's part)."""
-        return {**self.params(n), "discovery_version": DISCOVERY_VERSION, "class": type(self).__name__}
+        return {**self.params(n), "discovery_version": DISCOVERY_VERSION, "granularity_version": G.GRANULARITY_VERSION,
+                "collapse_max_depth": G.COLLAPSE_MAX_DEPTH,
+                "guard_max_inner_noise": G.GUARD_MAX_INNER_NOISE, "class": type(self).__name__}
 
-    def _min_samples(self, min_cluster_size: int) -> int:
-        return self.min_samples or max(2, min_cluster_size // 5)
+    def _min_samples(self, min_cluster_size: int, n_fit: int) -> int:
+        """``min_samples`` as given, else the rule of the path that clusters ``n_fit`` prompts."""
+        if self.min_samples:
+            return self.min_samples
+        return G.small_min_samples(min_cluster_size) if n_fit < self.umap_min_n else G.UMAP_MIN_SAMPLES
 
     def graph_k(self, n: int) -> int:
         """Neighbours (self included) the UMAP path needs from a shared k-NN graph of ``n`` vectors."""
@@ -214,23 +208,18 @@ class ClusterDiscovery:
             return self._fit_sampled(vectors, params)
         return self._fit_all(vectors, params, graph)
 
-    def _hdbscan(self, x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        import hdbscan
-
-        mcs = min(params["min_cluster_size"], max(2, len(x) // 2))
-        ms = min(params["min_samples"], mcs)
-        model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, metric="euclidean",
-                                cluster_selection_method="eom", core_dist_n_jobs=1)
-        labels = model.fit_predict(np.ascontiguousarray(x, dtype=np.float64)).astype(np.int64)
-        return labels, np.asarray(model.probabilities_, dtype=np.float32)
+    def _hdbscan(self, x: np.ndarray, params: dict[str, Any]) -> G.Granularity:
+        """HDBSCAN with the collapse guard (a cluster over ``collapse_share`` of the prompts is split inside)."""
+        return G.cluster_with_guard(x, params["min_cluster_size"], params["min_samples"],
+                                    collapse_share=self.collapse_share)
 
     def _fit_all(self, vectors: np.ndarray, params: dict[str, Any], graph: KnnGraph | None = None) -> ClusterResult:
         n = len(vectors)
         if n < self.umap_min_n:
             return self._fit_small(vectors, params, graph)
         reduced, coords = self._umap(vectors, params, graph)
-        labels, probs = self._hdbscan(reduced, params)
-        return ClusterResult(labels, coords, "umap+hdbscan", [], params, reduced, probs)
+        got = self._hdbscan(reduced, params)
+        return ClusterResult(got.labels, coords, "umap+hdbscan", got.notes, params, reduced, got.probabilities)
 
     def _fit_small(self, vectors: np.ndarray, params: dict[str, Any], graph: KnnGraph | None) -> ClusterResult:
         """Small inputs: HDBSCAN on a spectral embedding of the k-NN graph, PCA for the 2-D map (no UMAP, no numba).
@@ -265,17 +254,17 @@ class ClusterDiscovery:
             warnings.simplefilter("ignore")  # "graph is not fully connected" on tiny or very clumpy inputs
             reduced = SpectralEmbedding(n_components=dim, affinity="precomputed",
                                         random_state=self.seed).fit_transform(adj).astype(np.float32)
-        labels, probs = self._hdbscan(reduced, params)
+        got = self._hdbscan(reduced, params)
         note = (f"UMAP skipped for {n} prompts (< {self.umap_min_n}): HDBSCAN ran on a {dim}-D spectral embedding of "
-                f"the {k}-nearest-neighbour graph and the map is a PCA projection (measured about as pure as UMAP on "
-                "the labelled sets at this size, with more noise; no numba compilation)")
-        return ClusterResult(labels, coords, "spectral+hdbscan", [note], params, reduced, probs)
+                f"the {k}-nearest-neighbour graph and the map is a PCA projection (no numba compilation)")
+        return ClusterResult(got.labels, coords, "spectral+hdbscan", [note, *got.notes], params, reduced,
+                             got.probabilities)
 
     def _umap(self, vectors: np.ndarray, params: dict[str, Any],
               graph: KnnGraph | None = None) -> tuple[np.ndarray, np.ndarray]:
         import warnings
 
-        from data_advisor.coverage import numba_cache
+        from data_advisor.coverage.discovery import numba_cache
 
         with _env.library_defaults():  # NUMBA_CACHE_DIR while numba loads (it reads it once, at import)
             numba_cache.check()  # a damaged compiled kernel would crash numba (or worse) when loaded
@@ -303,8 +292,10 @@ class ClusterDiscovery:
     def _fit_sampled(self, vectors: np.ndarray, params: dict[str, Any]) -> ClusterResult:
         """Fit UMAP + HDBSCAN on a seeded sample of ``max_fit`` prompts, place the rest by their nearest fitted ones.
 
-        ``min_cluster_size`` is scaled by the sample fraction so the sample finds clusters of the size a full fit
-        would (measured on 100k: 123 clusters against the full fit's 128; unscaled, 82).  The rest is placed in
+        A given ``min_cluster_size`` is scaled by the sample fraction so the sample finds clusters of the size a full
+        fit would (measured on 100k: 123 clusters against the full fit's 128; unscaled, 82).  The default rule is
+        scaled too but never below its own value at the sample size, so the number of clusters stops growing above
+        ``max_fit`` prompts (a readable few hundred at 100k–1M instead of thousands).  The rest is placed in
         chunks by index, never copied out of ``vectors`` as a whole (1.5 GB at 1M).
         """
         n = len(vectors)
@@ -312,7 +303,9 @@ class ClusterDiscovery:
         sample = np.sort(rng.choice(n, size=self.max_fit, replace=False))
         mcs = params["min_cluster_size"]
         fit_mcs = max(min(5, mcs), round(mcs * self.max_fit / n))  # never below 5, nor below what was asked
-        fit_params = {**params, "min_cluster_size": fit_mcs, "min_samples": self._min_samples(fit_mcs)}
+        if self.min_cluster_size is None:  # default rule: never finer than a full fit of the sample's size
+            fit_mcs = max(fit_mcs, default_min_cluster_size(self.max_fit, self.umap_min_n))
+        fit_params = {**params, "min_cluster_size": fit_mcs, "min_samples": self._min_samples(fit_mcs, self.max_fit)}
         fit_vectors = np.ascontiguousarray(vectors[sample], dtype=np.float32)
         fitted = self._fit_all(fit_vectors, fit_params)
         all_labels = np.full(n, -1, dtype=np.int64)
@@ -326,7 +319,8 @@ class ClusterDiscovery:
         notes = [*fitted.notes,
                  f"{_METHOD_WORDS.get(fitted.method, fitted.method)} were fitted on a seeded sample of "
                  f"{self.max_fit:,} of {n:,} prompts "
-                 f"(min_cluster_size {params['min_cluster_size']} scaled to {fit_mcs} for the sample); "
+                 f"(min_cluster_size {params['min_cluster_size']} scaled to {fit_mcs} for the sample"
+                 f"{'' if self.min_cluster_size else ', at least the rule at the sample size'}); "
                  f"the others take the majority cluster and mean map position of their {KNN_EXTEND_K} nearest "
                  "fitted prompts"]
         return ClusterResult(all_labels, all_coords, fitted.method + "+knn-extend", notes,

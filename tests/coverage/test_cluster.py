@@ -74,7 +74,7 @@ def test_ten_prompts_skip_umap(corpus: tuple[list[str], np.ndarray]) -> None:
 
 
 def test_small_inputs_take_the_path_without_umap(corpus: tuple[list[str], np.ndarray]) -> None:
-    """Below umap_min_n (default 1,000) discovery never imports UMAP (no numba compilation on a first run)."""
+    """Below umap_min_n (default 200) discovery never imports UMAP (no numba compilation on a first run)."""
     import subprocess
     import sys
 
@@ -88,7 +88,7 @@ def test_small_inputs_take_the_path_without_umap(corpus: tuple[list[str], np.nda
     top2 = np.linalg.svd(centred, full_matrices=False)[2][:2]
     np.testing.assert_allclose(np.abs(r.coords), np.abs(centred @ top2.T), atol=1e-3)
     code = ("import sys, numpy as np; from data_advisor.coverage.cluster import ClusterDiscovery; "
-            "x = np.random.default_rng(0).normal(size=(200, 32)).astype('float32'); "
+            "x = np.random.default_rng(0).normal(size=(199, 32)).astype('float32'); "
             "x /= np.linalg.norm(x, axis=1, keepdims=True); ClusterDiscovery().fit(x); "
             "print(sorted(m for m in ('umap', 'numba', 'pynndescent', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -101,7 +101,9 @@ def test_forty_prompts_umap_pipeline(corpus: tuple[list[str], np.ndarray]) -> No
     _check_shapes(r, 40)
     assert r.method == "umap+hdbscan"
     assert r.notes == []  # nothing was skipped
-    assert r.params["min_cluster_size"] == default_min_cluster_size(40) == 5
+    # the UMAP path's rule (√n/4, at least 10) and min_samples 2, not the spectral path's (√40/2 → 5)
+    assert r.params["min_cluster_size"] == default_min_cluster_size(40, umap_min_n=30) == 10
+    assert r.params["min_samples"] == 2
     assert r.params["seed"] == 0
     assert r.reduced is not None and r.reduced.shape == (40, 5)
     assert 0.0 <= r.noise_share <= 1.0
@@ -214,10 +216,13 @@ def test_stop_words_are_sklearns_without_importing_it() -> None:
 
 
 def test_default_min_cluster_size() -> None:
-    assert default_min_cluster_size(10) == 5
+    assert default_min_cluster_size(10) == 5  # spectral path (below 200 prompts): √n/2, at least 5
     assert default_min_cluster_size(150) == 6  # √150 / 2 = 6.12
-    assert default_min_cluster_size(10_000) == 50
-    assert ClusterDiscovery(max_fit=400).params(1_000_000)["min_cluster_size"] == 500  # of the whole set
+    assert default_min_cluster_size(200) == 10  # UMAP path: √n/4, at least 10
+    assert default_min_cluster_size(10_000) == 25
+    assert ClusterDiscovery(max_fit=400).params(1_000_000)["min_cluster_size"] == 250  # of the whole set
+    assert ClusterDiscovery().params(150)["min_samples"] == 2 and ClusterDiscovery().params(10_000)["min_samples"] == 2
+    assert ClusterDiscovery(umap_min_n=10**6).params(10_000)["min_samples"] == 10  # spectral rule: a fifth of 50
 
 
 def test_keyword_labels_hand_computed() -> None:
@@ -232,3 +237,14 @@ def test_keyword_labels_hand_computed() -> None:
 
 def test_keyword_labels_all_noise() -> None:
     assert keyword_labels(["a b c", "d e f"], np.array([-1, -1])) == {}
+
+
+def test_sampled_fit_of_the_default_rule_is_never_finer_than_a_full_fit_of_the_sample(
+        corpus: tuple[list[str], np.ndarray]) -> None:
+    """The default min_cluster_size scaled by the sample fraction (10 × 100/150 → 7) is raised to the rule at the
+    sample's size (10), so the number of clusters stops growing above max_fit prompts."""
+    _, v = corpus
+    r = ClusterDiscovery(seed=0, max_fit=100, umap_min_n=50).fit(v)
+    assert r.params["min_cluster_size"] == default_min_cluster_size(150, umap_min_n=50) == 10
+    assert r.params["fit_min_cluster_size"] == default_min_cluster_size(100, umap_min_n=50) == 10
+    assert any("at least the rule at the sample size" in note for note in r.notes)

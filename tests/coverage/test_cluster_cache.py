@@ -49,13 +49,21 @@ def test_second_fit_comes_from_the_cache(tmp_path: Path, vectors: np.ndarray) ->
     np.testing.assert_array_equal(second.labels, ClusterDiscovery(seed=0).fit(vectors).labels)
 
 
-@pytest.mark.parametrize("change", ["seed", "min_cluster_size", "model", "vectors"])
-def test_anything_that_changes_discovery_changes_the_key(tmp_path: Path, vectors: np.ndarray, change: str) -> None:
+SETTINGS = {"seed": 1, "min_cluster_size": 7, "min_samples": 3, "n_neighbors": 10, "umap_min_n": 500,
+            "max_fit": 1000, "collapse_share": 0.7}
+
+
+@pytest.mark.parametrize("change", [*SETTINGS, "model", "vectors", "guard rules"])
+def test_anything_that_changes_discovery_changes_the_key(tmp_path: Path, vectors: np.ndarray, change: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from data_advisor.coverage.discovery import granularity
+
     cache = ClusterCache(tmp_path)
     digest = vectors_digest(vectors)
     cache.fit(ClusterDiscovery(seed=0), vectors, digest=digest, model_id="m")
-    disc = ClusterDiscovery(seed=1 if change == "seed" else 0,
-                            min_cluster_size=7 if change == "min_cluster_size" else None)
+    if change == "guard rules":  # a change to the granularity code's constants (or its version) is a new key too
+        monkeypatch.setattr(granularity, "GUARD_MAX_INNER_NOISE", 0.4)
+    disc = ClusterDiscovery(**({change: SETTINGS[change]} if change in SETTINGS else {}))
     v = vectors.copy()
     if change == "vectors":
         v[0] = v[1]  # one prompt changed

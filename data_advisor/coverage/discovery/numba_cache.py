@@ -5,7 +5,8 @@ file makes UMAP raise ``UnpicklingError`` deep inside numba (a crash dump instea
 code that still unpickles could even run. So after each successful clustering the sha256 of every cache file is
 recorded in ``.data-advisor-manifest.json``; before numba loads anything, a file whose bytes no longer match is
 deleted (numba compiles it again, ~30 s), as is any unrecorded file that does not even unpickle. One line on
-stderr says what was removed.
+stderr says what was removed.  :func:`enable_umap_numba_cache` switches the on-disk cache on for UMAP's kernels
+(UMAP compiles them afresh in every process otherwise, ~60 s), so a second CLI run starts warm.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import contextlib
 import json
 import os
 import pickle
-import sys
 from pathlib import Path
 
+from data_advisor import _env
 from data_advisor.io import file_sha256
 
 MANIFEST = ".data-advisor-manifest.json"
@@ -25,8 +26,6 @@ MANIFEST = ".data-advisor-manifest.json"
 def numba_cache_dir() -> Path | None:
     d = os.environ.get("NUMBA_CACHE_DIR")
     return Path(d) if d else None
-
-
 
 
 def _files(root: Path) -> list[Path]:
@@ -72,8 +71,8 @@ def check(root: Path | None = None) -> list[Path]:
         with contextlib.suppress(OSError):
             f.unlink()
     if bad:
-        print(f"numba cache {root}: removed {len(bad)} damaged compiled-kernel file(s); they are compiled again",
-              file=sys.stderr, flush=True)
+        _env.log.warning(f"numba cache {root}: removed {len(bad)} damaged compiled-kernel file(s); they are compiled "
+                         "again")
     return bad
 
 
@@ -86,3 +85,27 @@ def record(root: Path | None = None) -> None:
 
     with contextlib.suppress(OSError):
         write_json_atomic(root / MANIFEST, {str(f.relative_to(root)): file_sha256(f) for f in _files(root)})
+
+
+_CACHING_ENABLED = False
+
+
+def enable_umap_numba_cache() -> None:
+    """Turn on numba's on-disk cache for UMAP's jitted functions (UMAP ships them with ``cache=False``)."""
+    global _CACHING_ENABLED
+    if _CACHING_ENABLED:
+        return
+    import importlib
+
+    for modname in ("umap.layouts", "umap.umap_", "umap.utils", "umap.spectral", "umap.distances",
+                    "umap.sparse", "pynndescent.distances", "pynndescent.utils"):
+        try:
+            mod = importlib.import_module(modname)
+        except Exception:
+            continue
+        for obj in vars(mod).values():
+            enable = getattr(obj, "enable_caching", None)
+            if callable(enable) and getattr(obj, "__module__", None) == modname:
+                with contextlib.suppress(Exception):
+                    enable()
+    _CACHING_ENABLED = True
