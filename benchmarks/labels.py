@@ -138,6 +138,8 @@ def run_labelled(audit: Audit, spec: Any, tax: Any, gold: list[str], vecs: np.nd
             "macro_f1_unreviewed_no_labels": round(macro_f1(g_un, [pred0[i] for i in un], classes), 4),
             "macro_f1_unreviewed_labels": round(macro_f1(g_un, [pred1[i] for i in un], classes), 4),
             "true_accuracy_unreviewed": round(truth_acc, 4),
+            "unanchored_unreviewed_no_labels": round(float(np.mean([pred0[i] == "none" for i in un])), 4),
+            "unanchored_unreviewed_labels": round(float(np.mean([pred1[i] == "none" for i in un])), 4),
         }
         if est.get("status") == "estimated":
             lo, hi = est["accuracy"]["ci95"]
