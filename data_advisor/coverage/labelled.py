@@ -14,9 +14,10 @@ Three things, each small and measured in ``benchmarks/labels.py`` on the shared 
   moves it only as far as they agree.
 * **Which principle** (:class:`LabelHead`).  A class-balanced logistic regression on the frozen embeddings, trained
   on the labelled prompts plus every anchor vector as one row of its principle (so a principle no label hit is still
-  a class), 3 × its log-probabilities added to the anchor scores' log-softmax (weight 3 beat 1 and head-only on 7 of
-  10 set/taxonomy pairs; leave-one-dataset-out picked it in every fold but one), then label spreading over the
-  audit's kNN graph with the refinement's own α and k.  The research brief measured a head like this
+  a class), 3 × its log-probabilities added to the anchor scores' log-softmax (dev: chosen on the shared sets,
+  where weight 3 beat 1 and head-only on average; a by-hand leave-one-dataset-out over that grid picked it in all but
+  one fold), then label spreading over the audit's kNN graph with the refinement's own α and k.  The research brief
+  measured a head like this
   at +0.12–0.14 macro-F1 from five labels per principle; SetFit was worse and 100× slower, so nothing is fine-tuned.
 """
 
