@@ -15,9 +15,10 @@ Harm gate: the share of prompts left unanchored on every all-harmful set (defaul
 without it), and F1 of "anchored" vs harmful on mixed sets (each harmful set + 2,000 Alpaca instructions; XSTest),
 without labels (shipped boundary vs base-rate boundary) and with labels (benign prompts labelled ``none``).
 
-Nothing here is tuned on these numbers except where stated: the head's weight and C and the gate prior width are
-re-picked leave-one-dataset-out in ``--lodo`` (reported as such).  The harm pool leaves out the taxonomy written beside
-each set.
+Chosen on data: the base-rate posterior τ (``base_rate_grid``: F1 per τ on each harmful + Alpaca mix, τ picked
+leave-one-dataset-out; the shipped 0.3 is what every fold picked).  The head's weight (3) and the gate's prior width
+(2) were chosen on these sets during development (dev figures).  The harm pool leaves out the taxonomy written beside
+each set.  ``cost``: a re-audit with cached embeddings through the public API, without and with labels.
 
     python benchmarks/labels.py             # every set, 3 draws
     python benchmarks/labels.py --quick     # 2 sets, 1 draw
@@ -138,6 +139,8 @@ def run_labelled(audit: Audit, spec: Any, tax: Any, gold: list[str], vecs: np.nd
             "macro_f1_unreviewed_no_labels": round(macro_f1(g_un, [pred0[i] for i in un], classes), 4),
             "macro_f1_unreviewed_labels": round(macro_f1(g_un, [pred1[i] for i in un], classes), 4),
             "true_accuracy_unreviewed": round(truth_acc, 4),
+            "unanchored_unreviewed_no_labels": round(float(np.mean([pred0[i] == "none" for i in un])), 4),
+            "unanchored_unreviewed_labels": round(float(np.mean([pred1[i] == "none" for i in un])), 4),
         }
         if est.get("status") == "estimated":
             lo, hi = est["accuracy"]["ci95"]

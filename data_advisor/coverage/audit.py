@@ -186,7 +186,8 @@ def run_audit(
     knn = (shared_knn_graph(vectors, min(settings.n_neighbors, n), cache=cluster_cache, digest=digest)
            if 2 <= n <= M.IVF_ABOVE else None)
     assignments = apply_refinement(assignments, vectors, anchors, settings, knn)
-    assignments, estimates = label_step(assignments, vectors, anchors, prompts.ids, labels, settings.seed)
+    assignments, estimates = label_step(assignments, vectors, anchors, prompts.ids, labels, settings.seed,
+                                        (knn.idx, knn.dists) if knn is not None else None)
     if settings.cluster:
         discovery = discovery or ClusterDiscovery(seed=settings.seed, n_neighbors=settings.n_neighbors,
                                                   min_cluster_size=settings.min_cluster_size, max_fit=settings.max_fit)

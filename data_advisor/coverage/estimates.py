@@ -162,24 +162,33 @@ class LabelOutcome:
     info: dict[str, Any]
 
 
-def make_label_model(assignments: Assignments, vectors: np.ndarray, anchors: AnchorSet) -> LabelModel:
-    """The fixed per-audit inputs of :class:`LabelModel` (anchor scores; the unlabelled gate's boundary)."""
-    from data_advisor.coverage.refine import principle_score_matrix
+def make_label_model(assignments: Assignments, vectors: np.ndarray, anchors: AnchorSet,
+                     graph: tuple[np.ndarray, np.ndarray] | None = None) -> LabelModel:
+    """The fixed per-audit inputs of :class:`LabelModel` (anchor scores; the unlabelled gate's boundary; the kNN
+    graph for smoothing, the audit's own or an exact one built here up to the refinement's size limit)."""
+    from data_advisor.coverage.refine import RefineSettings, principle_score_matrix
+
+    if graph is None and 3 <= len(vectors) <= RefineSettings().graph_max:
+        from data_advisor.coverage.cluster import knn_graph
+
+        graph = knn_graph(vectors, min(RefineSettings().k + 1, len(vectors)))
 
     scale = float(assignments.settings.get("harm_scale", 1.0) or 1.0)
     offset0 = float(assignments.settings.get("base_rate_offset", 0.0) or 0.0)
     return LabelModel(vectors=vectors, scores=principle_score_matrix(vectors, anchors),
                       relevance=assignments.harm_relevance, base_best=np.asarray(assignments.best),
                       base_anchored=np.asarray(assignments.anchored, dtype=bool), anchors=anchors,
-                      scale=scale, offset0=offset0 + float(assignments.settings.get("margin_threshold", 0.0) or 0.0))
+                      scale=scale, offset0=offset0 + float(assignments.settings.get("margin_threshold", 0.0) or 0.0),
+                      graph=graph)
 
 
 def apply_labels(assignments: Assignments, vectors: np.ndarray, anchors: AnchorSet, prompt_ids: list[str],
-                 labels: ReviewLabels, seed: int = 0) -> LabelOutcome:
+                 labels: ReviewLabels, seed: int = 0,
+                 graph: tuple[np.ndarray, np.ndarray] | None = None) -> LabelOutcome:
     """Assignments learned from ``labels`` (reviewed prompts take their label) and the estimates block."""
     class_ids = [*anchors.principle_ids, NONE_LABEL]
     match = labels.match(list(prompt_ids), class_ids)
-    model = make_label_model(assignments, vectors, anchors)
+    model = make_label_model(assignments, vectors, anchors, graph)
     k = model.none_class
     if len(match.idx):
         pred, offset = model.predict(match.idx, match.y, keep=True)
@@ -244,12 +253,13 @@ def read_labels(labels: ReviewLabels | str | Path | None, taxonomy: Taxonomy) ->
 
 
 def label_step(assignments: Assignments, vectors: np.ndarray, anchors: AnchorSet, prompt_ids: list[str],
-               labels: ReviewLabels | None, seed: int) -> tuple[Assignments, dict[str, Any] | str]:
+               labels: ReviewLabels | None, seed: int,
+               graph: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Assignments, dict[str, Any] | str]:
     """The audit's label stage: (assignments, estimates block); without labels the assignments and "unverified".
     Labelled ids absent from the input are logged as a warning, not fatal."""
     if labels is None:
         return assignments, "unverified"
-    outcome = apply_labels(assignments, vectors, anchors, prompt_ids, labels, seed=seed)
+    outcome = apply_labels(assignments, vectors, anchors, prompt_ids, labels, seed=seed, graph=graph)
     if outcome.info["n_missing"]:
         from data_advisor._env import log
 

@@ -14,7 +14,10 @@ Three things, each small and measured in ``benchmarks/labels.py`` on the shared 
   moves it only as far as they agree.
 * **Which principle** (:class:`LabelHead`).  A class-balanced logistic regression on the frozen embeddings, trained
   on the labelled prompts plus every anchor vector as one row of its principle (so a principle no label hit is still
-  a class), its log-probabilities added to the anchor scores' softmax.  The research brief measured a head like this
+  a class), 3 × its log-probabilities added to the anchor scores' log-softmax (dev: chosen on the shared sets,
+  where weight 3 beat 1 and head-only on average; a by-hand leave-one-dataset-out over that grid picked it in all but
+  one fold), then label spreading over the audit's kNN graph with the refinement's own α and k.  The research brief
+  measured a head like this
   at +0.12–0.14 macro-F1 from five labels per principle; SetFit was worse and 100× slower, so nothing is fine-tuned.
 """
 
@@ -166,6 +169,42 @@ class LabelHead:
         return (self.weight * lp + anchor_log_softmax(scores, self.temperature)).argmax(axis=1)
 
 
+def neighbour_matrix(graph: tuple[np.ndarray, np.ndarray]) -> Any:
+    """Row-normalised sparse (n × n) similarity weights of each prompt's k = 10 nearest neighbours (self left out),
+    as the refinement's label spreading uses them."""
+    from scipy.sparse import csr_matrix
+
+    from data_advisor.coverage.refine import RefineSettings
+
+    idx, dist = graph
+    n = len(idx)
+    k = min(RefineSettings().k, idx.shape[1] - 1)
+    if k < 1:
+        return None
+    w = np.clip(1.0 - dist[:, 1 : k + 1], 0.0, None).astype(np.float64)
+    w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    return csr_matrix((w.ravel(), idx[:, 1 : k + 1].ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
+
+
+def spread(log_scores: np.ndarray, weights: Any, seed_idx: np.ndarray, seed_y: np.ndarray) -> np.ndarray:
+    """Leaf index per prompt after label spreading of the head's scores over the kNN graph (``weights`` from
+    :func:`neighbour_matrix`; the refinement's α = 0.5 and 10 iterations; labelled prompts seed their own class).
+    Measured on the shared sets: +0.009 macro-F1 on average, better on 8 of 10 set/taxonomy pairs."""
+    from data_advisor.coverage.refine import RefineSettings
+
+    cfg = RefineSettings()
+    z = log_scores - log_scores.max(axis=1, keepdims=True)
+    y = np.exp(z)
+    y /= y.sum(axis=1, keepdims=True)
+    y[seed_idx] = np.eye(y.shape[1])[seed_y]
+    if weights is None:
+        return y.argmax(axis=1)
+    f = y
+    for _ in range(cfg.iterations):
+        f = cfg.alpha * (weights @ f) + (1.0 - cfg.alpha) * y
+    return np.asarray(f).argmax(axis=1)
+
+
 @dataclass
 class LabelModel:
     """Everything one labelled prediction needs, fixed per audit: the vectors, anchor scores, harm relevance, the
@@ -181,6 +220,9 @@ class LabelModel:
     scale: float = 1.0
     offset0: float = 0.0  # the unlabelled boundary on relevance (base-rate offset)
     head: Any = field(default=None, init=False)  # the head fitted on all labels: warm start of the cross-fit folds
+    #: The prompts' kNN graph (indices, cosine distances; self in column 0) for label spreading; None: no smoothing.
+    graph: tuple[np.ndarray, np.ndarray] | None = None
+    _weights: Any = field(default=None, init=False)
 
     @property
     def none_class(self) -> int:
@@ -203,8 +245,14 @@ class LabelModel:
             anchored = self.base_anchored[rows]
         if harmful.any():
             head = LabelHead(self.anchors, warm=None if keep else self.head)
-            best = head.predict(self.vectors[rows], self.scores[rows], self.vectors[train_idx[harmful]],
-                                train_y[harmful])
+            x_lab, y_lab = self.vectors[train_idx[harmful]], train_y[harmful]
+            if self.graph is None:
+                best = head.predict(self.vectors[rows], self.scores[rows], x_lab, y_lab)
+            else:  # the whole set is scored, so the spreading sees every neighbour
+                z = head.weight * head.log_proba(self.vectors, x_lab, y_lab) + anchor_log_softmax(self.scores)
+                if self._weights is None:
+                    self._weights = neighbour_matrix(self.graph)
+                best = spread(z, self._weights, train_idx[harmful], y_lab)[rows]
             if keep:
                 self.head = head.fitted
         else:

@@ -32,7 +32,7 @@ def test_audit_writes_subclusters_and_reads_schema_1_0(tmp_path: Path, embedder:
 
     result = audit_full(sample_prompts, taxonomy="catqa-11", embedder=embedder, min_cluster_size=3)
     report = result.report
-    assert report.schema_version == "1.2"
+    assert report.schema_version == "1.2"  # 1.2 added estimates
     labels = result.clusters.labels
     for a in report.leaf_anchors():
         members = [i for i in range(len(sample_prompts)) if result.assignments.anchor_id(i) == a.id]
