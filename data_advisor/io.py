@@ -164,10 +164,13 @@ def check_link(path: Path) -> None:
                              "point the link at the prompts file, or pass the file itself")
 
 
-def remove_stale(folder: Path, names: Iterable[str], written: Iterable[str]) -> None:
-    """Remove the files of ``names`` that this write did not produce (``written``): an earlier write's report or
-    vectors beside new numbers would contradict them."""
-    for name in set(names) - set(written):
+def move_outputs(tmp: Path, folder: Path, *, replaced: Iterable[str] = ()) -> None:
+    """Move every file of ``tmp`` into ``folder``, then remove the files named in ``replaced`` that this write did
+    not produce: an earlier write's report or vectors beside new numbers would contradict them."""
+    written = {f.name for f in sorted(tmp.iterdir())}
+    for name in sorted(written):
+        (tmp / name).replace(folder / name)
+    for name in set(replaced) - written:
         stale = folder / name
         if stale.is_file() or stale.is_symlink():
             stale.unlink()

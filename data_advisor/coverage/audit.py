@@ -43,7 +43,7 @@ from data_advisor.errors import OutputError
 from data_advisor.io import (
     ensure_writable_dir,
     make_temp_dir,
-    remove_stale,
+    move_outputs,
     save_npy_atomic,
     write_checksums,
     write_json_atomic,
@@ -113,10 +113,7 @@ class AuditResult:
             write_checksums(tmp, ("coverage.json", "assignments.jsonl", "embeddings.npy"))
             for add_output in extra_outputs:
                 add_output(tmp)
-            written = [f.name for f in sorted(tmp.iterdir())]
-            for name in written:
-                (tmp / name).replace(out_dir / name)
-            remove_stale(out_dir, ("embeddings.npy", "report.html"), written)  # an earlier audit's: never kept
+            move_outputs(tmp, out_dir, replaced=("embeddings.npy", "report.html"))  # an earlier audit's go too
         except OSError as exc:
             raise OutputError(f"cannot write audit outputs to {out_dir}: {exc.strerror or exc}",
                               "check free disk space and permissions of --out") from None

@@ -43,6 +43,7 @@ def _local_price_table(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+@pytest.mark.slow  # the acceptance numbers (~25 rounds); the --max-tokens test below runs by default
 def test_max_cost_stops_below_n_and_a_higher_cap_resumes(openai_key: str, loop_responder: LoopResponder,
                                                           llm_server: LLMServer, tmp_path: Path) -> None:
     assert model_prices(PRICED) is not None
@@ -70,17 +71,23 @@ def test_max_cost_stops_below_n_and_a_higher_cap_resumes(openai_key: str, loop_r
     assert len(ids) == len(set(ids))
 
 
-def test_max_tokens_caps_any_model(openai_key: str, loop_responder: LoopResponder, llm_server: LLMServer,
-                                   tmp_path: Path) -> None:
+def test_max_tokens_caps_any_model_and_a_higher_cap_resumes(openai_key: str, loop_responder: LoopResponder,
+                                                            llm_server: LLMServer, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    rc, err = cli("generate", "--model", "openai/test-model", "--api-base", llm_server.base_url, "--n", 200,
-                  "--per-round", 8, "--out", run, "-q", "--max-tokens", 6000, "--recluster-every", 100)
-    assert rc == 0, err
-    assert "stopped: the --max-tokens cap 6,000" in err
-    recs = [RoundRecord.from_json(r) for r in read_jsonl(run / "rounds.jsonl")]
-    tokens = ledger_spend(run / "llm_calls.jsonl").tokens
-    assert tokens == sum(r.prompt_tokens + r.completion_tokens for r in recs)
-    assert tokens <= 6000 + max(r.prompt_tokens + r.completion_tokens for r in recs)
+    args = ["generate", "--model", "openai/test-model", "--api-base", llm_server.base_url, "--n", 200,
+            "--per-round", 8, "--out", run, "-q", "--recluster-every", 100]
+    counts = []
+    for cap in (3000, 6000):
+        rc, err = cli(*args, "--max-tokens", cap)
+        assert rc == 0, err
+        assert f"stopped: the --max-tokens cap {cap:,}" in err
+        recs = [RoundRecord.from_json(r) for r in read_jsonl(run / "rounds.jsonl")]
+        tokens = ledger_spend(run / "llm_calls.jsonl").tokens
+        assert tokens == sum(r.prompt_tokens + r.completion_tokens for r in recs)  # every call is some round's
+        assert tokens <= cap + max(r.prompt_tokens + r.completion_tokens for r in recs)
+        counts.append(len(read_jsonl(run / "prompts.jsonl")))
+    assert 0 < counts[0] < counts[1] < 200
+    assert err.startswith("resumed: ")
 
 
 def test_cost_cap_on_an_unpriced_model_is_refused_in_one_line(openai_key: str, llm_server: LLMServer,

@@ -66,6 +66,7 @@ def drifting(responder: LoopResponder, loop: Any) -> None:
     responder.choose = sticky
 
 
+@pytest.mark.slow  # the 12-round acceptance scenario; the refusal test below covers the back-off by default
 def test_generator_that_ignores_advice_is_backed_off_and_named(make_loop: Any, loop_responder: LoopResponder,
                                                                 tmp_path: Path) -> None:
     base = skewed_base(tmp_path / "base.jsonl", light=1)

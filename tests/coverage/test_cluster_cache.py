@@ -172,16 +172,18 @@ def test_odd_or_undeletable_entry_is_ignored_and_recomputed(tmp_path: Path, vect
     """Issue 18: a damaged entry on a read-only cache raised ``OSError`` from the unlink, a folder entry
     ``IsADirectoryError``; a pipe would have blocked np.load.  The fit must go on with a warning."""
     import errno
-    import os
+
+    from tests.faults.damage import PipeWatch
 
     digest = vectors_digest(vectors)
     fresh = ClusterCache(tmp_path).fit(ClusterDiscovery(seed=0), vectors, digest=digest, model_id="m")
     (entry,) = _entries(ClusterCache(tmp_path), "clusters")
     entry.unlink()
+    watch = PipeWatch(after_s=20)  # np.load on a pipe waited forever: fail instead of hanging
     if odd == "folder":
         entry.mkdir()
     elif odd == "pipe":
-        os.mkfifo(entry)
+        watch.pipe(entry)
     else:
         entry.write_bytes(b"garbage")
         real_unlink = Path.unlink
@@ -194,6 +196,8 @@ def test_odd_or_undeletable_entry_is_ignored_and_recomputed(tmp_path: Path, vect
         monkeypatch.setattr(Path, "unlink", read_only)
     cache = ClusterCache(tmp_path)
     again = cache.fit(ClusterDiscovery(seed=0), vectors, digest=digest, model_id="m")
+    watch.close()
+    assert not watch.hung
     assert not again.from_cache
     _same(fresh, again)
     assert cache.warnings and "damaged" in cache.warnings[0]

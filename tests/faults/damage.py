@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,3 +102,37 @@ def close_json(a: Any, b: Any, *, tol: float = 1e-4, where: str = "") -> None:
             close_json(x, y, tol=tol, where=f"{where}[{i}]")
     else:
         assert a == b, (where, a, b)
+
+
+class PipeWatch:
+    """Unblocks a command stuck reading one of the pipes a test made (opens its write end, again and again, from
+    ``after_s`` on), so a regression fails the test instead of hanging the suite; ``hung`` says it had to."""
+
+    def __init__(self, after_s: float = 60.0) -> None:
+        self.pipes: list[Path] = []
+        self.hung = False
+        self._after_s = after_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        if self._stop.wait(self._after_s):
+            return
+        while not self._stop.wait(0.2):
+            for p in self.pipes:
+                try:
+                    fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK)  # succeeds only when a reader is waiting on it
+                except OSError:
+                    continue
+                self.hung = True
+                os.close(fd)
+
+    def pipe(self, path: Path) -> Path:
+        os.mkfifo(path)
+        self.pipes.append(path)
+        if not self._thread.is_alive():
+            self._thread.start()
+        return path
+
+    def close(self) -> None:
+        self._stop.set()

@@ -16,49 +16,14 @@ import errno
 import json
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.faults.damage import close_json, error_line, no_traceback, run_inproc
+from tests.faults.damage import PipeWatch, close_json, error_line, no_traceback, run_inproc
 
 pytestmark = pytest.mark.faults
-
-
-class PipeWatch:
-    """Unblocks a command stuck reading one of the pipes a test made (opens its write end, again and again, from
-    ``after_s`` on), so a regression fails the test instead of hanging the suite; ``hung`` says it had to."""
-
-    def __init__(self, after_s: float = 60.0) -> None:
-        self.pipes: list[Path] = []
-        self.hung = False
-        self._after_s = after_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        if self._stop.wait(self._after_s):
-            return
-        while not self._stop.wait(0.2):
-            for p in self.pipes:
-                try:
-                    fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK)  # succeeds only when a reader is waiting on it
-                except OSError:
-                    continue
-                self.hung = True
-                os.close(fd)
-
-    def pipe(self, path: Path) -> Path:
-        os.mkfifo(path)
-        self.pipes.append(path)
-        if not self._thread.is_alive():
-            self._thread.start()
-        return path
-
-    def close(self) -> None:
-        self._stop.set()
 
 
 @pytest.fixture
