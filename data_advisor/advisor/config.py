@@ -26,6 +26,7 @@ from typing import Any
 from data_advisor.advisor.filters import SI_BLACKLIST, FilterConfig
 from data_advisor.errors import InputError
 from data_advisor.io import check_link
+from data_advisor.llm.settings import LLMSettings
 
 ADVICE_MODES = ("llm", "numeric", "summary")
 
@@ -141,9 +142,10 @@ class RunConfig:
     temperature: float | None = None
     max_rounds: int | None = None
     max_idle_rounds: int = 5
-    concurrency: int = 4
-    timeout_s: float = 60.0
-    max_retries: int = 5
+    #: How the LLM client is driven: the client's own defaults unless the run says otherwise.
+    concurrency: int = LLMSettings.concurrency
+    timeout_s: float = LLMSettings.timeout_s
+    max_retries: int = LLMSettings.max_retries
     #: Off-target stall: an anchor whose advised rounds kept under ``stall_on_target`` of their prompts on target
     #: ``stall_rounds`` times is not advised for the next ``stall_backoff`` rounds (see advisor/stall.py).
     stall_on_target: float = 0.25

@@ -14,6 +14,7 @@ from typing import Any
 
 from data_advisor.errors import OutputError
 from data_advisor.io import append_jsonl, cut_torn_tail
+from data_advisor.llm.settings import CallCost
 
 __all__ = ["Ledger", "LedgerRecord"]
 
@@ -21,17 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class LedgerRecord:
-    """One call as accounted: no message contents and no key, so it is safe to write anywhere."""
+class LedgerRecord(CallCost):
+    """One call as accounted (its :class:`CallCost` plus when, which model and whether it succeeded): no message
+    contents and no key, so it is safe to write anywhere.  Built by keyword."""
 
     time: str
     model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    cached: bool
-    attempts: int
-    latency_s: float
     ok: bool
     error_kind: str | None = None
 
