@@ -40,6 +40,7 @@ from data_advisor.reports._page import (
     table,
     text_list,
 )
+from data_advisor.reports._target_bars import share_vs_target_figure
 
 #: Takes a cluster's example prompts, returns a short human label (e.g. an LLM call); optional.
 Labeler = Callable[[list[str]], str]
@@ -142,29 +143,14 @@ def coverage_figure(report: CoverageReport) -> tuple[Any, int]:
     leaves = report.gap_table()
     ids = [a.id for a in leaves]
     custom = [[plot_text(a.name, 80), a.count, a.target_share, a.gap, a.deficit] for a in leaves]
-    fig = go.Figure()
-    fig.add_trace(go.Bar(
+    bar = go.Bar(
         y=ids, x=[a.share for a in leaves], orientation="h", name="actual share",
         marker={"color": [gap_color(a.gap) for a in leaves]}, customdata=custom,
         hovertemplate=("<b>%{customdata[0]}</b><br>prompts: %{customdata[1]:,}<br>share: %{x:.1%}"
                        "<br>target: %{customdata[2]:.1%}<br>gap: %{customdata[3]:+.1%}"
                        "<br>missing to target: %{customdata[4]:,}<extra></extra>"),
-    ))
-    fig.add_trace(go.Scatter(
-        y=ids, x=[a.target_share for a in leaves], mode="markers", name="target share",
-        marker={"symbol": "line-ns", "size": 18, "line": {"width": 3, "color": "#1f2933"}, "color": "#1f2933"},
-        hovertemplate="target: %{x:.1%}<extra></extra>",
-    ))
-    height = 110 + 24 * max(3, len(leaves))
-    fig.update_layout(**base_layout(
-        barmode="overlay", bargap=0.25, showlegend=True,
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        xaxis={"tickformat": ".0%", "title": {"text": "share of anchored prompts"}, "rangemode": "tozero"},
-        yaxis={"type": "category", "tickvals": ids, "ticktext": [plot_text(a.name, 48) for a in leaves],
-               "autorange": "reversed", "automargin": True},
-        margin={"l": 20, "r": 20, "t": 40, "b": 50},
-    ))
-    return fig, height
+    )
+    return share_vs_target_figure(bar, leaves, "share of anchored prompts", bargap=0.25)
 
 
 # ---------------------------------------------------------------------------------------------- hierarchy
