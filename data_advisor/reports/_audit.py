@@ -202,6 +202,12 @@ def _anchor_cell(a: AnchorCoverage) -> Raw:
     return Raw(f'{esc(a.name)}<div class="sub">{esc(a.id)}</div>')
 
 
+def _gap_cell(gap: float) -> Num:
+    """A gap as a table cell: signed percentage points, marked under-covered (``pos``) or over-covered (``neg``)
+    beyond :data:`GAP_TOLERANCE`."""
+    return Num(gap, pp(gap), "pos" if gap > GAP_TOLERANCE else "neg" if gap < -GAP_TOLERANCE else "")
+
+
 def gap_table(report: CoverageReport) -> Raw:
     names = {a.id: a.name for a in report.anchors}
     rows = []
@@ -209,7 +215,7 @@ def gap_table(report: CoverageReport) -> Raw:
         rows.append([
             _anchor_cell(a), names.get(a.parent or "", a.parent or ""), a.count,
             Num(a.share, pct(a.share)), Num(a.target_share, pct(a.target_share)),
-            Num(a.gap, pp(a.gap), "pos" if a.gap > GAP_TOLERANCE else "neg" if a.gap < -GAP_TOLERANCE else ""),
+            _gap_cell(a.gap),
             a.deficit, Num(a.mean_score, num(a.mean_score, 2)), Num(a.vendi, num(a.vendi, 1)), a.n_clusters,
             text_list([str(e.get("text", "")) for e in a.examples[:2]], 240),
         ])
@@ -222,7 +228,7 @@ def gap_table(report: CoverageReport) -> Raw:
     parents = [a for a in report.anchors if not a.is_leaf]
     if parents:
         prow = [[_anchor_cell(a), a.count, Num(a.share, pct(a.share)), Num(a.target_share, pct(a.target_share)),
-                 Num(a.gap, pp(a.gap), "pos" if a.gap > GAP_TOLERANCE else "neg" if a.gap < -GAP_TOLERANCE else ""),
+                 _gap_cell(a.gap),
                  a.deficit] for a in sorted(parents, key=lambda a: (-a.gap, a.id))]
         out = join(out, Raw("<h3>Parent categories</h3>"),
                    table([Col("Category"), Col("Prompts", "num"), Col("Share", "num"), Col("Target", "num"),
