@@ -16,7 +16,6 @@ from data_advisor.reports._data import AuditInput
 from data_advisor.reports._estimates import estimates_body
 from data_advisor.reports._map import map_figure
 from data_advisor.reports._page import (
-    NEUTRAL_COLOR,
     OVER_COLOR,
     UNDER_COLOR,
     Col,
@@ -29,6 +28,8 @@ from data_advisor.reports._page import (
     details,
     esc,
     figure_html,
+    gap_cell,
+    gap_color,
     join,
     json_block,
     note,
@@ -36,7 +37,6 @@ from data_advisor.reports._page import (
     para,
     pct,
     plot_text,
-    pp,
     table,
     text_list,
 )
@@ -44,18 +44,6 @@ from data_advisor.reports._target_bars import share_vs_target_figure
 
 #: Takes a cluster's example prompts, returns a short human label (e.g. an LLM call); optional.
 Labeler = Callable[[list[str]], str]
-
-#: A gap within this many share points of zero is drawn neutral rather than under/over-covered.
-GAP_TOLERANCE = 0.005
-
-
-def gap_color(gap: float) -> str:
-    if gap > GAP_TOLERANCE:
-        return UNDER_COLOR
-    if gap < -GAP_TOLERANCE:
-        return OVER_COLOR
-    return NEUTRAL_COLOR
-
 
 def cluster_labels(report: CoverageReport, labeler: Labeler | None) -> tuple[dict[int, str], list[str]]:
     """Cluster id → label: keyword labels from coverage.json, or ``labeler(examples)`` when given.
@@ -202,12 +190,6 @@ def _anchor_cell(a: AnchorCoverage) -> Raw:
     return Raw(f'{esc(a.name)}<div class="sub">{esc(a.id)}</div>')
 
 
-def _gap_cell(gap: float) -> Num:
-    """A gap as a table cell: signed percentage points, marked under-covered (``pos``) or over-covered (``neg``)
-    beyond :data:`GAP_TOLERANCE`."""
-    return Num(gap, pp(gap), "pos" if gap > GAP_TOLERANCE else "neg" if gap < -GAP_TOLERANCE else "")
-
-
 def gap_table(report: CoverageReport) -> Raw:
     names = {a.id: a.name for a in report.anchors}
     rows = []
@@ -215,7 +197,7 @@ def gap_table(report: CoverageReport) -> Raw:
         rows.append([
             _anchor_cell(a), names.get(a.parent or "", a.parent or ""), a.count,
             Num(a.share, pct(a.share)), Num(a.target_share, pct(a.target_share)),
-            _gap_cell(a.gap),
+            gap_cell(a.gap),
             a.deficit, Num(a.mean_score, num(a.mean_score, 2)), Num(a.vendi, num(a.vendi, 1)), a.n_clusters,
             text_list([str(e.get("text", "")) for e in a.examples[:2]], 240),
         ])
@@ -228,7 +210,7 @@ def gap_table(report: CoverageReport) -> Raw:
     parents = [a for a in report.anchors if not a.is_leaf]
     if parents:
         prow = [[_anchor_cell(a), a.count, Num(a.share, pct(a.share)), Num(a.target_share, pct(a.target_share)),
-                 _gap_cell(a.gap),
+                 gap_cell(a.gap),
                  a.deficit] for a in sorted(parents, key=lambda a: (-a.gap, a.id))]
         out = join(out, Raw("<h3>Parent categories</h3>"),
                    table([Col("Category"), Col("Prompts", "num"), Col("Share", "num"), Col("Target", "num"),
