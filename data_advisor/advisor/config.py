@@ -18,7 +18,7 @@ curate-random          no          random unused pool prompts  none             
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -107,10 +107,9 @@ def _file_fingerprint(path: str | None) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-#: RunConfig fields added after runs were first stored: left out of config.json at their defaults, so older run
-#: folders resume unchanged.
-_NEWER_DEFAULTS: dict[str, Any] = {"stall_on_target": 0.25, "stall_rounds": 2, "stall_backoff": 3,
-                                   "max_cost_usd": None, "max_tokens": None}
+#: RunConfig fields added after runs were first stored: left out of config.json at their defaults (the field
+#: defaults below), so older run folders resume unchanged.
+_NEWER_FIELDS = ("stall_on_target", "stall_rounds", "stall_backoff", "max_cost_usd", "max_tokens")
 
 
 @dataclass
@@ -200,7 +199,7 @@ class RunConfig:
         if not self.base:  # runs without a base keep the config.json of earlier versions, so they still resume
             d.pop("base")
             d.pop("base_text_field")
-        for key, default in _NEWER_DEFAULTS.items():  # likewise for the stall settings and budgets when unset
-            if d[key] == default:
-                d.pop(key)
+        for f in fields(self):  # likewise for the stall settings and budgets when unset
+            if f.name in _NEWER_FIELDS and d[f.name] == f.default:
+                d.pop(f.name)
         return d
