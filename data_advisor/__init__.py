@@ -17,21 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from data_advisor._version import __version__
 
-_LAZY = {
-    "audit": ("data_advisor.api", "audit"),
-    "review": ("data_advisor.api", "review"),
-    "Advisor": ("data_advisor.advisor.api", "Advisor"),
-    "audit_full": ("data_advisor.coverage.audit", "audit_full"),
-    "AuditSettings": ("data_advisor.coverage.audit", "AuditSettings"),
-    "AuditOptions": ("data_advisor.coverage.audit", "AuditOptions"),
-    "CoverageReport": ("data_advisor.coverage.report", "CoverageReport"),
-    "Taxonomy": ("data_advisor.coverage.taxonomy", "Taxonomy"),
-    "load_taxonomy": ("data_advisor.coverage.taxonomy", "load_taxonomy"),
-    "load_prompts": ("data_advisor.data", "load_prompts"),
-    "PromptSet": ("data_advisor.data", "PromptSet"),
-    "DataAdvisorError": ("data_advisor.errors", "DataAdvisorError"),
-    "GateError": ("data_advisor.errors", "GateError"),
+#: Where each public name lives, by module: imported on first use (see :func:`__getattr__`).
+_LAZY_BY_MODULE = {
+    "data_advisor.api": ("audit", "review"),
+    "data_advisor.advisor.api": ("Advisor",),
+    "data_advisor.coverage.audit": ("audit_full", "AuditSettings", "AuditOptions"),
+    "data_advisor.coverage.report": ("CoverageReport",),
+    "data_advisor.coverage.taxonomy": ("Taxonomy", "load_taxonomy"),
+    "data_advisor.data": ("load_prompts", "PromptSet"),
+    "data_advisor.errors": ("DataAdvisorError", "GateError"),
 }
+_LAZY = {name: (module, name) for module, names in _LAZY_BY_MODULE.items() for name in names}
 
 __all__ = [*_LAZY, "__version__"]
 

@@ -278,14 +278,16 @@ def save_npy_atomic(path: Path, array: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------ append-only JSONL
-def append_jsonl(path: Path, rows: Iterable[dict[str, Any]], *, sort_keys: bool = False) -> None:
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]], *, sort_keys: bool = False,
+                 ensure_ascii: bool = False) -> None:
     """Append whole records to a JSON Lines file, flushed and fsync'd before returning.
 
     Why one writer: an append-only file is only as crash-safe as its least careful writer (the run store fsync'd,
     the LLM ledger did not); a record is written in one ``write`` so a kill leaves at most one torn last line, which
-    :func:`read_jsonl_records` / :func:`cut_torn_tail` recognise and repair.
+    :func:`read_jsonl_records` / :func:`cut_torn_tail` recognise and repair.  ``sort_keys`` / ``ensure_ascii`` keep
+    each file's established bytes (the ledger has always written sorted, ASCII-escaped lines).
     """
-    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=sort_keys) + "\n" for r in rows)
+    data = "".join(json.dumps(r, ensure_ascii=ensure_ascii, sort_keys=sort_keys) + "\n" for r in rows)
     if not data:
         return
     with open(path, "a", encoding="utf-8") as fh:

@@ -18,7 +18,7 @@ curate-random          no          random unused pool prompts  none             
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from data_advisor.advisor.filters import SI_BLACKLIST, FilterConfig
 from data_advisor.errors import InputError
 from data_advisor.io import check_link
+from data_advisor.llm.settings import LLMSettings
 
 ADVICE_MODES = ("llm", "numeric", "summary")
 
@@ -106,10 +107,9 @@ def _file_fingerprint(path: str | None) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-#: RunConfig fields added after runs were first stored: left out of config.json at their defaults, so older run
-#: folders resume unchanged.
-_NEWER_DEFAULTS: dict[str, Any] = {"stall_on_target": 0.25, "stall_rounds": 2, "stall_backoff": 3,
-                                   "max_cost_usd": None, "max_tokens": None}
+#: RunConfig fields added after runs were first stored: left out of config.json at their defaults (the field
+#: defaults below), so older run folders resume unchanged.
+_NEWER_FIELDS = ("stall_on_target", "stall_rounds", "stall_backoff", "max_cost_usd", "max_tokens")
 
 
 @dataclass
@@ -141,9 +141,10 @@ class RunConfig:
     temperature: float | None = None
     max_rounds: int | None = None
     max_idle_rounds: int = 5
-    concurrency: int = 4
-    timeout_s: float = 60.0
-    max_retries: int = 5
+    #: How the LLM client is driven: the client's own defaults unless the run says otherwise.
+    concurrency: int = LLMSettings.concurrency
+    timeout_s: float = LLMSettings.timeout_s
+    max_retries: int = LLMSettings.max_retries
     #: Off-target stall: an anchor whose advised rounds kept under ``stall_on_target`` of their prompts on target
     #: ``stall_rounds`` times is not advised for the next ``stall_backoff`` rounds (see advisor/stall.py).
     stall_on_target: float = 0.25
@@ -198,7 +199,7 @@ class RunConfig:
         if not self.base:  # runs without a base keep the config.json of earlier versions, so they still resume
             d.pop("base")
             d.pop("base_text_field")
-        for key, default in _NEWER_DEFAULTS.items():  # likewise for the stall settings and budgets when unset
-            if d[key] == default:
-                d.pop(key)
+        for f in fields(self):  # likewise for the stall settings and budgets when unset
+            if f.name in _NEWER_FIELDS and d[f.name] == f.default:
+                d.pop(f.name)
         return d

@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -47,6 +47,11 @@ class Candidates:
     source_ids: list[str | None] = field(default_factory=list)
     n_calls: int = 0
     problems: Counter[str] = field(default_factory=Counter)
+
+    def add(self, text: str, source_id: str | None = None) -> None:
+        """One candidate (``source_id``: the pool prompt it is, ``None`` for generated text); keeps both lists aligned."""
+        self.texts.append(text)
+        self.source_ids.append(source_id)
 
 
 def _collect_errors(results: Sequence[Any], out: Candidates) -> list[Any]:
@@ -114,16 +119,16 @@ class GeneratedPrompts(BaseModel):
     prompts: list[str]
 
 
+@dataclass(eq=False)
 class AdvisedGenerator:
     """k prompts for the advised issue, in ``ceil(k / per_call)`` parallel calls."""
 
-    def __init__(self, client: LLMClient, taxonomy: Taxonomy, *, per_call: int = 4, n_examples: int = 3,
-                 temperature: float = 0.9) -> None:
-        self.client = client
-        self.taxonomy = taxonomy
-        self.per_call = per_call
-        self.n_examples = n_examples
-        self.temperature = temperature
+    client: LLMClient
+    taxonomy: Taxonomy
+    _: KW_ONLY
+    per_call: int = 4
+    n_examples: int = 3
+    temperature: float = 0.9
 
     def examples(self, advice: Advice, pool: Sequence[str], pool_anchor: Sequence[str | None],
                  rng: random.Random) -> list[str]:
@@ -157,8 +162,7 @@ class AdvisedGenerator:
                 continue
             for t in r.prompts[:size]:  # a model that over-delivers does not exceed the round's budget
                 if isinstance(t, str):
-                    out.texts.append(t)
-                    out.source_ids.append(None)
+                    out.add(t)
         return out
 
 
@@ -189,16 +193,19 @@ def parse_numbered(text: str, first_number: int) -> list[str]:
     return items
 
 
+@dataclass(eq=False)
 class SelfInstructGenerator:
     """Canonical Self-Instruct: 8 in-context tasks (6 seed + 2 machine), the model continues the list."""
 
-    def __init__(self, client: LLMClient, seeds: Sequence[str], *, n_seed: int = 6, n_machine: int = 2,
-                 temperature: float = 0.7) -> None:
-        self.client = client
-        self.seeds = list(seeds)
-        self.n_seed = n_seed
-        self.n_machine = n_machine
-        self.temperature = temperature
+    client: LLMClient
+    seeds: Sequence[str]
+    _: KW_ONLY
+    n_seed: int = 6
+    n_machine: int = 2
+    temperature: float = 0.7
+
+    def __post_init__(self) -> None:
+        self.seeds = list(self.seeds)  # sampled from by position each call
 
     def propose(self, advice: Advice | None, k: int, rng: random.Random, context: RoundContext) -> Candidates:
         out = Candidates()
@@ -217,18 +224,18 @@ class SelfInstructGenerator:
         out.n_calls = n_calls
         for r in _collect_errors(results, out):
             for t in parse_numbered(r.text, 9):
-                out.texts.append(t)
-                out.source_ids.append(None)
+                out.add(t)
         return out
 
 
+@dataclass(eq=False)
 class SelfInstructPaperGenerator:
     """The Data Advisor authors' baseline: 5 examples sampled from the pool, one question per call."""
 
-    def __init__(self, client: LLMClient, *, n_examples: int = 5, temperature: float = 0.9) -> None:
-        self.client = client
-        self.n_examples = n_examples
-        self.temperature = temperature
+    client: LLMClient
+    _: KW_ONLY
+    n_examples: int = 5
+    temperature: float = 0.9
 
     def propose(self, advice: Advice | None, k: int, rng: random.Random, context: RoundContext) -> Candidates:
         out = Candidates()
@@ -241,8 +248,7 @@ class SelfInstructPaperGenerator:
             line = (r.text.strip().splitlines() or [""])[0].strip().strip('"')
             if line.startswith("["):  # the released code's list-literal hack
                 line = line.strip("[]").split("',")[0].strip("'\" ")
-            out.texts.append(line)
-            out.source_ids.append(None)
+            out.add(line)
         return out
 
 
@@ -289,8 +295,7 @@ class PoolRetriever:
             picks = self._mmr(cand, j, k, monitor)
         for i in picks:
             self.used.add(int(i))
-            out.texts.append(self.texts[i])
-            out.source_ids.append(str(self.ids[i]))
+            out.add(self.texts[i], str(self.ids[i]))
         return out
 
     def _mmr(self, cand: np.ndarray, j: int, k: int, monitor: CoverageMonitor) -> list[int]:

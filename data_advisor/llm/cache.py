@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -20,7 +19,7 @@ from typing import Any, TypeVar
 
 from data_advisor._env import log
 from data_advisor.errors import OutputError
-from data_advisor.io import is_sqlite_corruption
+from data_advisor.io import is_sqlite_corruption, move_aside
 
 __all__ = ["CACHE_FILENAME", "CachedAnswer", "ResponseCache"]
 
@@ -97,23 +96,17 @@ class ResponseCache:
         return conn
 
     def _quarantine(self, reason: str) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{os.getpid()}")
         try:
-            os.replace(self.path, aside)
-            for suffix in ("-journal", "-wal", "-shm"):
-                extra = self.path.with_name(self.path.name + suffix)
-                if extra.exists():
-                    os.replace(extra, aside.with_name(aside.name + suffix))
+            aside_name = move_aside(self.path, companions=("-journal", "-wal", "-shm")).name
         except FileNotFoundError:
-            pass  # another process moved it already
+            aside_name = "a damaged copy (another process moved it first)"
         except OSError as exc:
             raise OutputError(
                 f"the LLM response cache {self.path} is damaged ({reason}) and cannot be moved aside: "
                 f"{exc.strerror or exc}",
                 f"delete {self.path} (a cache: answers are asked again), or disable the cache",
             ) from None
-        msg = (f"LLM response cache {self.path} was damaged ({reason}): moved it to {aside.name} and started a new "
+        msg = (f"LLM response cache {self.path} was damaged ({reason}): moved it to {aside_name} and started a new "
                "one (answers are asked again; delete the damaged copy when done)")
         self.notices.append(msg)
         log.warning(msg)

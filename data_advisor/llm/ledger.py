@@ -1,12 +1,11 @@
 """The cost ledger: one record per LLM call (tokens, cost, attempts, errors), optionally appended to a JSONL file.
 
-The torn-tail repair below is kept here for now; a shared JSONL helper in :mod:`data_advisor.io` is meant to
-replace it (and the run store's own copy).
+The file is written and repaired by :mod:`data_advisor.io`'s append-only helpers (``append_jsonl``, fsync'd; and
+``cut_torn_tail`` for a line a kill left half written), the same ones the run store uses.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from data_advisor.errors import OutputError
+from data_advisor.io import append_jsonl, cut_torn_tail
+from data_advisor.llm.settings import CallCost
 
 __all__ = ["Ledger", "LedgerRecord"]
 
@@ -21,17 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class LedgerRecord:
-    """One call as accounted: no message contents and no key, so it is safe to write anywhere."""
+class LedgerRecord(CallCost):
+    """One call as accounted (its :class:`CallCost` plus when, which model and whether it succeeded): no message
+    contents and no key, so it is safe to write anywhere.  Built by keyword."""
 
     time: str
     model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    cached: bool
-    attempts: int
-    latency_s: float
     ok: bool
     error_kind: str | None = None
 
@@ -67,38 +63,20 @@ class Ledger:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8"):
                     pass
-                self._cut_torn_tail(self.path)
+                if cut_torn_tail(self.path):
+                    logger.info("cut a partly written last record from the LLM ledger %s", self.path)
             except OSError as exc:
                 raise OutputError(
                     f"cannot write the LLM ledger file {self.path}: {exc.strerror or exc}",
                     "choose a writable ledger path",
                 ) from None
 
-    @staticmethod
-    def _cut_torn_tail(path: Path) -> None:
-        """A kill mid-append leaves a partial last line; cut it, or the next record would be glued onto it."""
-        with path.open("r+b") as fh:
-            size = fh.seek(0, 2)
-            if size == 0:
-                return
-            fh.seek(size - 1)
-            if fh.read(1) == b"\n":
-                return
-            start = max(0, size - (1 << 16))
-            fh.seek(start)
-            tail = fh.read()
-            cut = tail.rfind(b"\n")
-            fh.truncate(start + cut + 1 if cut >= 0 else (0 if start == 0 else size))
-            logger.info("cut a partly written last record from the LLM ledger %s", path)
-
     def add(self, record: LedgerRecord) -> None:
         """Account one call (and append it to the JSONL file when there is one)."""
-        line = json.dumps(record.to_dict(), sort_keys=True)
         with self._lock:
             self._records.append(record)
             if self.path is not None:
-                with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write(line + "\n")
+                append_jsonl(self.path, [record.to_dict()], sort_keys=True, ensure_ascii=True)
 
     @property
     def records(self) -> list[LedgerRecord]:

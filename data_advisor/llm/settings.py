@@ -10,7 +10,7 @@ from typing import Any
 
 from data_advisor.errors import LLMError
 
-__all__ = ["LLMResult", "LLMSettings"]
+__all__ = ["CallCost", "LLMResult", "LLMSettings"]
 
 
 @dataclass
@@ -87,21 +87,30 @@ class LLMSettings:
 
 
 @dataclass(frozen=True)
-class LLMResult:
-    """One answer and what it cost.
+class CallCost:
+    """What one call spent: tokens, dollars, HTTP attempts and wall time; shared by the answer (:class:`LLMResult`)
+    and its line in the cost ledger (``LedgerRecord``), so the two always account the same quantities.
 
-    Token counts and ``cost_usd`` are what *this call* spent, summed over every attempt that got a response (an
-    empty answer that was asked again still cost its tokens); a cache hit spent nothing, so they are 0
-    (``cached=True``, ``attempts=0``).  ``attempts`` counts HTTP requests including retries.
-    ``cost_usd`` is litellm's price for the model, or 0.0 when litellm does not know the model.
+    A cache hit spent nothing, so its counts are 0 (``cached=True``, ``attempts=0``).  ``attempts`` counts HTTP
+    requests including retries.  ``cost_usd`` is litellm's price for the model, or 0.0 when litellm does not know it.
     """
 
-    text: str
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
     cached: bool
     attempts: int
     latency_s: float
+
+
+@dataclass(frozen=True)
+class LLMResult(CallCost):
+    """One answer and what it cost.
+
+    Token counts and ``cost_usd`` are what *this call* spent, summed over every attempt that got a response (an
+    empty answer that was asked again still cost its tokens).  Built by keyword: the inherited cost fields come first.
+    """
+
+    text: str
     model: str = ""
     finish_reason: str | None = None

@@ -16,7 +16,6 @@ from data_advisor.reports._data import AuditInput
 from data_advisor.reports._estimates import estimates_body
 from data_advisor.reports._map import map_figure
 from data_advisor.reports._page import (
-    NEUTRAL_COLOR,
     OVER_COLOR,
     UNDER_COLOR,
     Col,
@@ -29,6 +28,8 @@ from data_advisor.reports._page import (
     details,
     esc,
     figure_html,
+    gap_cell,
+    gap_color,
     join,
     json_block,
     note,
@@ -36,25 +37,13 @@ from data_advisor.reports._page import (
     para,
     pct,
     plot_text,
-    pp,
     table,
     text_list,
 )
+from data_advisor.reports._target_bars import share_vs_target_figure
 
 #: Takes a cluster's example prompts, returns a short human label (e.g. an LLM call); optional.
 Labeler = Callable[[list[str]], str]
-
-#: A gap within this many share points of zero is drawn neutral rather than under/over-covered.
-GAP_TOLERANCE = 0.005
-
-
-def gap_color(gap: float) -> str:
-    if gap > GAP_TOLERANCE:
-        return UNDER_COLOR
-    if gap < -GAP_TOLERANCE:
-        return OVER_COLOR
-    return NEUTRAL_COLOR
-
 
 def cluster_labels(report: CoverageReport, labeler: Labeler | None) -> tuple[dict[int, str], list[str]]:
     """Cluster id → label: keyword labels from coverage.json, or ``labeler(examples)`` when given.
@@ -142,29 +131,14 @@ def coverage_figure(report: CoverageReport) -> tuple[Any, int]:
     leaves = report.gap_table()
     ids = [a.id for a in leaves]
     custom = [[plot_text(a.name, 80), a.count, a.target_share, a.gap, a.deficit] for a in leaves]
-    fig = go.Figure()
-    fig.add_trace(go.Bar(
+    bar = go.Bar(
         y=ids, x=[a.share for a in leaves], orientation="h", name="actual share",
         marker={"color": [gap_color(a.gap) for a in leaves]}, customdata=custom,
         hovertemplate=("<b>%{customdata[0]}</b><br>prompts: %{customdata[1]:,}<br>share: %{x:.1%}"
                        "<br>target: %{customdata[2]:.1%}<br>gap: %{customdata[3]:+.1%}"
                        "<br>missing to target: %{customdata[4]:,}<extra></extra>"),
-    ))
-    fig.add_trace(go.Scatter(
-        y=ids, x=[a.target_share for a in leaves], mode="markers", name="target share",
-        marker={"symbol": "line-ns", "size": 18, "line": {"width": 3, "color": "#1f2933"}, "color": "#1f2933"},
-        hovertemplate="target: %{x:.1%}<extra></extra>",
-    ))
-    height = 110 + 24 * max(3, len(leaves))
-    fig.update_layout(**base_layout(
-        barmode="overlay", bargap=0.25, showlegend=True,
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        xaxis={"tickformat": ".0%", "title": {"text": "share of anchored prompts"}, "rangemode": "tozero"},
-        yaxis={"type": "category", "tickvals": ids, "ticktext": [plot_text(a.name, 48) for a in leaves],
-               "autorange": "reversed", "automargin": True},
-        margin={"l": 20, "r": 20, "t": 40, "b": 50},
-    ))
-    return fig, height
+    )
+    return share_vs_target_figure(bar, leaves, "share of anchored prompts", bargap=0.25)
 
 
 # ---------------------------------------------------------------------------------------------- hierarchy
@@ -223,7 +197,7 @@ def gap_table(report: CoverageReport) -> Raw:
         rows.append([
             _anchor_cell(a), names.get(a.parent or "", a.parent or ""), a.count,
             Num(a.share, pct(a.share)), Num(a.target_share, pct(a.target_share)),
-            Num(a.gap, pp(a.gap), "pos" if a.gap > GAP_TOLERANCE else "neg" if a.gap < -GAP_TOLERANCE else ""),
+            gap_cell(a.gap),
             a.deficit, Num(a.mean_score, num(a.mean_score, 2)), Num(a.vendi, num(a.vendi, 1)), a.n_clusters,
             text_list([str(e.get("text", "")) for e in a.examples[:2]], 240),
         ])
@@ -236,7 +210,7 @@ def gap_table(report: CoverageReport) -> Raw:
     parents = [a for a in report.anchors if not a.is_leaf]
     if parents:
         prow = [[_anchor_cell(a), a.count, Num(a.share, pct(a.share)), Num(a.target_share, pct(a.target_share)),
-                 Num(a.gap, pp(a.gap), "pos" if a.gap > GAP_TOLERANCE else "neg" if a.gap < -GAP_TOLERANCE else ""),
+                 gap_cell(a.gap),
                  a.deficit] for a in sorted(parents, key=lambda a: (-a.gap, a.id))]
         out = join(out, Raw("<h3>Parent categories</h3>"),
                    table([Col("Category"), Col("Prompts", "num"), Col("Share", "num"), Col("Target", "num"),

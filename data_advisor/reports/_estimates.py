@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from data_advisor.coverage.report import CoverageReport
-from data_advisor.reports._page import Col, Num, Raw, base_layout, figure_html, join, note, para, pct, plot_text, table
+from data_advisor.reports._page import Col, Num, Raw, figure_html, join, note, para, pct, plot_text, table
+from data_advisor.reports._target_bars import share_vs_target_figure
 
 UNCHECKED = ("These numbers are unchecked on this data: nobody has compared the assignment with a person's judgement "
              "here. To check them, label a sample with `data-advisor review AUDIT --out review.jsonl` (fill in "
@@ -46,8 +47,7 @@ def estimates_figure(report: CoverageReport) -> tuple[Any, int]:
     leaves = [a for a in report.gap_table() if a.id in est["anchors"]]
     ids = [a.id for a in leaves]
     vals = [_anchored_interval(est, a.id) for a in leaves]
-    fig = go.Figure()
-    fig.add_trace(go.Bar(
+    bar = go.Bar(
         y=ids, x=[v[0] for v in vals], orientation="h", name="estimated share",
         error_x={"type": "data", "symmetric": False, "array": [v[2] - v[0] for v in vals],
                  "arrayminus": [v[0] - v[1] for v in vals]},
@@ -55,23 +55,8 @@ def estimates_figure(report: CoverageReport) -> tuple[Any, int]:
         customdata=[[plot_text(a.name, 80), v[1], v[2], a.count] for a, v in zip(leaves, vals, strict=True)],
         hovertemplate=("<b>%{customdata[0]}</b><br>estimated share: %{x:.1%}<br>95%% interval: %{customdata[1]:.1%}"
                        "–%{customdata[2]:.1%}<br>raw count: %{customdata[3]:,}<extra></extra>"),
-    ))
-    fig.add_trace(go.Scatter(
-        y=ids, x=[a.target_share for a in leaves], mode="markers", name="target share",
-        marker={"symbol": "line-ns", "size": 18, "line": {"width": 3, "color": "#1f2933"}, "color": "#1f2933"},
-        hovertemplate="target: %{x:.1%}<extra></extra>",
-    ))
-    height = 110 + 24 * max(3, len(leaves))
-    fig.update_layout(**base_layout(
-        barmode="overlay", showlegend=True,
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        xaxis={"tickformat": ".0%", "title": {"text": "estimated share of anchored prompts (95% interval)"},
-               "rangemode": "tozero"},
-        yaxis={"type": "category", "tickvals": ids, "ticktext": [plot_text(a.name, 48) for a in leaves],
-               "autorange": "reversed", "automargin": True},
-        margin={"l": 20, "r": 20, "t": 40, "b": 50},
-    ))
-    return fig, height
+    )
+    return share_vs_target_figure(bar, leaves, "estimated share of anchored prompts (95% interval)")
 
 
 def estimates_body(report: CoverageReport, prefix: str = "") -> Raw:

@@ -36,6 +36,8 @@ UNANCHORED_COLOR = "#b8bec6"
 UNDER_COLOR = "#e8590c"  # under-covered (positive gap)
 OVER_COLOR = "#1c7ed6"  # over-covered
 NEUTRAL_COLOR = "#868e96"
+#: A gap within this many share points of zero is drawn neutral rather than under/over-covered.
+GAP_TOLERANCE = 0.005
 
 #: Qualitative palette: Plotly + D3 + Dark24 without the greys (grey means "unanchored" on every map).
 PALETTE = [
@@ -165,6 +167,21 @@ class Col:
     label: str
     kind: str = ""
     title: str = ""
+
+
+def gap_color(gap: float) -> str:
+    """The colour of a gap (target share - share) wherever one is drawn: under-, over-covered or neutral."""
+    if gap > GAP_TOLERANCE:
+        return UNDER_COLOR
+    if gap < -GAP_TOLERANCE:
+        return OVER_COLOR
+    return NEUTRAL_COLOR
+
+
+def gap_cell(gap: float) -> Num:
+    """A gap as a table cell: signed percentage points, marked under-covered (``pos``) or over-covered (``neg``)
+    beyond :data:`GAP_TOLERANCE`, the same rule as :func:`gap_color`."""
+    return Num(gap, pp(gap), "pos" if gap > GAP_TOLERANCE else "neg" if gap < -GAP_TOLERANCE else "")
 
 
 def _cell(value: Any, kind: str) -> str:

@@ -19,6 +19,7 @@ from data_advisor.llm.redaction import is_secret_name
 from data_advisor.reports._data import AuditInput
 from data_advisor.reports._page import (
     NEUTRAL_COLOR,
+    OVER_COLOR,
     PALETTE,
     UNDER_COLOR,
     Col,
@@ -246,7 +247,7 @@ def gaps_figure(run: RunInput, names: dict[str, str]) -> tuple[Any, int] | None:
     lim = max([abs(as_float(v)) for row in z for v in row if v is not None] + [0.01])
     fig = go.Figure(go.Heatmap(
         z=[[None if v is None else as_float(v) for v in row] for row in z], x=rounds, y=list(range(len(anchors))),
-        zmid=0, zmin=-lim, zmax=lim, colorscale=[[0, "#1c7ed6"], [0.5, "#f8f9fa"], [1, UNDER_COLOR]],
+        zmid=0, zmin=-lim, zmax=lim, colorscale=[[0, OVER_COLOR], [0.5, "#f8f9fa"], [1, UNDER_COLOR]],
         customdata=[[plot_text(names.get(a, a), 60)] * len(rounds) for a in anchors],
         colorbar={"title": {"text": "gap"}, "tickformat": "+.0%", "thickness": 12},
         hovertemplate="<b>%{customdata}</b><br>before round %{x}: gap %{z:+.1%}<extra></extra>", xgap=1, ygap=1,

@@ -577,6 +577,18 @@ def test_ledger_cuts_a_torn_last_record_before_appending(tmp_path: Path) -> None
     assert len(rows) == 2 and rows[0] == {"model": "m", "ok": True} and rows[1]["attempts"] == 1
 
 
+def test_ledger_lines_keep_their_bytes_through_the_shared_appender(tmp_path: Path) -> None:
+    """The ledger now appends through io.append_jsonl; its lines must stay as before: sorted keys, non-ASCII escaped."""
+    from data_advisor.llm.client import Ledger, LedgerRecord
+
+    path = tmp_path / "llm_calls.jsonl"
+    Ledger(path).add(LedgerRecord(time="t", model="m\u00e9", prompt_tokens=1, completion_tokens=2, cost_usd=0.5,
+                                  cached=False, attempts=1, latency_s=0.123456, ok=True, error_kind=None))
+    assert path.read_bytes() == (b'{"attempts": 1, "cached": false, "completion_tokens": 2, "cost_usd": 0.5, '
+                                 b'"error_kind": null, "latency_s": 0.1235, "model": "m\\u00e9", "ok": true, '
+                                 b'"prompt_tokens": 1, "time": "t"}\n')
+
+
 @pytest.mark.parametrize("damage", ["random bytes", "zero fill", "truncated"])
 def test_damaged_response_cache_is_moved_aside_and_answers_still_come(llm_server: LLMServer, make_llm_client,
                                                                        tmp_path: Path, damage: str,

@@ -48,16 +48,6 @@ def small_min_samples(min_cluster_size: int) -> int:
 UMAP_MIN_SAMPLES = 2
 
 
-@dataclass
-class Granularity:
-    """HDBSCAN labels and membership strengths after the collapse guard, and what the guard did (``notes``)."""
-
-    labels: np.ndarray
-    probabilities: np.ndarray
-    notes: list[str] = field(default_factory=list)
-    guard_fired: int = 0
-
-
 def hdbscan_labels(x: np.ndarray, min_cluster_size: int, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """HDBSCAN (euclidean, excess of mass) labels and probabilities of the rows of ``x``."""
     import hdbscan
@@ -68,6 +58,16 @@ def hdbscan_labels(x: np.ndarray, min_cluster_size: int, min_samples: int) -> tu
                             cluster_selection_method="eom", core_dist_n_jobs=1)
     labels = model.fit_predict(np.ascontiguousarray(x, dtype=np.float64)).astype(np.int64)
     return labels, np.asarray(model.probabilities_, dtype=np.float32)
+
+
+@dataclass
+class Granularity:
+    """HDBSCAN labels and membership strengths after the collapse guard, and what the guard did (``notes``)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    guard_fired: int = 0
 
 
 def cluster_with_guard(x: np.ndarray, min_cluster_size: int, min_samples: int, *,
