@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -163,3 +163,16 @@ SAMPLE_PROMPTS: tuple[str, ...] = (
 def sample_prompts() -> list[str]:
     """36 hand-written prompts: 24 harmful (first) and 12 benign (last)."""
     return list(SAMPLE_PROMPTS)
+
+
+@pytest.fixture(autouse=True)
+def _toolkit_logger_restored() -> Iterator[None]:
+    """Each test starts with the ``data_advisor`` logger as the previous test found it: an in-process CLI run
+    configures it (its own stderr handler, ``propagate=False``, a level), which would otherwise hide the toolkit's
+    messages from ``caplog`` in whatever test happens to run next."""
+    import logging
+
+    log = logging.getLogger("data_advisor")
+    saved = (list(log.handlers), log.propagate, log.level)
+    yield
+    log.handlers[:], log.propagate, log.level = saved
