@@ -128,9 +128,9 @@ def phase_embed(ds: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
 
     from data_advisor.coverage.assign import build_anchors
     from data_advisor.coverage.embedding.cached import CachedEmbedder
-    from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
     from data_advisor.coverage.embedding.cascade import CascadeEmbedder
     from data_advisor.coverage.embedding.onnx import OnnxEmbedder
+    from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
     from data_advisor.coverage.embedding.static import StaticEmbedder
     from data_advisor.coverage.taxonomy import load_background, load_taxonomy
 

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from data_advisor.coverage.assign import AnchorAssigner, AnchorSet
-from data_advisor.coverage.embedding.cached import CachedEmbedder
-from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
-from data_advisor.coverage.embedding.cache import slug
-from data_advisor.coverage.embedding.registry import make_embedder
 from data_advisor.coverage.embedding.backends import EMBEDDERS
-from data_advisor.coverage.embedding.static import STATIC_FORMAT, StaticEmbedder
+from data_advisor.coverage.embedding.cache import slug
+from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.embedding.cascade import CascadeEmbedder
 from data_advisor.coverage.embedding.onnx import OnnxEmbedder
+from data_advisor.coverage.embedding.registry import make_embedder
+from data_advisor.coverage.embedding.sentence import SentenceTransformerEmbedder
+from data_advisor.coverage.embedding.static import STATIC_FORMAT, StaticEmbedder
 from data_advisor.errors import InputError
 
 DIM = 32
