@@ -1,6 +1,6 @@
 """Canonical batches vs the former padded batches: speed (prompts/s, same run, interleaved) and batch dependence.
 
-    python benchmarks/embedding_batches.py [--n 600] [--repeats 3]
+    python benchmarks/embedding_batches.py [--n 600] [--repeats 3] [--datasets ../shared/datasets]
 
 Embeds the first ``n`` human turns of hh-rlhf's harmless-base test set with the bundled model's light loader:
 ``padded`` is the former recipe (longest first, batches of 64 padded to their longest text), ``canonical`` the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf" / "harmless-base_test.jsonl"
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # ../shared/datasets of the checkout
 
 
 def padded_encode(enc, texts: list[str], batch_size: int) -> np.ndarray:
@@ -51,12 +51,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=600)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--datasets", type=Path, default=DATASETS)
     args = ap.parse_args()
     from data_advisor.coverage.embedding.light import LightMeanPoolEncoder
     from data_advisor.coverage.embedding.models import default_model_path
 
     texts = []
-    with open(DATA, encoding="utf-8") as fh:
+    with open(args.datasets / "hh-rlhf" / "harmless-base_test.jsonl", encoding="utf-8") as fh:
         for line in fh:
             first = json.loads(line)["chosen"].split("\n\nAssistant:")[0]
             texts.append(first.replace("\n\nHuman:", "", 1).strip())
