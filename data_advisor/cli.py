@@ -73,7 +73,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "mean-pooling layout; default). run_info.json records which ran")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the embedding and cluster caches (everything is recomputed)")
-    p.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="kept for compatibility: the exact embedders run fixed canonical batches, so that no "
+                        "vector depends on the batch it was embedded in")
 
 
 def _load_input(args: argparse.Namespace, source: str):
@@ -422,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--api-base", help="OpenAI-compatible endpoint for --model")
     g.add_argument("--seed", type=int, default=0, help="seed (enrich)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
-    g.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
+    g.add_argument("--batch-size", type=int, default=64, help="kept for compatibility (canonical batches are used)")
     _add_input_args(g)
     p.add_argument("--json", action="store_true", help="print the taxonomy as JSON (show)")
     p.add_argument("--strict", action="store_true", help="validate: exit 1 when there are warnings")

@@ -26,7 +26,8 @@ def test_import_and_a_small_audit_work_without_fcntl(tmp_path: Path, sample_prom
     code = _BLOCK + (
         "import data_advisor\n"
         "from data_advisor.cli import main\n"
-        f"rc = main(['audit', {str(src)!r}, '--taxonomy', 'catqa-11', '--out', {str(out)!r}, '--no-html', '--no-cluster', '-q'])\n"
+        f"rc = main(['audit', {str(src)!r}, '--taxonomy', 'catqa-11', '--out', {str(out)!r}, '--no-html', "
+        "'--no-cluster', '-q'])\n"
         "assert 'fcntl' not in sys.modules or sys.modules['fcntl'] is None\n"
         "sys.exit(rc)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)

@@ -10,7 +10,7 @@ import numpy as np
 
 from data_advisor.coverage.anchor_seed_build import seed_texts
 from data_advisor.coverage.assign import build_anchors
-from data_advisor.coverage.embedding.anchor_seed import SEED_FILE
+from data_advisor.coverage.embedding.anchor_seed import SEED_FILE, fill_from_seed
 from data_advisor.coverage.embedding.cache import text_key
 from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.taxonomy import load_background, load_taxonomy
@@ -54,7 +54,7 @@ def test_seed_covers_every_builtin_anchor_and_matches_the_model(embedder: Cached
 
 def test_first_anchors_on_an_empty_cache_embed_nothing(embedder: CachedEmbedder, tmp_path: Path) -> None:
     counting = Counting(embedder.inner)
-    fresh = CachedEmbedder(counting, tmp_path / "emb")
+    fresh = CachedEmbedder(counting, tmp_path / "emb", seed_filler=fill_from_seed)  # as make_embedder injects it
     anchors = build_anchors(load_taxonomy("catqa-11"), fresh, load_background())
     assert counting.texts == 0  # every anchor text came from the shipped vectors
     again = build_anchors(load_taxonomy("catqa-11"), embedder, load_background())
@@ -65,6 +65,13 @@ def test_first_anchors_on_an_empty_cache_embed_nothing(embedder: CachedEmbedder,
 
 def test_seed_is_not_used_for_another_model(embedder: CachedEmbedder, tmp_path: Path) -> None:
     counting = Counting(embedder.inner, model_id="some-other-model")
-    fresh = CachedEmbedder(counting, tmp_path / "emb")
+    fresh = CachedEmbedder(counting, tmp_path / "emb", seed_filler=fill_from_seed)  # as make_embedder injects it
     build_anchors(load_taxonomy("simplesafetytests-5"), fresh, None)
     assert counting.texts == sum(len(p.anchor_texts()) for p in load_taxonomy("simplesafetytests-5").leaves())
+
+
+def test_make_embedder_injects_the_seed_filler_and_the_bare_cache_has_none(tmp_path: Path) -> None:
+    from data_advisor.coverage.embedding.registry import make_embedder
+
+    assert make_embedder(cache_dir=tmp_path).seed_filler is fill_from_seed
+    assert CachedEmbedder(Counting(make_embedder(cache=False).inner), tmp_path).seed_filler is None

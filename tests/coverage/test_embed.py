@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data_advisor.coverage.embedding.cache import slug
 from data_advisor.coverage.embedding.cached import CachedEmbedder
 from data_advisor.coverage.embedding.models import DEFAULT_MODEL_NAME, resolve_model
 from data_advisor.coverage.embedding.registry import make_embedder

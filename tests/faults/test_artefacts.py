@@ -4,6 +4,7 @@ detected by the checksums meta.json keeps (or by a failed load), moved aside and
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,13 @@ import pytest
 
 from data_advisor.coverage.embedding import artefacts, onnx, static
 from data_advisor.coverage.embedding.static import STATIC_FILES, STATIC_FORMAT, StaticEmbedder
+from tests.log_capture import warnings_on_stderr
+
+
+@pytest.fixture(autouse=True)
+def _toolkit_warnings_on_stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield from warnings_on_stderr(monkeypatch)
+
 
 pytestmark = pytest.mark.faults
 

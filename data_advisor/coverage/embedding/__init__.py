@@ -13,6 +13,8 @@ drags in the others):
   on-disk model folders.
 - :mod:`.cache` (the vector store) and :mod:`.cached` (the wrapper that reads it first); :mod:`.anchor_seed` is the
   filler the registry injects into it.
-- :mod:`.registry` — the one list of ``--embedder`` backends read by the CLI, the Python API and the Ray engine, and
+- :mod:`.batching` — canonical batches: why a vector never depends on the texts embedded with it.
+- :mod:`.backends` — the one list of ``--embedder`` backends, read by the CLI, the Python API and the Ray engine
+  (standard library only, so ``--help`` stays instant); :mod:`.registry` builds them:
   :func:`~.registry.make_embedder`.
 """

@@ -47,9 +47,17 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
 
 
+VECTOR_FORMAT = 2
+"""How the cached vectors were computed: 2 = canonical batches (:mod:`.batching`), 1 = padded batches (before).
+Part of the folder name, so a cache of another format is never read (its vectors differ by up to ~1e-4): it stays
+on disk untouched, texts are embedded again into the new folder, and the old one may be deleted."""
+
+
 def slug(model_id: str) -> str:
+    """The cache folder of a model: a readable stem plus a hash of the model id and :data:`VECTOR_FORMAT`."""
     short = re.sub(r"[^A-Za-z0-9]+", "-", model_id.split("@")[0].split("/")[-1]).strip("-")[:40]
-    return f"{short}-{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"
+    key = model_id if VECTOR_FORMAT == 1 else f"{model_id}|vectors={VECTOR_FORMAT}"
+    return f"{short}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def row_checksums(vectors: np.ndarray) -> list[int]:
@@ -147,7 +155,8 @@ class EmbeddingCache:
             if meta is None:
                 from data_advisor.io import write_json_atomic
 
-                write_json_atomic(meta_path, {"model_id": self.model_id, "dim": self.dim, "dtype": "float32"})
+                write_json_atomic(meta_path, {"model_id": self.model_id, "dim": self.dim, "dtype": "float32",
+                                              "vector_format": VECTOR_FORMAT})
             self.vectors_path.touch(exist_ok=True)
             db = sqlite3.connect(self.index_path, timeout=60, check_same_thread=False)
         except OSError as exc:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from data_advisor.coverage.embedding.batching import canonical_batches, filled
+
 _PLAIN_MODULES = ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
                   "sentence_transformers.models.Normalize"]
 
@@ -54,7 +56,7 @@ def plain_mean_pooling_layout(folder: Path) -> int | None:
 
 
 class LightMeanPoolEncoder:
-    """Tokenizer + transformer + masked mean + L2 norm, batched longest-first like sentence-transformers."""
+    """Tokenizer + transformer + mean + L2 norm, in canonical batches (no padding, see :mod:`.batching`)."""
 
     def __init__(self, folder: Path, max_seq_length: int, *, device: str = "cpu") -> None:
         import torch
@@ -64,8 +66,7 @@ class LightMeanPoolEncoder:
         self.torch = torch
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_seq_length)
-        pad_id = self.tokenizer.token_to_id("[PAD]")
-        self.tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        self.tokenizer.no_padding()  # canonical batches hold one token length: nothing to pad
         self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).to(device).eval()
         self.device = device
         self.dim = int(self.model.config.hidden_size)
@@ -77,25 +78,29 @@ class LightMeanPoolEncoder:
         return None if max_len is None else cls(folder, max_len, device=device)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """Vectors in canonical batches (:mod:`.batching`): one token length and :data:`CANONICAL_BATCH` rows per
+        forward pass, no padding, so a vector never depends on the other texts.  ``batch_size`` is accepted for
+        compatibility and changes nothing."""
         torch = self.torch
-        texts = [str(t).strip() for t in texts]
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # longest first, as sentence-transformers does
+        texts = [str(t).strip() for t in texts]  # as sentence-transformers does
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        starts: Any = range(0, len(texts), batch_size)
+        if not texts:
+            return out
+        encs = self.tokenizer.encode_batch(texts)
+        lengths = [sum(e.attention_mask) for e in encs]
+        batches: Any = list(canonical_batches(lengths))
         if show_progress:
             from tqdm import tqdm
 
-            starts = tqdm(starts, desc="Batches", unit="batch")
+            batches = tqdm(batches, desc="Batches", unit="batch")
         with torch.inference_mode():
-            for start in starts:
-                idx = order[start : start + batch_size]
-                enc = self.tokenizer.encode_batch([texts[i] for i in idx])
-                ids = torch.tensor([e.ids for e in enc], dtype=torch.long, device=self.device)
-                mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long, device=self.device)
-                types = torch.tensor([e.type_ids for e in enc], dtype=torch.long, device=self.device)
-                hidden = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
-                m = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[idx] = pooled.float().cpu().numpy()
+            for idx in batches:
+                n = int(lengths[idx[0]])
+                rows = filled([encs[i] for i in idx])
+                ids = torch.tensor([e.ids[:n] for e in rows], dtype=torch.long, device=self.device)
+                types = torch.tensor([e.type_ids[:n] for e in rows], dtype=torch.long, device=self.device)
+                hidden = self.model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                    token_type_ids=types).last_hidden_state
+                pooled = torch.nn.functional.normalize(hidden.mean(dim=1), p=2, dim=1)
+                out[idx] = pooled[: len(idx)].float().cpu().numpy()
         return out

@@ -24,6 +24,7 @@ import numpy as np
 from data_advisor import _env
 from data_advisor.coverage.embedding.artefacts import file_digests, load_artefact, model_folder
 from data_advisor.coverage.embedding.base import EmbedderBase
+from data_advisor.coverage.embedding.batching import canonical_batches, filled
 from data_advisor.coverage.embedding.models import DEFAULT_MODEL, offline_hub, resolve_model
 from data_advisor.errors import InputError
 
@@ -187,24 +188,16 @@ class OnnxEmbedder(EmbedderBase):
         if not len(texts):
             return out
         encs = self._tok.encode_batch(list(texts))
-        lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
-        order = np.argsort(lens, kind="stable")  # length-sorted batches: least padding
         bar = None
         if show_progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(texts), desc=f"embedding ({self.variant} onnx)", unit="prompt")
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            width = int(lens[idx].max())
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for r, j in enumerate(idx):
-                row = encs[j].ids
-                ids[r, : len(row)] = row
-                mask[r, : len(row)] = 1
-            out[idx] = self._sess.run(None, {"input_ids": ids, "attention_mask": mask,
-                                             "token_type_ids": np.zeros_like(ids)})[0]
+        # Canonical batches (see .batching): one token length, CANONICAL_BATCH rows, no padding.
+        for idx in canonical_batches([len(e.ids) for e in encs]):
+            ids = np.asarray(filled([encs[j].ids for j in idx]), dtype=np.int64)
+            out[idx] = self._sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                                             "token_type_ids": np.zeros_like(ids)})[0][: len(idx)]
             if bar is not None:
                 bar.update(len(idx))
         if bar is not None:
@@ -219,8 +212,8 @@ def _cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-
 def onnx_available() -> bool:
+    """Whether onnxruntime is importable (the ``fast`` extra)."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:

@@ -4,7 +4,8 @@ Two loaders give the same vectors for plain mean-pooling models (max |Δ| < 1e-5
 ``light`` (:mod:`.light`: tokenizers + transformers, half the import time) and ``sentence-transformers`` (every
 model the library supports).  ``loader="auto"`` (the default) takes ``light`` exactly when the model folder is a
 plain ``Transformer → Pooling(mean) → Normalize`` layout, else sentence-transformers; :attr:`loader_used` says which
-ran and ``run_info.json`` records it.  No environment variable changes the choice.
+ran and ``run_info.json`` records it.  No environment variable changes the choice.  Both run canonical batches
+(:mod:`.batching`), so a vector never depends on the batch it was computed in; ``batch_size`` changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from data_advisor import _env
 from data_advisor.coverage.embedding.backends import LOADERS, Loader
 from data_advisor.coverage.embedding.base import EmbedderBase
+from data_advisor.coverage.embedding.batching import CANONICAL_BATCH, canonical_batches, filled
 from data_advisor.coverage.embedding.models import DEFAULT_MODEL, offline_hub, resolve_model
 from data_advisor.errors import InputError
 
@@ -136,9 +138,15 @@ class SentenceTransformerEmbedder(EmbedderBase):
         st = self._load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = st.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=show_progress)
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        # Canonical batches (see .batching): one token length, CANONICAL_BATCH rows, so the library pads nothing.
+        stripped = [str(t).strip() for t in texts]
+        lengths = [len(ids) for ids in st.tokenizer(stripped, truncation=True, max_length=st.max_seq_length)["input_ids"]]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for idx in canonical_batches(lengths):
+            vecs = st.encode(filled([stripped[i] for i in idx]), batch_size=CANONICAL_BATCH, normalize_embeddings=True,
+                             convert_to_numpy=True, show_progress_bar=False)
+            out[idx] = vecs[: len(idx)]
+        return out
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.backend, "loader": self.loader, "loader_used": self.loader_used}
