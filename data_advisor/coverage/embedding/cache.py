@@ -47,8 +47,9 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
 
 
-VECTOR_FORMAT = 2
-"""How the cached vectors were computed: 2 = canonical batches (:mod:`.batching`), 1 = padded batches (before).
+VECTOR_FORMAT = 3
+"""How the cached vectors were computed: 3 = bucketed batches (:mod:`.batching`; the sentence-transformers loader:
+one token length per pass), 2 = one token length per pass for every loader, 1 = padded batches (before).
 Part of the folder name, so a cache of another format is never read (its vectors differ by up to ~1e-4): it stays
 on disk untouched, texts are embedded again into the new folder, and the old one may be deleted."""
 

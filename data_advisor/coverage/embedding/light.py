@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from data_advisor.coverage.embedding.batching import canonical_batches, filled
+from data_advisor.coverage.embedding.batching import BUCKET_ROWS, bucketed_batches, filled
 
 _PLAIN_MODULES = ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
                   "sentence_transformers.models.Normalize"]
@@ -56,7 +56,7 @@ def plain_mean_pooling_layout(folder: Path) -> int | None:
 
 
 class LightMeanPoolEncoder:
-    """Tokenizer + transformer + mean + L2 norm, in canonical batches (no padding, see :mod:`.batching`)."""
+    """Tokenizer + transformer + masked mean + L2 norm, in fixed-shape bucketed batches (see :mod:`.batching`)."""
 
     def __init__(self, folder: Path, max_seq_length: int, *, device: str = "cpu") -> None:
         import torch
@@ -66,7 +66,7 @@ class LightMeanPoolEncoder:
         self.torch = torch
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_seq_length)
-        self.tokenizer.no_padding()  # canonical batches hold one token length: nothing to pad
+        self.tokenizer.no_padding()  # each text is padded below to a length of its own (batching.padded_length)
         self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).to(device).eval()
         self.device = device
         self.dim = int(self.model.config.hidden_size)
@@ -78,14 +78,39 @@ class LightMeanPoolEncoder:
         return None if max_len is None else cls(folder, max_len, device=device)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        """Vectors in canonical batches (:mod:`.batching`): one token length and :data:`CANONICAL_BATCH` rows per
-        forward pass, no padding, so a vector never depends on the other texts.  ``batch_size`` is accepted for
-        compatibility and changes nothing."""
+        """Vectors in bucketed batches (:mod:`.batching`): every forward pass is :data:`BUCKET_ROWS` rows of one
+        padded length that depends on each text alone, so a vector never depends on the other texts.
+        ``batch_size`` is accepted for compatibility and changes nothing."""
         torch = self.torch
         texts = [str(t).strip() for t in texts]  # as sentence-transformers does
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        encs = self.tokenizer.encode_batch(texts)
+        lengths = [sum(e.attention_mask) for e in encs]
+        batches: Any = list(bucketed_batches(lengths))
+        if show_progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="Batches", unit="batch")
+        with torch.inference_mode():
+            for idx, width in batches:
+                rows = filled(list(idx), BUCKET_ROWS)
+                ids = torch.zeros((BUCKET_ROWS, width), dtype=torch.long)
+                types = torch.zeros((BUCKET_ROWS, width), dtype=torch.long)
+                mask = torch.zeros((BUCKET_ROWS, width), dtype=torch.long)
+                for r, i in enumerate(rows):
+                    n = int(lengths[i])
+                    ids[r, :n] = torch.tensor(encs[i].ids[:n], dtype=torch.long)
+                    types[r, :n] = torch.tensor(encs[i].type_ids[:n], dtype=torch.long)
+                    mask[r, :n] = 1
+                ids, types, mask = ids.to(self.device), types.to(self.device), mask.to(self.device)
+                hidden = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+                m = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[idx] = pooled[: len(idx)].float().cpu().numpy()
+        return out
         encs = self.tokenizer.encode_batch(texts)
         lengths = [sum(e.attention_mask) for e in encs]
         batches: Any = list(canonical_batches(lengths))

@@ -24,7 +24,7 @@ import numpy as np
 from data_advisor import _env
 from data_advisor.coverage.embedding.artefacts import file_digests, load_artefact, model_folder
 from data_advisor.coverage.embedding.base import EmbedderBase
-from data_advisor.coverage.embedding.batching import canonical_batches, filled
+from data_advisor.coverage.embedding.batching import BUCKET_ROWS, bucketed_batches, filled
 from data_advisor.coverage.embedding.models import DEFAULT_MODEL, offline_hub, resolve_model
 from data_advisor.errors import InputError
 
@@ -193,10 +193,14 @@ class OnnxEmbedder(EmbedderBase):
             from tqdm import tqdm
 
             bar = tqdm(total=len(texts), desc=f"embedding ({self.variant} onnx)", unit="prompt")
-        # Canonical batches (see .batching): one token length, CANONICAL_BATCH rows, no padding.
-        for idx in canonical_batches([len(e.ids) for e in encs]):
-            ids = np.asarray(filled([encs[j].ids for j in idx]), dtype=np.int64)
-            out[idx] = self._sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
+        # Bucketed batches (see .batching): BUCKET_ROWS rows of one padded length that depends on each text alone.
+        for idx, width in bucketed_batches([len(e.ids) for e in encs]):
+            ids = np.zeros((BUCKET_ROWS, width), dtype=np.int64)
+            mask = np.zeros((BUCKET_ROWS, width), dtype=np.int64)
+            for r, j in enumerate(filled(list(idx), BUCKET_ROWS)):
+                ids[r, : len(encs[j].ids)] = encs[j].ids
+                mask[r, : len(encs[j].ids)] = 1
+            out[idx] = self._sess.run(None, {"input_ids": ids, "attention_mask": mask,
                                              "token_type_ids": np.zeros_like(ids)})[0][: len(idx)]
             if bar is not None:
                 bar.update(len(idx))
