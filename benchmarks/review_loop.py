@@ -334,7 +334,7 @@ def main() -> None:
         return
 
     import fit_harm
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
 
     from data_advisor.coverage.harm import DEFAULT_TOP_K
     from data_advisor.coverage.review_pick import PER_PRINCIPLE, RANDOM_MIN, RANDOM_SHARE
