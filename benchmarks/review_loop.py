@@ -25,7 +25,7 @@ best macro-F1 there; the held-out set is scored with it (``split_lodo``).
 
     nice -n 10 python benchmarks/review_loop.py            # every set, 5 draws (~5 min on 2 busy cores)
     nice -n 10 python benchmarks/review_loop.py --quick    # 2 sets, 1 draw
-    nice -n 10 python benchmarks/review_loop.py --cli      # the real commands on 4 (set, taxonomy) pairs
+    nice -n 10 python benchmarks/review_loop.py --cli      # the real commands on 5 (set, taxonomy) pairs
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 #: ``--cli``: (set, taxonomy kind) run through the real commands, as the acceptance check runs them.
 CLI_RUNS = (("do-not-answer-12", "user"), ("harmbench-6", "user"), ("strongreject-6", "user"),
-            ("do-not-answer-12", "builtin-dev"))
+            ("do-not-answer-5", "user"), ("do-not-answer-12", "builtin-dev"))
 #: ``--cli``: fresh-process timings of each re-audit (the best of these is reported).
 PROCESS_REPS = 3
 

@@ -47,7 +47,7 @@ HEAD_C = 10.0
 HEAD_WEIGHT = 3.0
 ANCHOR_TEMPERATURE = 0.05
 #: Newton steps of a cross-fit fold's head, started from the head fitted on every label.
-WARM_NEWTON_STEPS = 1
+WARM_NEWTON_STEPS = 3
 
 
 def logit(p: float) -> float:
@@ -153,7 +153,9 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int, sample_weight: np.
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     present = counts > 0
     m = int(present.sum())
-    s = np.asarray(sample_weight, dtype=np.float64) * (n / (m * counts[y]))  # "balanced" class weights
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    wcounts = np.bincount(y, weights=sw, minlength=n_classes)
+    s = sw * (sw.sum() / (m * wcounts[y]))  # "balanced" class weights from weighted counts, as scikit-learn ≥ 1.6
     cols = np.where(present)[0]
     remap = np.full(n_classes, -1)
     remap[cols] = np.arange(m)
@@ -243,7 +245,7 @@ class LabelHead:
     warm: Any = None
     #: Newton steps of the fit (from ``warm``, a few suffice: leaving one label out moves the optimum a little and
     #: Newton converges quadratically; on the shared sets 3 steps changed <0.01 % of predictions).
-    max_iter: int = 200
+    max_iter: int = 100
     fitted: Any = field(default=None, init=False)
 
     def log_proba(self, vectors: np.ndarray, x_lab: np.ndarray, y_lab: np.ndarray) -> np.ndarray:
@@ -344,7 +346,7 @@ class LabelModel:
             anchored = self.base_anchored[rows]
         if harmful.any():
             warm = None if keep else self.head
-            head = LabelHead(self.anchors, warm=warm, max_iter=200 if warm is None else WARM_NEWTON_STEPS)
+            head = LabelHead(self.anchors, warm=warm, max_iter=100 if warm is None else WARM_NEWTON_STEPS)
             x_lab, y_lab = self.vectors[train_idx[harmful]], train_y[harmful]
             if self.graph is None:
                 best = head.predict(self.vectors[rows], self.scores[rows], x_lab, y_lab)
