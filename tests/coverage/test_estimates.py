@@ -244,7 +244,8 @@ def test_accuracy_estimate_at_small_n_holds_the_truth_on_a_five_principle_taxono
         errors.append(out.estimates["accuracy"]["value"] - truth)
         widths.append(hi - lo)
     print(f"\ncoverage {np.mean(hits):.2f}, mean error {np.mean(errors):+.3f}, widest {max(widths):.3f}")
-    assert np.mean(hits) >= 0.8 and max(widths) <= 0.36
+    widest = wilson(12.5, 25)[1] - wilson(12.5, 25)[0]  # a binomial interval on 25 labels is at most this wide
+    assert np.mean(hits) >= 0.8 and max(widths) <= widest + 1e-9
     assert abs(float(np.mean(errors))) <= 0.04  # no longer systematically pessimistic
 
 
