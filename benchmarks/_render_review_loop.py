@@ -60,11 +60,19 @@ def summary_rows(doc: dict[str, Any], cli: dict[str, Any] | None = None) -> list
                      f"{_f(k['acc_ci_width_max'], 2)}); {_f(k['share_mae_uncorrected'], 3)} → "
                      f"{_f(k['share_mae_corrected'], 3)}; {_f(100 * k['share_ci_coverage'], 0)}%", doc["mode"]])
     if cli and cli.get("runs"):
-        ratios = [r["labelled_vs_plain_reaudit"] for r in cli["runs"]]
-        rows.append(["Labelled re-audit (`audit --labels`) vs unlabelled re-audit, embeddings and clusters cached",
+        runs = cli["runs"]
+        if all("labelled_vs_plain_reaudit_process" in r for r in runs):  # the command as a user runs it
+            ratios = [r["labelled_vs_plain_reaudit_process"] for r in runs]
+            rows.append(["Labelled re-audit (`audit --labels`) vs unlabelled re-audit, embeddings and clusters cached, "
+                         "fresh `data-advisor` processes (best of 3)",
+                         f"{_f(min(ratios), 2)}–{_f(max(ratios), 2)}× ("
+                         + "; ".join(f"{r['set']} {r['taxonomy']} {_f(r['reaudit_process_s'], 2)} s → "
+                                     f"{_f(r['labelled_reaudit_process_s'], 2)} s" for r in runs) + ")", cli["mode"]])
+        ratios = [r["labelled_vs_plain_reaudit"] for r in runs]
+        rows.append(["Same, both audits in one process (imports already done; 0.1–0.4 s each, noisy)",
                      f"{_f(min(ratios), 1)}–{_f(max(ratios), 1)}× ("
-                     + "; ".join(f"{r['set']} {r['taxonomy']} {_f(r['reaudit_s'], 1)} s → {_f(r['labelled_reaudit_s'], 1)} s"
-                                 for r in cli["runs"]) + ")", cli["mode"]])
+                     + "; ".join(f"{r['set']} {r['taxonomy']} {_f(r['reaudit_s'], 2)} s → {_f(r['labelled_reaudit_s'], 2)} s"
+                                 for r in runs) + ")", cli["mode"]])
     return rows
 
 
@@ -158,8 +166,10 @@ def section(doc: dict[str, Any], provenance: str, cli: dict[str, Any] | None = N
                  _f(r["macro_f1_unreviewed"]), _f(r["true_accuracy_unreviewed"]),
                  f"{_f(r.get('est_accuracy'))} [{_f(r['acc_ci95'][0], 2)}, {_f(r['acc_ci95'][1], 2)}]"
                  if r.get("acc_ci95") else "—", _f(r.get("acc_ci_contains_truth")),
+                 f"{_f(r['reaudit_process_s'], 2)} s / {_f(r['labelled_reaudit_process_s'], 2)} s "
+                 f"({_f(r['labelled_vs_plain_reaudit_process'], 2)}×)" if "reaudit_process_s" in r else
                  f"{_f(r['reaudit_s'], 1)} s / {_f(r['labelled_reaudit_s'], 1)} s ({_f(r['labelled_vs_plain_reaudit'], 1)}×)"]
                 for r in cli["runs"]]
         parts.append(_table(["set", "taxonomy", "labels", "random", "no labels", "after `--labels`", "true acc.",
-                             "estimate [95% CI]", "holds truth", "re-audit: plain / labelled"], rows))
+                             "estimate [95% CI]", "holds truth", "re-audit (fresh process): plain / labelled"], rows))
     return "\n".join(parts) + "\n"

@@ -276,8 +276,7 @@ def main() -> None:
     args = p.parse_args()
     ds = C.require_datasets(args.datasets)
     started = time.perf_counter()
-    from data_advisor.coverage.embedders import make_embedder
-
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.taxonomy import load_taxonomy
 
     draws = 1 if args.quick else args.draws

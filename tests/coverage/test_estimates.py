@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from data_advisor.coverage.assign import AnchorAssigner, build_anchors
-from data_advisor.coverage.estimates import adapt_base_rate, apply_labels, shrunk_rectifier, wilson
-from data_advisor.coverage.labelled import base_rate_offset, estimate_base_rate, refit_gate
-from data_advisor.coverage.labels import ReviewLabels
+from data_advisor.coverage.estimates import MAX_FOLDS, adapt_base_rate, apply_labels, cross_fit, shrunk_rectifier, wilson
+from data_advisor.coverage.labelled import base_rate_offset, estimate_base_rate, fit_softmax, refit_gate, softmax_log_proba
+from data_advisor.coverage.labels import LabelMatch, ReviewLabels
 from data_advisor.coverage.refine import refine_assignments
 from data_advisor.coverage.report import CoverageReport
 from data_advisor.coverage.taxonomy import load_background, load_taxonomy
@@ -64,6 +64,65 @@ def test_wilson_and_shrinkage() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ audits
+def test_softmax_head_solves_scikit_learns_objective_and_warm_starts_to_the_same_optimum() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    k, d, n = 7, 48, 160
+    centres = rng.normal(size=(k, d))
+    y = rng.integers(0, k, n)
+    x = centres[y] * 0.4 + rng.normal(size=(n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    test = rng.normal(size=(300, d))
+    sw = np.where(np.arange(n) % 3 == 0, 2.0, 1.0)
+    ref = LogisticRegression(C=10.0, class_weight="balanced", solver="newton-cg", tol=1e-8, max_iter=5000)
+    ref.fit(x, y, sample_weight=sw)
+    w = fit_softmax(x, y, k, sw, 10.0, tol=1e-7)
+    assert np.abs(softmax_log_proba(w, test) - ref.predict_log_proba(test)).max() < 1e-3
+    keep = np.arange(n) >= 5  # a fold: warm start from the full fit reaches the fold's own optimum
+    cold = fit_softmax(x[keep], y[keep], k, sw[keep], 10.0, tol=1e-7)
+    warm = fit_softmax(x[keep], y[keep], k, sw[keep], 10.0, start=w, tol=1e-7)
+    assert np.abs(softmax_log_proba(warm, test) - softmax_log_proba(cold, test)).max() < 1e-3
+    absent = fit_softmax(x[y != 2], y[y != 2], k, sw[y != 2], 10.0)  # a class without rows is never predicted
+    assert np.isneginf(softmax_log_proba(absent, test)[:, 2]).all()
+
+
+class _SpyModel:
+    """Records what each cross-fit fold trained on and was graded on; predicts the true class."""
+
+    def __init__(self, truth: dict[int, int]) -> None:
+        self.truth, self.calls = truth, []
+
+    def predict(self, train_idx: np.ndarray, train_y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        self.calls.append((set(train_idx.tolist()), train_y.copy(), set(rows.tolist())))
+        return np.array([self.truth[r] for r in rows]), 0.0
+
+
+@pytest.mark.parametrize("n_random", [25, 60])
+def test_cross_fit_keeps_every_class_in_each_fold_and_never_grades_with_a_model_that_saw_the_label(
+        n_random: int) -> None:
+    # 25 random labels over 5 principles (review's default n on a 5-leaf taxonomy): the old 5 random folds often
+    # held out all of a class's labels; stratified folds hold out at most ceil(count / folds) of each class
+    rng = np.random.default_rng(1)
+    y_rand = rng.permutation(np.resize(np.arange(5), n_random))
+    y = np.concatenate([y_rand, rng.integers(0, 5, 10)])  # plus 10 informative labels, always in training
+    idx = rng.choice(1000, len(y), replace=False)
+    match = LabelMatch(idx=idx, y=y, random=np.arange(len(y)) < n_random, missing=[])
+    spy = _SpyModel(dict(zip(idx.tolist(), y.tolist(), strict=True)))
+    oof = cross_fit(spy, match, seed=0)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(oof, y_rand)
+    assert len(spy.calls) == min(MAX_FOLDS, n_random)
+    graded: list[int] = []
+    for train, train_y, rows in spy.calls:
+        assert not train & rows  # a label never grades a model that learned from it
+        assert set(idx[n_random:].tolist()) <= train  # informative labels always teach
+        assert set(train_y.tolist()) == set(range(5))  # every class keeps labels in every fold
+        held_y = [y[np.where(idx == r)[0][0]] for r in rows]
+        assert max(np.bincount(held_y)) <= -(-max(np.bincount(y_rand)) // len(spy.calls))
+        graded += rows
+    assert sorted(graded) == sorted(idx[:n_random].tolist())  # every random label graded exactly once
+
+
 def _labels_file(path: Path, rows: list[tuple[str, str | None, str]]) -> Path:
     path.write_text("".join(json.dumps({"id": i, "text": "", "suggested": None, "margin": 0.0, "why": w,
                                         "label": lab}) + "\n" for i, lab, w in rows), "utf-8")
@@ -110,10 +169,10 @@ def test_schema_compatibility(tmp_path: Path, sample_prompts: list[str], embedde
 
 
 # ------------------------------------------------------------------------------------------------ real set
-def _dna(datasets_dir: Path) -> tuple[list[str], list[str]]:
+def _dna(datasets_dir: Path, column: str = "types_of_harm") -> tuple[list[str], list[str]]:
     with open(datasets_dir / "do-not-answer" / "do_not_answer_en.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    return [r["question"] for r in rows], [r["types_of_harm"] for r in rows]
+    return [r["question"] for r in rows], [r[column] for r in rows]
 
 
 def _macro_f1(gold: list[str], pred: list[str]) -> float:
@@ -155,6 +214,39 @@ def test_labels_improve_unreviewed_prompts_and_estimates_hold_the_truth(datasets
               for c in est["anchors"]]
     assert np.mean(inside) >= 0.8
     assert abs(sum(a["share"] for a in est["anchors"].values()) - 1.0) < 1e-6
+
+
+@pytest.mark.datasets
+def test_accuracy_estimate_at_small_n_holds_the_truth_on_a_five_principle_taxonomy(datasets_dir: Path,
+                                                                                  embedder) -> None:
+    """25 random labels over 5 principles (review's default n there), 10 reviewer draws.  With 5 random folds the
+    fold models often lost a class's only labels and graded worse models than the final one: mean error −0.050
+    over these draws (the interval missed 0.63 at 0.36 [0.17, 0.52] in one CLI run); stratified folds: −0.026.
+    Any single draw of 25 labels can still be unrepresentative (draw 0's labels are ones the unlabelled audit got
+    28 % right against 41 % overall), so the test asks for the nominal coverage over draws, not every draw."""
+    texts, raw = _dna(datasets_dir, "risk_area")
+    tax = load_taxonomy(USER / "user-do-not-answer-5.yaml")
+    amap = tax.alias_map()
+    gold = [amap[lab.strip().lower()] for lab in raw]
+    vecs = embedder.encode(texts)
+    anchors = build_anchors(tax, embedder, load_background(), harm_exclude=("do-not-answer",))
+    base, _ = refine_assignments(adapt_base_rate(AnchorAssigner().fit(anchors).assign(vecs)), vecs, anchors)
+    ids = [f"p{i}" for i in range(len(texts))]
+    hits, errors, widths = [], [], []
+    for seed in range(10):
+        rand = np.random.default_rng(seed).choice(len(texts), 25, replace=False)
+        labels = ReviewLabels([ids[i] for i in rand], [gold[i] for i in rand], ["random"] * 25, source="simulated")
+        out = apply_labels(base, vecs, anchors, ids, labels)
+        un = np.where(~out.reviewed)[0]
+        truth = float(np.mean([(out.assignments.anchor_id(i) or "none") == gold[i] for i in un]))
+        lo, hi = out.estimates["accuracy"]["ci95"]
+        hits.append(lo <= truth <= hi)
+        errors.append(out.estimates["accuracy"]["value"] - truth)
+        widths.append(hi - lo)
+    print(f"\ncoverage {np.mean(hits):.2f}, mean error {np.mean(errors):+.3f}, widest {max(widths):.3f}")
+    widest = wilson(12.5, 25)[1] - wilson(12.5, 25)[0]  # a binomial interval on 25 labels is at most this wide
+    assert np.mean(hits) >= 0.8 and max(widths) <= widest + 1e-9
+    assert abs(float(np.mean(errors))) <= 0.04  # no longer systematically pessimistic
 
 
 def test_labelled_audit_base_carries_labels_into_the_monitor(tmp_path: Path, sample_prompts: list[str],
