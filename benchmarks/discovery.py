@@ -79,7 +79,7 @@ def score(labels: list[str] | None, pred: np.ndarray) -> dict[str, Any]:
 
 
 def vectors_of(texts: list[str]) -> np.ndarray:
-    from data_advisor.coverage.embedders import make_embedder
+    from data_advisor.coverage.embedding.registry import make_embedder
 
     return make_embedder().encode(texts)
 
@@ -213,10 +213,9 @@ def _anchors_with_subclusters(report: Any, k: int = 3) -> tuple[int, int]:
 
 
 def section_hh_audit(ds: Path) -> dict[str, Any]:
-    from data_advisor.coverage.embedders import make_embedder
-
     from data_advisor.coverage.audit import AuditSettings, run_audit
     from data_advisor.coverage.cluster import ClusterDiscovery
+    from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.taxonomy import load_taxonomy
     from data_advisor.data import load_prompts
 

@@ -252,7 +252,8 @@ def adapt_base_rate(assignments: Assignments) -> Assignments:
     scale = float(assignments.settings.get("harm_scale", 1.0) or 1.0)
     offset, pi = base_rate_offset(assignments.harm_score, scale)
     thr = float(assignments.settings.get("margin_threshold", 0.0) or 0.0)
-    anchored = assignments.harm_relevance >= thr + offset
+    # the boundary only moves up, so only anchored prompts can change (a zero vector stays unanchored)
+    anchored = assignments.anchored & (assignments.harm_relevance >= thr + offset)
     settings = {**assignments.settings, "base_rate_offset": round(offset, 6),
                 "base_rate": {"estimated_harmful_share": round(pi, 4), "boundary_shift": round(offset, 6),
                               "method": "EM prior adjustment (Saerens et al. 2002) of harm_score; boundary only "

@@ -111,21 +111,3 @@ class LightMeanPoolEncoder:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
                 out[idx] = pooled[: len(idx)].float().cpu().numpy()
         return out
-        encs = self.tokenizer.encode_batch(texts)
-        lengths = [sum(e.attention_mask) for e in encs]
-        batches: Any = list(canonical_batches(lengths))
-        if show_progress:
-            from tqdm import tqdm
-
-            batches = tqdm(batches, desc="Batches", unit="batch")
-        with torch.inference_mode():
-            for idx in batches:
-                n = int(lengths[idx[0]])
-                rows = filled([encs[i] for i in idx])
-                ids = torch.tensor([e.ids[:n] for e in rows], dtype=torch.long, device=self.device)
-                types = torch.tensor([e.type_ids[:n] for e in rows], dtype=torch.long, device=self.device)
-                hidden = self.model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                    token_type_ids=types).last_hidden_state
-                pooled = torch.nn.functional.normalize(hidden.mean(dim=1), p=2, dim=1)
-                out[idx] = pooled[: len(idx)].float().cpu().numpy()
-        return out
