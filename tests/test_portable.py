@@ -6,6 +6,7 @@ The cache and artefact locks go through ``filelock``, which falls back to its po
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,10 @@ def test_import_and_a_small_audit_work_without_fcntl(tmp_path: Path, sample_prom
         "'--no-cluster', '-q'])\n"
         "assert 'fcntl' not in sys.modules or sys.modules['fcntl'] is None\n"
         "sys.exit(rc)\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    # A cache of its own: lock files left by this process's fcntl locks would read as held to the portable lock that
+    # filelock picks without fcntl (Windows itself gets msvcrt locks, which do not see them either).
+    env = {**os.environ, "DATA_ADVISOR_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads((out / "coverage.json").read_text("utf-8"))
     assert report["metrics"]["n_prompts"] == len(sample_prompts)
