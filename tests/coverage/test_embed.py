@@ -94,11 +94,10 @@ def test_vectors_carry_meaning(st_embedder: SentenceTransformerEmbedder) -> None
     assert sims[0, 1] > max(sims[0, 2], sims[0, 3], sims[1, 2], sims[1, 3]) + 0.2
 
 
-def test_dim_uses_the_current_sentence_transformers_api(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dim_uses_the_current_sentence_transformers_api() -> None:
     """No FutureWarning on every audit's stderr: newer sentence-transformers renamed the dimension getter.  The
     sentence-transformers loader is forced: the light loader would answer ``dim`` without asking the getter."""
-    monkeypatch.setenv("DATA_ADVISOR_ST_LOADER", "sentence-transformers")
-    st_embedder = SentenceTransformerEmbedder()
+    st_embedder = SentenceTransformerEmbedder(loader="sentence-transformers")
     assert st_embedder._light_encoder() is None  # the getter under test is the one that answers
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
