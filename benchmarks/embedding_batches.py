@@ -6,7 +6,8 @@ Embeds the first ``n`` human turns of hh-rlhf's harmless-base test set with the 
 ``padded`` is the former recipe (longest first, batches of 64 padded to their longest text), ``canonical`` the
 current one (:mod:`data_advisor.coverage.embedding.batching`: bucketed fixed-shape batches).  Reports
 prompts/s of each (median over repeats, run alternately so machine load hits both alike), their ratio, and for
-each recipe the largest difference between the vectors of batch sizes 64 and 7 (padded) or between the whole set and a shuffled third (canonical).
+each recipe the largest difference between the vectors of batch sizes 64 and 7 (padded) or between the whole
+set and a shuffled third (canonical).
 Writes ``benchmarks/results/embedding_batches.json``.
 """
 
