@@ -166,13 +166,21 @@ def sample_prompts() -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def _toolkit_logger_restored() -> Iterator[None]:
-    """Each test starts with the ``data_advisor`` logger as the previous test found it: an in-process CLI run
-    configures it (its own stderr handler, ``propagate=False``, a level), which would otherwise hide the toolkit's
-    messages from ``caplog`` in whatever test happens to run next."""
+def _toolkit_logger_reset() -> Iterator[None]:
+    """Each test starts and ends with the ``data_advisor`` logger unconfigured (no handler, propagating, no level).
+
+    Why: an in-process CLI run configures it (its own stderr handler, ``propagate=False``, a level) and every CLI
+    run configures it again itself; left over from a module- or session-scoped fixture it would print each toolkit
+    warning twice in a later test, or hide it from ``caplog``, depending on which tests ran before."""
     import logging
 
     log = logging.getLogger("data_advisor")
-    saved = (list(log.handlers), log.propagate, log.level)
+
+    def reset() -> None:
+        log.handlers[:] = []
+        log.propagate = True
+        log.setLevel(logging.NOTSET)
+
+    reset()
     yield
-    log.handlers[:], log.propagate, log.level = saved
+    reset()
