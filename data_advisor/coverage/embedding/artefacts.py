@@ -10,15 +10,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from data_advisor.coverage.embedding.cache import notice
 from data_advisor.errors import DataAdvisorError, InputError
+from data_advisor.io import move_aside
 
 T = TypeVar("T")
 
@@ -117,16 +116,17 @@ def load_artefact(folder: Path, *, fmt: int, base_id: str, files: Sequence[str],
         return attempt()
     except _ArtefactDamaged as exc:
         reason = str(exc)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    aside = folder.with_name(f"{folder.name}.damaged-{stamp}-{os.getpid()}")
+    aside_name = "(another process moved it first)"
     with file_lock(lock):
         try:
             if folder.exists():
-                os.replace(folder, aside)
+                aside_name = move_aside(folder).name
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             raise InputError(f"the {what} in {folder} is damaged ({reason}) and cannot be moved aside",
                              f"delete {folder} (it is rebuilt from the bundled model): {exc.strerror or exc}") from None
-    notice(f"the {what} in {folder} was damaged ({reason}): moved it to {aside.name} and building it again "
+    notice(f"the {what} in {folder} was damaged ({reason}): moved it to {aside_name} and building it again "
            "(delete the damaged copy when done)")
     try:
         return attempt()

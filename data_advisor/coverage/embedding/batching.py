@@ -36,17 +36,21 @@ CANONICAL_BATCH = 8
 :data:`~data_advisor.coverage.embedding.cache.VECTOR_FORMAT` with it."""
 
 
-def canonical_batches(lengths: Sequence[int] | np.ndarray, batch: int = CANONICAL_BATCH) -> Iterator[np.ndarray]:
-    """Positions of the texts in each forward pass: one token length per batch, at most ``batch`` texts, shortest
-    lengths first (within a length, input order: a text's row position does not change its row's arithmetic)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(lengths, kind="stable")
+def _groups(keys: np.ndarray, batch: int) -> Iterator[np.ndarray]:
+    """Positions grouped by equal ``keys`` (smallest first, input order within a key), cut into ``batch``-sized runs."""
+    order = np.argsort(keys, kind="stable")
     if not len(order):
         return
-    cuts = np.flatnonzero(np.diff(lengths[order])) + 1
+    cuts = np.flatnonzero(np.diff(keys[order])) + 1
     for group in np.split(order, cuts):
         for start in range(0, len(group), batch):
             yield group[start : start + batch]
+
+
+def canonical_batches(lengths: Sequence[int] | np.ndarray, batch: int = CANONICAL_BATCH) -> Iterator[np.ndarray]:
+    """Positions of the texts in each forward pass: one token length per batch, at most ``batch`` texts, shortest
+    lengths first (within a length, input order: a text's row position does not change its row's arithmetic)."""
+    yield from _groups(np.asarray(lengths, dtype=np.int64), batch)
 
 
 BUCKET_ROWS = 32
@@ -66,13 +70,8 @@ def bucketed_batches(lengths: Sequence[int] | np.ndarray,
     """(positions, padded length) of each forward pass: texts grouped by :func:`padded_length`, at most ``batch``
     per pass (fill the rest with :func:`filled`), shortest first, input order within a group."""
     padded = np.asarray([padded_length(int(n)) for n in lengths], dtype=np.int64)
-    order = np.argsort(padded, kind="stable")
-    if not len(order):
-        return
-    cuts = np.flatnonzero(np.diff(padded[order])) + 1
-    for group in np.split(order, cuts):
-        for start in range(0, len(group), batch):
-            yield group[start : start + batch], int(padded[group[0]])
+    for idx in _groups(padded, batch):
+        yield idx, int(padded[idx[0]])
 
 
 def filled(rows: Sequence[T], batch: int = CANONICAL_BATCH) -> list[T]:

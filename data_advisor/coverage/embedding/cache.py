@@ -16,7 +16,6 @@ import os
 import re
 import sqlite3
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from data_advisor import _env
 from data_advisor.errors import DataAdvisorError, InputError, OutputError
+from data_advisor.io import is_sqlite_corruption, move_aside
 
 T = TypeVar("T")
 
@@ -38,9 +38,6 @@ within this tolerance: every backend stores L2-normalised rows, so a zero-filled
 
 LOCK_TIMEOUT_S = 600
 """A cache lock held longer than this (another process stuck) is a one-line error, not an endless wait."""
-
-_CORRUPT_SQLITE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-
 
 def text_key(text: str) -> bytes:
     """Cache key of one text: the first 16 bytes of its sha256."""
@@ -72,12 +69,6 @@ def notice(message: str) -> None:
     """One line about a recovery the cache made (the user learns why this run re-embedded), through the toolkit's
     logger at warning level: shown with ``-q`` too."""
     _env.log.warning(message)
-
-
-def _is_corruption(exc: sqlite3.Error) -> bool:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc).lower()
-    return name.startswith(_CORRUPT_SQLITE) or "malformed" in text or "not a database" in text
 
 
 class CacheDamaged(Exception):
@@ -173,7 +164,7 @@ class EmbeddingCache:
             count, _ = db.execute("SELECT COUNT(*), MAX(row) FROM vec").fetchone()
         except sqlite3.Error as exc:
             db.close()
-            if _is_corruption(exc):
+            if is_sqlite_corruption(exc):
                 raise CacheDamaged(f"index.sqlite is unreadable ({exc})") from None
             raise self._guard(exc) from None
         self._db = db
@@ -197,17 +188,18 @@ class EmbeddingCache:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        aside = self.dir.with_name(f"{self.dir.name}.damaged-{stamp}-{os.getpid()}")
+        aside_name = "(another process moved it first)"
         try:
             if self.dir.exists():
-                os.replace(self.dir, aside)
+                aside_name = move_aside(self.dir).name
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             raise InputError(f"embedding cache {self.dir} is damaged ({reason}) and cannot be moved aside "
                              f"({exc.strerror or exc})",
                              f"delete {self.dir} (a cache: nothing is lost), or set DATA_ADVISOR_CACHE to another "
                              "folder") from None
-        msg = (f"embedding cache {self.dir} was damaged ({reason}): moved it to {aside.name} and started a new "
+        msg = (f"embedding cache {self.dir} was damaged ({reason}): moved it to {aside_name} and started a new "
                "cache (texts are embedded again; delete the damaged copy when done)")
         self.notices.append(msg)
         notice(msg)
@@ -274,7 +266,7 @@ class EmbeddingCache:
         try:
             return fn(self.db)
         except sqlite3.Error as exc:
-            if not _is_corruption(exc):
+            if not is_sqlite_corruption(exc):
                 raise self._guard(exc) from None
             self.recover(f"index.sqlite failed while {what} ({exc})")
         try:
@@ -382,7 +374,7 @@ class EmbeddingCache:
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     db.rollback()
-                if not _is_corruption(exc):
+                if not is_sqlite_corruption(exc):
                     raise self._guard(exc) from None
                 # The index broke under us: start a new cache (lock already held) and write these rows there.
                 if self._ino() == self._index_ino:
