@@ -282,7 +282,11 @@ def read_run(run_dir: Path) -> RunFolder:
         raise InputError(f"{run_dir} is not a run folder (no config.json)",
                          "pass the --out folder of a `data-advisor generate` or `curate` run")
     config = _read_json_object(cfg, "a run configuration")
-    _, _, state = _read_state(run_dir)
+    prompts_read, rounds_read, state = _read_state(run_dir)
+    for read in (prompts_read, rounds_read):
+        if read.torn_bytes:  # read-only: nothing is cut here, but what is shown is said
+            _note(f"{read.path} ends with a partly written record ({read.torn_bytes} bytes: a run still going, or "
+                  f"killed); read without it ({len(read.rows)} complete records)")
     base_path = run_dir / "base.json"
     base = BaseSnapshot.from_json(_read_json_object(base_path, "a base record")) if base_path.exists() else None
     return RunFolder(run_dir, config, state.prompts, state.rounds, base)

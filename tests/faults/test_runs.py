@@ -81,8 +81,9 @@ def test_report_on_a_damaged_run_folder(curate_run: tuple[Path, str], tmp_path: 
     page = tmp_path / "report.html"
     rc, err = run_inproc("report", out, "--out", page, "--plotlyjs", "cdn")
     no_traceback(rc, err)
-    if rc == 0:
-        assert html_without_stamp(page).replace(str(out), str(base)) == baseline, f"exit 0, different page: {err}"
+    if rc == 0:  # the same page, or one without a torn last record that says so
+        same = html_without_stamp(page).replace(str(out), str(base)) == baseline
+        assert same or (str(out / name) in err and "partly written record" in err), f"exit 0, different page: {err}"
     else:
         error_line(rc, err, [out / name, out])
         assert not page.exists()
