@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import _common as C
 
@@ -101,3 +103,21 @@ def binary_sets(ds: Path, *, alpaca_split: str = "test", n_alpaca: int = 2000, s
         out.append(BinarySet(f"{s.key}+alpaca", s.group, s.texts + alp, [1] * len(s.texts) + [0] * len(alp),
                              beside=s.beside))
     return out
+
+
+def taxonomy_runs(spec: LabelledSet) -> Iterator[tuple[str, Any, list[str]]]:
+    """(kind, taxonomy, gold anchor ids) for each taxonomy a labelled set is scored with: its one-sentence user
+    taxonomy, and the built-in one written beside it (``builtin-dev``: a dev figure).  A taxonomy its labels do not
+    map onto is skipped with a log line."""
+    from data_advisor.coverage.taxonomy import load_taxonomy
+
+    runs = [("user", load_taxonomy(spec.user_taxonomy))]
+    if spec.builtin and spec.level == "leaf":
+        runs.append(("builtin-dev", load_taxonomy(spec.builtin)))
+    for kind, tax in runs:
+        amap = tax.alias_map()
+        gold = [amap.get(lab.strip().lower()) for lab in spec.labels]
+        if any(g is None for g in gold):
+            C.log(f"{spec.key} {kind}: labels do not map onto {tax.id}, skipped")
+            continue
+        yield kind, tax, gold  # type: ignore[misc]

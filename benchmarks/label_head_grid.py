@@ -53,7 +53,6 @@ def main() -> None:
     from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.harm import DEFAULT_TOP_K
     from data_advisor.coverage.review_pick import PER_PRINCIPLE, RANDOM_MIN, RANDOM_SHARE
-    from data_advisor.coverage.taxonomy import load_taxonomy
 
     p = C.base_parser(__doc__)
     p.add_argument("--draws", type=int, default=3)
@@ -70,14 +69,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for spec in S.labelled_sets(ds):
         vecs = embedder.encode(spec.texts)
-        runs = [("user", load_taxonomy(spec.user_taxonomy))]
-        if spec.builtin and spec.level == "leaf":
-            runs.append(("builtin-dev", load_taxonomy(spec.builtin)))
-        for kind, tax in runs:
-            amap = tax.alias_map()
-            gold = [amap.get(lab.strip().lower()) for lab in spec.labels]
-            if any(g is None for g in gold):
-                continue
+        for kind, tax, gold in S.taxonomy_runs(spec):
             base, anchors = pipe.assign(tax, vecs, spec), pipe.anchors(tax, spec.beside)
             leaf = [q.id for q in tax.leaves()]
             f1: dict[str, float] = {}

@@ -286,14 +286,7 @@ def main() -> None:
     unanchored: list[dict[str, Any]] = []
     for spec in sets:
         vecs = audit.embedder.encode(spec.texts)
-        runs = [("user", load_taxonomy(spec.user_taxonomy))]
-        if spec.builtin and spec.level == "leaf":
-            runs.append(("builtin-dev", load_taxonomy(spec.builtin)))
-        for kind, tax in runs:
-            amap = tax.alias_map()
-            gold = [amap.get(lab.strip().lower()) for lab in spec.labels]
-            if any(g is None for g in gold):
-                continue
+        for kind, tax, gold in S.taxonomy_runs(spec):
             C.log(f"{spec.key} {kind}: {len(gold)} prompts")
             r = run_labelled(audit, spec, tax, gold, vecs, draws, args.seed)  # type: ignore[arg-type]
             labelled.append({"set": spec.key, "taxonomy": kind, "taxonomy_id": tax.id, **r})

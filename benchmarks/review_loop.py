@@ -356,7 +356,6 @@ def main() -> None:
     from data_advisor.coverage.embedding.registry import make_embedder
     from data_advisor.coverage.harm import DEFAULT_TOP_K
     from data_advisor.coverage.review_pick import PER_PRINCIPLE, RANDOM_MIN, RANDOM_SHARE
-    from data_advisor.coverage.taxonomy import load_taxonomy
 
     embedder = make_embedder()
     C.log("harm threshold, leave-one-dataset-out")
@@ -370,15 +369,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     for spec in sets:
         vecs = embedder.encode(spec.texts)
-        runs = [("user", load_taxonomy(spec.user_taxonomy))]
-        if spec.builtin and spec.level == "leaf":
-            runs.append(("builtin-dev", load_taxonomy(spec.builtin)))
-        for kind, tax in runs:
-            amap = tax.alias_map()
-            gold = [amap.get(lab.strip().lower()) for lab in spec.labels]
-            if any(g is None for g in gold):
-                C.log(f"{spec.key} {kind}: labels do not map onto {tax.id}, skipped")
-                continue
+        for kind, tax, gold in S.taxonomy_runs(spec):
             t0 = time.perf_counter()
             r = run_combo(pipe, spec, tax, gold, vecs, draws, args.seed)  # type: ignore[arg-type]
             results.append({"set": spec.key, "group": spec.group, "taxonomy": kind, "taxonomy_id": tax.id, **r})
