@@ -3,32 +3,16 @@ different benchmarks merge without touching each other)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
+import render_results
 
 def cli_doc() -> dict[str, Any] | None:
     """``review_loop.py --cli``'s result (the full run's, else the quick one's), or None."""
-    for name in ("review_loop_cli.json", "review_loop_cli.quick.json"):
-        p = RESULTS / name
-        if p.exists():
-            doc = json.loads(p.read_text("utf-8"))
-            doc["_file"] = f"results/{name}"
-            return doc
-    return None
+    return render_results.load("review_loop_cli")
 
 
-def _f(x: Any, d: int = 3) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    return f"{float(x):.{d}f}"
+_f = render_results.f
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
