@@ -7,6 +7,7 @@ from typing import Any
 
 import render_results
 
+
 def cli_doc() -> dict[str, Any] | None:
     """``review_loop.py --cli``'s result (the full run's, else the quick one's), or None."""
     return render_results.load("review_loop_cli")
